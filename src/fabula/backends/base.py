@@ -1,0 +1,84 @@
+"""The backend interface: a Request in, a Completion out.
+
+A backend is one small class with an ``id``, a ``model`` name and ``complete()``.
+Writing a story takes several requests in a row (one per paragraph in beats
+mode), so the writer hands the backend *jobs*: objects that say what to ask
+next (``request()``) and take the answer (``feed()``). ``run()`` drives many
+jobs and yields each one when it is finished. The default ``run()`` does one
+request at a time; a backend that can batch (embedded) or overlap requests
+(a server) overrides it, and nothing else in fabula changes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt: str  # text to continue (completion) or the instruction (chat)
+    max_tokens: int
+    seed: int
+    temperature: float = 0.8
+    top_p: float = 0.92
+    repeat_penalty: float = 1.18
+    min_tokens: int = 0  # no end of paragraph / text before this many tokens
+    stop_at_newline: bool = True  # a paragraph ends at the first newline
+    ban: tuple[str, ...] = ()  # phrases to keep out of the text (lower-case)
+    chat: bool = False  # instruct mode: prompt is a user message
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: int  # tokens generated
+    seconds: float  # wall time for this request
+    finish: str = "stop"  # "stop" (newline / end of text) | "length"
+    backtracks: int = 0  # banned phrases undone while sampling
+    retries: int = 0  # transport retries (server backends)
+
+
+class Job(Protocol):
+    def request(self) -> Request | None:
+        """The next request, or None when the job is done."""
+
+    def feed(self, completion: Completion) -> None:
+        """Take the completion of the last request."""
+
+
+@dataclass
+class Backend:
+    id: str = "base"
+    model: str = ""
+    stats: dict = field(default_factory=lambda: {"tokens": 0, "seconds": 0.0, "retries": 0, "backtracks": 0})
+
+    def complete(self, request: Request) -> Completion:
+        raise NotImplementedError
+
+    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+        for job in jobs:
+            if job is None:  # only a batching backend can have jobs in flight here
+                raise RuntimeError("job stream stalled with no job in flight")
+            while (req := job.request()) is not None:
+                job.feed(self._counted(self.complete(req)))
+            yield job
+
+    def _counted(self, c: Completion) -> Completion:
+        self.stats["tokens"] += c.tokens
+        self.stats["seconds"] += c.seconds
+        self.stats["retries"] += c.retries
+        self.stats["backtracks"] += c.backtracks
+        return c
+
+    def describe(self) -> dict:
+        """What goes into corpus.jsonl about the backend."""
+        return {"backend": self.id, "model": self.model}
+
+    def close(self) -> None:
+        pass
+
+
+def now() -> float:
+    return time.perf_counter()

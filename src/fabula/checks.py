@@ -1,0 +1,153 @@
+"""Checks: each takes a draft and returns a Verdict (keep, or drop with a reason).
+
+Reasons are short slugs (``too-short``, ``off-card``, ``degenerate``,
+``meta-text``, ``stock-phrase``, ``near-duplicate``) so the summary and
+``rejects.jsonl`` can count them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from fabula.records import Card, Verdict
+
+WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-žȘ-ț'’-]+")
+
+# Text about the text rather than the story: blurbs, headings, publishing
+# notes, links, markdown. Matched case-insensitively, anywhere.
+META = re.compile(
+    r"this (short )?story|originally published|first published|all rights reserved|copyright|"
+    r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
+    r"https?://|www\.|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
+    r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
+    r"\bpart \d\b|\bkindle\b|\bpaperback\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text)
+
+
+def length(text: str, lo: int, hi: int) -> Verdict:
+    n = len(words(text))
+    if n < lo:
+        return Verdict("length", False, "too-short", f"{n} words < {lo}")
+    if n > hi:
+        return Verdict("length", False, "too-long", f"{n} words > {hi}")
+    return Verdict("length", True, detail=f"{n} words")
+
+
+def adherence(text: str, card: Card) -> Verdict:
+    missing = []
+    if card.hero.first not in text and card.hero.last not in text:
+        missing.append(f"protagonist {card.hero.full}")
+    city = card.slots.get("city")
+    if city and city not in text:
+        missing.append(f"city {city}")
+    if missing:
+        return Verdict("adherence", False, "off-card", "missing " + ", ".join(missing))
+    return Verdict("adherence", True)
+
+
+def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
+    """Share of n-grams that repeat an earlier n-gram of the same text
+    (seq-rep-n, Welleck et al. 2019)."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 1) -> Verdict:
+    m = META.search(text)
+    if m:
+        return Verdict("degeneration", False, "meta-text", f"contains {m.group(0)!r}")
+    toks = [w.lower() for w in words(text)]
+    rep = repeated_ngram_share(toks, 4)
+    if rep > max_rep4:
+        return Verdict("degeneration", False, "degenerate", f"repeated 4-grams {rep:.2f} > {max_rep4}")
+    sentences = [s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
+    top = Counter(sentences).most_common(1)
+    if top and top[0][1] > max_sentence_repeats:
+        return Verdict("degeneration", False, "degenerate", f"sentence repeated {top[0][1]} times: {top[0][0][:60]!r}")
+    return Verdict("degeneration", True, detail=f"rep4 {rep:.3f}")
+
+
+def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern | None:
+    """One regex matching any phrase as whole words, case-insensitively,
+    with any run of spaces or hyphens between its words."""
+    if not phrases:
+        return None
+    parts = []
+    for p in sorted({p.strip().lower() for p in phrases if p.strip()}, key=len, reverse=True):
+        toks = re.split(r"[\s-]+", p)
+        parts.append(r"[\s-]+".join(re.escape(t) for t in toks))
+    return re.compile(r"(?<![\w])(?:" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
+
+
+def stock_phrases(text: str, pattern: re.Pattern | None) -> Verdict:
+    if pattern is not None:
+        m = pattern.search(text)
+        if m:
+            return Verdict("stock-phrases", False, "stock-phrase", f"contains {m.group(0)!r}")
+    return Verdict("stock-phrases", True)
+
+
+def shingles(text: str, n: int = 5) -> set[str]:
+    toks = [w.lower() for w in words(text)]
+    return {" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))}
+
+
+@dataclass
+class NearDuplicates:
+    """MinHash LSH over word 5-gram shingles of every accepted story.
+
+    ``check()`` compares a draft with the index; ``add()`` inserts an accepted
+    story. Jaccard threshold default 0.5; 128 permutations.
+    """
+
+    threshold: float = 0.5
+    num_perm: int = 128
+    _lsh: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        from datasketch import MinHashLSH
+
+        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+
+    def minhash(self, text: str):
+        from datasketch import MinHash
+
+        m = MinHash(num_perm=self.num_perm, seed=1)
+        m.update_batch([s.encode() for s in shingles(text)])
+        return m
+
+    def check(self, text: str) -> Verdict:
+        hits = self._lsh.query(self.minhash(text))
+        if hits:
+            return Verdict("near-duplicate", False, "near-duplicate", f"like {sorted(hits)[0]}")
+        return Verdict("near-duplicate", True)
+
+    def add(self, key: str, text: str) -> None:
+        if key not in self._lsh:
+            self._lsh.insert(key, self.minhash(text))
+
+
+def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | None, near: NearDuplicates | None) -> list[Verdict]:
+    """All checks, cheapest first; stops at the first drop."""
+    out = []
+    for check in (
+        lambda: length(text, lo, hi),
+        lambda: adherence(text, card),
+        lambda: degeneration(text),
+        lambda: stock_phrases(text, avoid),
+        lambda: near.check(text) if near is not None else Verdict("near-duplicate", True),
+    ):
+        v = check()
+        out.append(v)
+        if not v.keep:
+            break
+    return out

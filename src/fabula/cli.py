@@ -1,0 +1,270 @@
+"""The command line: fabula write | plan | packs | report.
+
+Every expected failure is a FabulaError, printed as one line
+(``fabula: error: ...``) with exit code 2. Ctrl-C keeps every finished story
+and exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fabula import __version__
+from fabula.errors import FabulaError, UsageError
+
+EPILOG_WRITE = """\b
+Examples:
+  fabula write -n 3 --out corpus                 # 3 spy stories, embedded model
+  fabula write -n 50 --out corpus --seed 7       # same folder, same seed: extends to 50
+  fabula write -n 5 --pack my_pack.toml --words 300 --out westerns
+  fabula write -n 20 --backend gguf:/models/qwen.gguf --out corpus2
+\b
+Re-running a command on the same --out continues where it stopped; stories
+already written are never touched.
+"""
+
+
+def _fail(e: Exception, code: int = 2) -> None:
+    click.echo(f"fabula: error: {e}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FabulaError as e:
+            _fail(e, e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fabula")
+def main() -> None:
+    """fabula writes corpora of short fiction with language models, and keeps
+    them diverse: every story is planned as a card, the planner steers the
+    corpus away from repeats, and `fabula report` measures the result.
+
+    Start with `fabula write -n 3 --out corpus`, then `fabula report corpus`.
+    """
+
+
+def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
+    phrases = list(pack.avoid_phrases) + list(pack.avoid_names)
+    if avoid_path:
+        p = Path(avoid_path)
+        if not p.is_file():
+            raise UsageError(f"--avoid {p}: no such file; give a text file with one phrase per line")
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UsageError(f"--avoid {p}: not UTF-8 text; save it as UTF-8 with one phrase per line") from None
+        phrases += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(p.lower() for p in phrases))
+
+
+@main.command(epilog=EPILOG_WRITE)
+@click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Stories the corpus should hold.")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="corpus", show_default=True, help="Corpus folder (created, or continued).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Plans and sampling derive from it; same seed, same corpus.")
+@click.option("--pack", default="spy", show_default=True, help="Built-in pack name or path to a pack .toml.")
+@click.option("--backend", default="embedded", show_default=True, help="embedded | gguf:PATH | fake")
+@click.option("--words", type=click.IntRange(min=40), default=None, help="Target length in words [default: the pack's, 450 for spy].")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Sampling temperature [default: the pack's].")
+@click.option("--top-p", type=click.FloatRange(0.01, 1), default=None, help="Nucleus sampling mass [default: the pack's].")
+@click.option("--repeat-penalty", type=click.FloatRange(1, 2), default=None, help="Penalty on recently used tokens [default: the pack's].")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Drafts per card before it is rejected [default: the pack's].")
+@click.option("--avoid", "avoid_path", type=click.Path(dir_okay=False), default=None, help="Extra phrases to keep out, one per line.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the embedded model [default: all cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads, quiet):
+    """Write stories into a corpus folder until it holds N."""
+    from fabula.backends import make_backend
+    from fabula.packs import load_pack
+    from fabula.pipeline import write_corpus
+    from fabula.plan import Planner
+    from fabula.store import Store
+    from fabula.write import WriteSettings
+
+    p = load_pack(pack)
+    g = p.generation
+    avoid = _load_avoid(p, avoid_path)
+    settings = WriteSettings(
+        words=words or p.words,
+        mode=g.mode,
+        frame=g.frame,
+        temperature=g.temperature if temperature is None else temperature,
+        top_p=g.top_p if top_p is None else top_p,
+        repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
+        ban=avoid,
+    )
+    for problem in Planner(p, seed, count).feasibility():
+        click.echo(f"fabula: warning: {problem}", err=True)
+    store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
+    options = {"threads": threads} if threads else {}
+    be = make_backend(backend, **options)
+    if g.mode == "instruct" and not getattr(be, "chat", True):
+        raise UsageError(f"pack {p.name} asks for instruct mode, which backend {be.id} cannot do; use a beats-mode pack or a chat backend")
+
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, initial=min(len(store.records()), count), unit="story", file=sys.stderr, dynamic_ncols=True)
+
+    def on_story(s):
+        if bar is not None:
+            bar.n = min(s.already + s.written, count)
+            bar.set_postfix_str(f"{s.tokens_per_second:.1f} tok/s, dropped {sum(s.dropped.values())}", refresh=False)
+            bar.refresh()
+
+    try:
+        summary = write_corpus(store, p, be, count, seed, settings, max_attempts or g.max_attempts, avoid=avoid, on_story=on_story)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        n = len(store.records())
+        click.echo(f"fabula: interrupted; {n} stories kept in {out}; run the same command to continue", err=True)
+        sys.exit(130)
+    finally:
+        be.close()
+    if bar is not None:
+        bar.close()
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"corpus: {Path(out) / 'stories'}")
+
+
+@main.command()
+@click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Cards to plan.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--pack", default="spy", show_default=True, help="Built-in pack name or path to a pack .toml.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON card per line instead of text.")
+def plan(count, seed, pack, as_json):
+    """Print the cards a run would write, without writing.
+
+    \b
+    Example:
+      fabula plan -n 2 --seed 7
+    """
+    from fabula.packs import load_pack
+    from fabula.plan import Planner
+
+    p = load_pack(pack)
+    planner = Planner(p, seed, count)
+    for problem in planner.feasibility():
+        click.echo(f"fabula: warning: {problem}", err=True)
+    for _ in range(count):
+        card = planner.next()
+        if as_json:
+            click.echo(json.dumps(card.to_dict(), ensure_ascii=False))
+            continue
+        h, o = card.hero, card.other
+        click.echo(f"#{card.id}  {card.title}")
+        click.echo(f"  hero:  {h.full} ({h.nationality}, {h.gender}, {h.service})")
+        click.echo(f"  other: {o.full} ({o.nationality}, {o.gender})")
+        click.echo("  " + "; ".join(f"{k}: {v}" for k, v in card.slots.items() if k not in ("summons", "tie", "secret", "ending", "cover")))
+        for i, beat in enumerate(card.beats, 1):
+            click.echo(f"  {i}. {beat}")
+        click.echo()
+
+
+@main.command()
+@click.option("--show", "show", default=None, metavar="NAME|PATH", help="Validate one pack and print its pools and placeholders.")
+def packs(show):
+    """List the built-in premise packs, or validate and describe one.
+
+    \b
+    Examples:
+      fabula packs
+      fabula packs --show spy
+      fabula packs --show ./my_pack.toml     # exit 2 and one line if it is broken
+    """
+    from fabula.packs import CHARACTER_FIELDS, builtin_names, load_pack
+
+    if show is None:
+        for name in builtin_names():
+            p = load_pack(name)
+            click.echo(f"{name:<10} {p.title} ({p.words} words, {len(p.beats)} beats) - {p.description}")
+        click.echo("\nUse --pack NAME or --pack PATH.toml with write and plan; `fabula packs --show NAME` describes one.")
+        return
+    p = load_pack(show)
+    click.echo(f"{p.name}: {p.title} ({p.source}, digest {p.digest})")
+    click.echo(f"  words {p.words} ({p.min_words}-{p.max_words}), mode {p.generation.mode}")
+    click.echo(f"  nationalities: {len(p.nationalities)} ({sum(n.hero for n in p.nationalities)} for the hero)")
+    for slot, values in p.slots.items():
+        click.echo(f"  slot {slot}: {len(values)} values, cap {p.cap(slot):g}")
+    for beat in p.beats:
+        click.echo(f"  beat {beat.name}: {len(beat.variants)} variants")
+    click.echo(f"  avoid: {len(p.avoid_phrases)} phrases, {len(p.avoid_names)} names")
+    click.echo("  placeholders: " + ", ".join([f"hero.{f}" for f in sorted(CHARACTER_FIELDS)] + [f"other.*"] + list(p.slots)))
+
+
+REPORT_ROWS = [
+    ("stories", "stories"),
+    ("words_mean", "words, mean"),
+    ("words_min", "words, min"),
+    ("words_max", "words, max"),
+    ("compression_ratio", "compression ratio (gzip; lower = more diverse)"),
+    ("self_repetition_4", "self-repetition, 4-grams (lower = better)"),
+    ("distinct_1", "distinct-1"),
+    ("distinct_2", "distinct-2"),
+    ("distinct_3", "distinct-3"),
+    ("distinct_4", "distinct-4"),
+    ("self_bleu_4", "self-BLEU-4 (lower = better)"),
+    ("seq_rep_4", "within-story repeated 4-grams"),
+    ("near_duplicate_pairs", "near-duplicate pairs (Jaccard >= 0.5)"),
+    ("mean_cosine", "mean pairwise cosine"),
+    ("vendi_per_n", "Vendi score / N"),
+    ("top_name", "most common name (share of stories)"),
+    ("stock_phrases_per_1k_words", "stock phrases per 1,000 words"),
+    ("stock_phrase_story_share", "stories with a stock phrase"),
+]
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write every metric per folder to this JSON file.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Write a self-contained HTML report here.")
+@click.option("--first-words", type=click.IntRange(min=1), default=None, help="Measure only the first N words of each story (human references use 250).")
+def report(folders, json_path, html_path, first_words):
+    """Measure the diversity of one or more folders of .txt stories, side by side.
+
+    Works on any folder of .txt files (a fabula corpus, the reference seeds,
+    anyone's stories). Cards are used for recurrence when the folder is a
+    fabula corpus.
+
+    \b
+    Examples:
+      fabula report corpus
+      fabula report corpus other_stories/ --html report.html --json report.json
+    """
+    from fabula.report.metrics import measure
+    from fabula.store import write_atomic
+
+    results = []
+    for f in folders:
+        r = measure(Path(f), first_words=first_words)
+        if r["stories"] == 0:
+            raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
+        results.append(r)
+    width = max(len(label) for _, label in REPORT_ROWS) + 2
+    col = max(14, *(len(str(f)) + 2 for f in folders))
+    click.echo("metric".ljust(width) + "".join(str(f).rjust(col) for f in folders))
+    from fabula.report.html import _fmt
+
+    for key, label in REPORT_ROWS:
+        click.echo(label.ljust(width) + "".join(_fmt(r.get(key)).rjust(col) for r in results))
+    if all(r["mean_cosine"] is None for r in results):
+        click.echo("(semantic metrics n/a: the embedding extra is not part of this release)")
+    if json_path:
+        write_atomic(Path(json_path), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        click.echo(f"json: {json_path}")
+    if html_path:
+        from fabula.report.html import render
+
+        write_atomic(Path(html_path), render(results, REPORT_ROWS))
+        click.echo(f"html: {html_path}")

@@ -1,0 +1,158 @@
+"""Plan → write → check → store, until the corpus holds N stories.
+
+The backend pulls jobs from ``_Jobs`` at its own pace (one at a time, or a
+batch); each finished job comes back here, is checked, and is either committed,
+retried with a new sampling seed, or recorded as rejected. Cards are planned
+lazily, so memory does not grow with N.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from fabula.backends.base import Backend
+from fabula.checks import NearDuplicates, phrase_pattern, run_checks, words
+from fabula.errors import FabulaError
+from fabula.packs import Pack
+from fabula.plan import Planner
+from fabula.store import Store
+from fabula.write import StoryJob, WriteSettings
+
+
+@dataclass
+class Summary:
+    target: int
+    already: int = 0  # stories in the folder before this run
+    written: int = 0  # stories committed by this run
+    rejected: int = 0  # cards given up after max_attempts drafts
+    dropped: Counter = field(default_factory=Counter)  # drafts dropped, by reason
+    tokens: int = 0
+    seconds: float = 0.0  # wall time of the run
+    retries: int = 0  # transport retries (server backends)
+    backtracks: int = 0  # banned phrases undone while sampling
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def lines(self) -> list[str]:
+        total = self.already + self.written
+        out = [f"written {self.written} (corpus now {total}/{self.target}), rejected cards {self.rejected}"]
+        if self.dropped:
+            out.append("drafts dropped: " + ", ".join(f"{k} {v}" for k, v in self.dropped.most_common()))
+        out.append(f"{self.tokens} tokens in {self.seconds:.1f} s ({self.tokens_per_second:.1f} tokens/s)")
+        if self.retries or self.backtracks:
+            out.append(f"retried requests {self.retries}, banned phrases undone {self.backtracks}")
+        return out
+
+
+class TooManyRejects(FabulaError):
+    pass
+
+
+def write_corpus(
+    store: Store,
+    pack: Pack,
+    backend: Backend,
+    n: int,
+    seed: int,
+    settings: WriteSettings,
+    max_attempts: int,
+    avoid: tuple[str, ...] = (),
+    near_threshold: float = 0.5,
+    on_story: Callable[[Summary], None] | None = None,
+) -> Summary:
+    t0 = time.perf_counter()
+    records = store.records()
+    summary = Summary(target=n, already=len(records))
+    if len(records) >= n:
+        return summary
+    lo, hi = pack.word_range(settings.words)
+    pattern = phrase_pattern(avoid)
+    near = NearDuplicates(threshold=near_threshold)
+    for key, text in store.texts():
+        near.add(key, text)
+    jobs = _Jobs(store, pack, seed, n, settings, accepted=len(records))
+    give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
+
+    try:
+        for job in backend.run(jobs):
+            jobs.in_flight -= 1
+            summary.tokens += job.tokens
+            summary.retries += job.retries
+            summary.backtracks += job.backtracks
+            draft = job.draft(backend.id, backend.model)
+            verdicts = run_checks(draft.text, job.card, lo, hi, pattern, near)
+            if all(v.keep for v in verdicts):
+                rec = store.accept(jobs.accepted, draft.text, {
+                    "card": job.card.to_dict(),
+                    "pack": {"name": pack.name, "digest": pack.digest},
+                    **backend.describe(),
+                    "sampling": draft.sampling,
+                    "seed": draft.seed,
+                    "attempt": draft.attempt,
+                    "words": len(words(draft.text)),
+                    "tokens": draft.tokens,
+                    "seconds": round(draft.seconds, 3),
+                    "checks": [v.to_dict() for v in verdicts],
+                })
+                near.add(rec["id"], draft.text)
+                jobs.accepted += 1
+                summary.written += 1
+            else:
+                bad = verdicts[-1]
+                summary.dropped[bad.reason] += 1
+                if job.attempt + 1 < max_attempts:
+                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings))
+                else:
+                    store.reject({"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason,
+                                  "detail": bad.detail, "last_draft": draft.text, **backend.describe()})
+                    summary.rejected += 1
+                    if summary.rejected > give_up:
+                        raise TooManyRejects(
+                            f"{summary.rejected} cards failed all {max_attempts} drafts (last: {bad.reason}, {bad.detail}); "
+                            f"see {store.root}/rejects.jsonl, then adjust --words or the pack's sampling settings"
+                        )
+            summary.seconds = time.perf_counter() - t0
+            if on_story:
+                on_story(summary)
+    finally:
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+class _Jobs:
+    """The job stream a backend pulls from. Yields None when every remaining
+    story is already in flight (a batching backend then waits for one to finish)."""
+
+    def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, accepted: int):
+        self.store, self.settings, self.n = store, settings, n
+        planned = store.cards()
+        finished = {r["card"]["id"] for r in store.records()} | {r["card"]["id"] for r in store.rejects()}
+        self.pending = deque(c for c in planned if c.id not in finished)
+        self.planner = Planner(pack, seed, n, planned)
+        self.retry: deque[StoryJob] = deque()
+        self.accepted = accepted
+        self.in_flight = 0
+
+    def __iter__(self) -> Iterator[StoryJob | None]:
+        while True:
+            if self.retry:
+                job = self.retry.popleft()
+            elif self.accepted + self.in_flight < self.n:
+                if self.pending:
+                    card = self.pending.popleft()
+                else:
+                    card = self.planner.next()
+                    self.store.plan(card)
+                job = StoryJob(card, 0, self.settings)
+            elif self.in_flight == 0:
+                return
+            else:
+                yield None
+                continue
+            self.in_flight += 1
+            yield job

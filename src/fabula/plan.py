@@ -1,0 +1,183 @@
+"""The planner: cards from a pack and a seed, steered by corpus tallies.
+
+Planning is sequential and deterministic: card k depends on the pack, the seed,
+the target size and the cards 0..k-1 (whose tallies steer it). The store keeps
+every planned card in ``plan.jsonl``; a resumed or extended run rebuilds the
+tallies from that file, so caps hold across runs.
+
+Steering rule, for every slot, nationality, gender and beat variant: choose at
+random among the values with the lowest count that are still under their cap.
+That spreads values evenly (top share ≈ 1 / pool size) and never passes a cap
+unless the pool is too small, which ``feasibility()`` reports before writing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+from fabula.names import draw_name
+from fabula.packs import ENV, Nationality, Pack
+from fabula.records import Card, Character
+
+NAME_DRAWS = 200  # Faker draws per character before the name caps are relaxed
+
+
+def cap_count(cap: float, n: int) -> int:
+    """A cap as a count for a corpus of n: shares round down, but a value may
+    always be used at least once."""
+    return int(cap) if cap >= 1 else max(1, math.floor(cap * n))
+
+
+@dataclass
+class _View:
+    """A character as templates see it: {{ hero }} is the full name."""
+
+    c: Character
+
+    def __str__(self) -> str:
+        return self.c.full
+
+    def __getattr__(self, attr: str):
+        c = self.c
+        male = c.gender == "male"
+        pron = {"he": "he" if male else "she", "him": "him" if male else "her", "his": "his" if male else "her"}
+        if attr in pron:
+            return pron[attr]
+        if attr[:1].isupper() and attr.lower() in pron:
+            return pron[attr.lower()].capitalize()
+        if attr == "full":
+            return c.full
+        if attr == "nationality":
+            return c.nationality
+        return getattr(c, attr)
+
+
+def _render(src: str, ctx: dict) -> str:
+    return ENV.from_string(src).render(**ctx)
+
+
+class Planner:
+    def __init__(self, pack: Pack, seed: int, target: int, history: Iterable[Card] = ()):
+        self.pack = pack
+        self.seed = seed
+        self.target = target
+        self.tally: dict[str, Counter] = {}
+        self.full_names: set[str] = set()
+        self.next_id = 0
+        for card in history:
+            self._count(card)
+            self.next_id = max(self.next_id, card.id + 1)
+        self.avoid_names = {n.lower() for n in pack.avoid_names}
+
+    # -- tallies -------------------------------------------------------------
+    def _count(self, card: Card) -> None:
+        for ch in (card.hero, card.other):
+            self.full_names.add(ch.full)
+            self._bump("first_name", ch.first)
+            self._bump("surname", ch.last)
+        self._bump("nationality", card.hero.nationality)
+        self._bump("other_nationality", card.other.nationality)
+        self._bump("gender", card.hero.gender)
+        self._bump("other_gender", card.other.gender)
+        self._bump("service", card.hero.service)
+        for slot, choice in card.choices.items():
+            self._bump(slot, choice)
+        for i, v in enumerate(card.beat_variants):
+            self._bump(f"beat:{i}", str(v))
+
+    def _bump(self, key: str, value: str) -> None:
+        self.tally.setdefault(key, Counter())[value] += 1
+
+    def tallies(self) -> dict[str, dict[str, int]]:
+        return {k: dict(c.most_common()) for k, c in sorted(self.tally.items())}
+
+    # -- choice --------------------------------------------------------------
+    def _pick(self, rng: random.Random, key: str, values: list[str], cap_key: str | None = None) -> str:
+        counts = self.tally.get(key, Counter())
+        limit = cap_count(self.pack.cap(cap_key or key), self.target)
+        under = [v for v in values if counts[v] < limit] or list(values)
+        low = min(counts[v] for v in under)
+        return rng.choice([v for v in under if counts[v] == low])
+
+    def _character(self, rng: random.Random, role: str, nats: list[Nationality]) -> Character:
+        nat_key = "nationality" if role == "hero" else "other_nationality"
+        by_key = {n.key: n for n in nats}
+        nat = by_key[self._pick(rng, nat_key, list(by_key), cap_key="nationality")]
+        gender = self._pick(rng, "gender" if role == "hero" else "other_gender", ["female", "male"], cap_key="nationality")
+        first_cap = cap_count(self.pack.cap("first_name"), self.target)
+        last_cap = cap_count(self.pack.cap("surname"), self.target)
+        firsts, lasts = self.tally.get("first_name", Counter()), self.tally.get("surname", Counter())
+        best = None
+        for _ in range(NAME_DRAWS):
+            first, last = draw_name(nat.locale, gender, rng)
+            full = f"{first} {last}"
+            if full in self.full_names or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
+                continue
+            if firsts[first] < first_cap and lasts[last] < last_cap:
+                best = (first, last)
+                break
+            if best is None:  # remember a unique fallback in case the caps cannot hold
+                best = (first, last)
+        if best is None:
+            raise RuntimeError(f"no unused {nat.adjective} name found in {NAME_DRAWS} draws")
+        service = self._pick(rng, "service", list(nat.services)) if role == "hero" else ""
+        return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective, locale=nat.locale, service=service)
+
+    # -- cards ---------------------------------------------------------------
+    def next(self) -> Card:
+        card_id = self.next_id
+        rng = random.Random(f"fabula:{self.pack.name}:{self.seed}:{card_id}")
+        hero = self._character(rng, "hero", [n for n in self.pack.nationalities if n.hero])
+        other = self._character(rng, "other", list(self.pack.nationalities))
+        raw = {slot: self._pick(rng, slot, list(values)) for slot, values in self.pack.slots.items()}
+        if "cover" in raw:
+            hero = Character(**{**hero.__dict__, "cover": raw["cover"]})
+        chars = {"hero": _View(hero), "other": _View(other)}
+        slots = {slot: _render(v, chars) for slot, v in raw.items()}
+        ctx = {**chars, **slots}
+        variants, beats = [], []
+        for i, beat in enumerate(self.pack.beats):
+            idx = int(self._pick(rng, f"beat:{i}", [str(j) for j in range(len(beat.variants))], cap_key="beat"))
+            variants.append(idx)
+            beats.append(_tidy(_render(beat.variants[idx], ctx)))
+        title = _render(rng.choice(self.pack.titles), ctx)
+        card = Card(
+            id=card_id,
+            seed=rng.getrandbits(31),
+            pack=self.pack.name,
+            title=title,
+            hero=hero,
+            other=other,
+            slots=slots,
+            choices=raw,
+            beats=beats,
+            beat_variants=variants,
+        )
+        self._count(card)
+        self.next_id += 1
+        return card
+
+    def feasibility(self) -> list[str]:
+        """Caps that cannot hold for the target size, each as one sentence."""
+        problems = []
+        n = self.target
+        checks = [(slot, len(values), slot) for slot, values in self.pack.slots.items()]
+        checks.append(("hero nationality", sum(1 for x in self.pack.nationalities if x.hero), "nationality"))
+        for label, pool, cap_key in checks:
+            limit = cap_count(self.pack.cap(cap_key), n)
+            if pool * limit < n:
+                problems.append(
+                    f"{label}: {pool} values x cap {limit} = {pool * limit} stories < {n}; "
+                    f"values will repeat beyond the cap ({self.pack.cap(cap_key):g}); add values to the pack or raise caps.{cap_key}"
+                )
+        return problems
+
+
+def _tidy(sentence: str) -> str:
+    """Capitalise the first letter (a slot may open a beat) and squash spaces."""
+    s = " ".join(sentence.split())
+    return s[:1].upper() + s[1:]

@@ -1,0 +1,77 @@
+"""One self-contained HTML file: the metrics table, length histograms as inline
+SVG, the top recurring values, and a reading pane. Every story text is
+escaped, so markup inside a story shows as text and never runs."""
+
+from __future__ import annotations
+
+import html
+import random
+from pathlib import Path
+from typing import Any
+
+from fabula.report.metrics import load_folder
+
+READING_SAMPLE = 50
+
+
+def _svg_histogram(hist: dict[str, int]) -> str:
+    if not hist:
+        return ""
+    w, h, gap = 24, 100, 4
+    top = max(hist.values())
+    bars = []
+    for i, (label, n) in enumerate(hist.items()):
+        bh = int(h * n / top)
+        x = i * (w + gap)
+        bars.append(f'<rect x="{x}" y="{h - bh}" width="{w}" height="{bh}" fill="#4a6fa5"><title>{html.escape(label)} words: {n}</title></rect>')
+        bars.append(f'<text x="{x}" y="{h + 12}" font-size="8">{html.escape(label.split("-")[0])}</text>')
+    return f'<svg class="hist" width="{len(hist) * (w + gap)}" height="{h + 16}" role="img" aria-label="length histogram">{"".join(bars)}</svg>'
+
+
+def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(r['folder'])}</th>" for r in results)
+    body = []
+    for key, label in rows:
+        cells = "".join(f"<td>{e(_fmt(r.get(key)))}</td>" for r in results)
+        body.append(f"<tr><th>{e(label)}</th>{cells}</tr>")
+    hist = "".join(f"<td>{_svg_histogram(r['length_histogram'])}</td>" for r in results)
+    body.append(f"<tr><th>length histogram</th>{hist}</tr>")
+    recur = []
+    for r in results:
+        parts = []
+        for field, top in r["recurrence"].items():
+            items = "".join(f"<li>{e(str(t['value']))} - {t['share']:.0%}</li>" for t in top)
+            parts.append(f"<h4>{e(field)}</h4><ol>{items}</ol>")
+        recur.append(f"<td>{''.join(parts)}</td>")
+    body.append(f"<tr><th>most common values (share of stories)</th>{''.join(recur)}</tr>")
+    panes = []
+    for r in results:
+        stories = load_folder(Path(r["folder"]))
+        if len(stories) > READING_SAMPLE:
+            stories = random.Random(0).sample(stories, READING_SAMPLE)
+        items = []
+        for s in stories:
+            card = ""
+            if s.card:
+                c = s.card
+                card = f"<p class=card>{e(c['title'])} - {e(c['hero']['first'])} {e(c['hero']['last'])} ({e(c['hero']['nationality'])}), {e(c['slots'].get('city', ''))}</p>"
+            paras = "".join(f"<p>{e(p)}</p>" for p in s.text.split("\n\n") if p.strip())
+            items.append(f"<details><summary>{e(s.id)}</summary>{card}{paras}</details>")
+        panes.append(f"<section><h3>{e(r['folder'])}</h3>{''.join(items)}</section>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>fabula report</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}}
+.card{{color:#555;font-style:italic}}details{{margin:.3em 0}}section{{max-width:60em}}</style></head><body>
+<h1>fabula report</h1><table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>
+<h2>Reading pane</h2>{''.join(panes)}</body></html>
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, dict) and "value" in v:
+        return f"{v['value']} ({v['share']:.0%})"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)

@@ -1,0 +1,166 @@
+"""The corpus folder: append-only, atomic, resumable.
+
+    DIR/fabula.json        manifest: pack (name + digest) and seed; written once
+    DIR/plan.jsonl         every card planned, in order (tallies are rebuilt from it)
+    DIR/stories/NNN_<hash16>.txt   accepted stories; hash16 = sha256(text)[:16]
+    DIR/corpus.jsonl       one record per accepted story, in index order
+    DIR/rejects.jsonl      cards whose every draft failed a check, with reasons
+
+Crash safety. A story's commit point is its line in corpus.jsonl: the text
+file is written to a temporary name, fsynced and renamed into place first, and
+only then is the record appended (one write, then fsync). ``open()`` repairs
+whatever a SIGKILL can leave: a last line without its newline is cut off,
+temporary files and story files that no record names are removed. So a killed
+run resumes with every committed story intact and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from fabula.errors import StoreError
+from fabula.records import Card
+
+MANIFEST = "fabula.json"
+PLAN = "plan.jsonl"
+CORPUS = "corpus.jsonl"
+REJECTS = "rejects.jsonl"
+STORIES = "stories"
+TMP_SUFFIX = ".tmp"
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Write a whole file under a temporary name, fsync, rename into place."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line with a single write and fsync it."""
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Records of a JSONL file. A torn last line (no newline: the process died
+    mid-write) is dropped, and with ``repair`` cut from the file."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    keep = raw if raw.endswith(b"\n") or not raw else raw[: raw.rfind(b"\n") + 1]
+    if repair and keep != raw:
+        with open(path, "r+b") as f:
+            f.truncate(len(keep))
+            os.fsync(f.fileno())
+    out = []
+    for i, line in enumerate(keep.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise StoreError(f"{path}, line {i}: not valid JSON; the file was edited by hand: restore it or move the folder aside") from None
+    return out
+
+
+@dataclass
+class Store:
+    root: Path
+
+    @property
+    def stories_dir(self) -> Path:
+        return self.root / STORIES
+
+    # -- opening -------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, manifest: dict[str, Any]) -> "Store":
+        """Create or reopen a corpus folder written with the same manifest."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root} is a file, not a folder; choose another --out")
+        store = cls(root)
+        man_path = root / MANIFEST
+        if man_path.exists():
+            have = json.loads(man_path.read_text(encoding="utf-8"))
+            for key in ("pack", "seed"):
+                if have.get(key) != manifest.get(key):
+                    raise StoreError(
+                        f"{root} holds a corpus written with {key} {have.get(key)!r}, not {manifest.get(key)!r}; "
+                        f"run with the same --{key} to continue it, or choose a new --out"
+                    )
+        else:
+            if root.exists() and any(p.name != STORIES for p in root.iterdir()):
+                raise StoreError(f"{root} exists and is not a fabula corpus; choose an empty or new folder for --out")
+            root.mkdir(parents=True, exist_ok=True)
+            write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        store.stories_dir.mkdir(exist_ok=True)
+        store.repair()
+        return store
+
+    def repair(self) -> None:
+        """Undo what a killed run can leave behind (see the module docstring)."""
+        for name in (PLAN, CORPUS, REJECTS):
+            read_jsonl(self.root / name, repair=True)
+        named = {r["file"] for r in self.records()}
+        for p in self.stories_dir.iterdir():
+            if p.name.endswith(TMP_SUFFIX) or f"{STORIES}/{p.name}" not in named:
+                p.unlink()
+        for p in self.root.glob("*" + TMP_SUFFIX):
+            p.unlink()
+
+    # -- reading -------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.root / CORPUS)
+
+    def rejects(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.root / REJECTS)
+
+    def cards(self) -> list[Card]:
+        return [Card.from_dict(d) for d in read_jsonl(self.root / PLAN)]
+
+    def texts(self) -> Iterator[tuple[str, str]]:
+        for r in self.records():
+            yield r["id"], (self.root / r["file"]).read_text(encoding="utf-8")
+
+    # -- writing -------------------------------------------------------------
+    def plan(self, card: Card) -> None:
+        append_line(self.root / PLAN, card.to_dict())
+
+    def accept(self, index: int, text: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Commit a story as number ``index``; returns the record written."""
+        h = text_hash(text)
+        name = f"{index:03d}_{h}.txt"
+        write_atomic(self.stories_dir / name, text)
+        rec = {"id": f"{index:03d}_{h}", "index": index, "file": f"{STORIES}/{name}", **record}
+        append_line(self.root / CORPUS, rec)
+        return rec
+
+    def reject(self, record: dict[str, Any]) -> None:
+        append_line(self.root / REJECTS, record)
