@@ -101,11 +101,22 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
         repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
         ban=avoid,
     )
-    for problem in Planner(p, seed, count).feasibility():
+    planner = Planner(p, seed, count)
+    for problem in planner.feasibility():
         click.echo(f"fabula: warning: {problem}", err=True)
-    store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
+    if g.mode == "beats":
+        lo, hi = p.word_range(settings.words)
+        beat_words = len(" ".join(planner.next().beats).split())
+        if beat_words + 8 * len(p.beats) > hi:
+            raise UsageError(
+                f"--words {settings.words} allows at most {hi} words, but the beat sentences of pack {p.name} alone take "
+                f"about {beat_words}; use --words {int((beat_words + 25 * len(p.beats)) * settings.words / hi) + 1} or more"
+            )
     options = {"threads": threads} if threads else {}
-    be = make_backend(backend, **options)
+    if backend == "embedded" or backend.startswith("gguf:"):
+        options["words"] = settings.words
+    be = make_backend(backend, **options)  # before the folder: a bad backend leaves nothing behind
+    store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
     if g.mode == "instruct" and not getattr(be, "chat", True):
         raise UsageError(f"pack {p.name} asks for instruct mode, which backend {be.id} cannot do; use a beats-mode pack or a chat backend")
 

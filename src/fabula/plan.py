@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
-from fabula.names import draw_name
+from fabula.names import draw_name, is_latin
 from fabula.packs import ENV, Nationality, Pack
 from fabula.records import Card, Character
 
@@ -97,17 +97,21 @@ class Planner:
 
     # -- choice --------------------------------------------------------------
     def _pick(self, rng: random.Random, key: str, values: list[str], cap_key: str | None = None) -> str:
+        """Least-used value under its cap (``cap_key`` None: evenness only)."""
         counts = self.tally.get(key, Counter())
-        limit = cap_count(self.pack.cap(cap_key or key), self.target)
+        limit = cap_count(self.pack.cap(cap_key), self.target) if cap_key else math.inf
         under = [v for v in values if counts[v] < limit] or list(values)
         low = min(counts[v] for v in under)
         return rng.choice([v for v in under if counts[v] == low])
 
+    def _optional_cap(self, key: str) -> str | None:
+        return key if key in self.pack.caps else None
+
     def _character(self, rng: random.Random, role: str, nats: list[Nationality]) -> Character:
         nat_key = "nationality" if role == "hero" else "other_nationality"
         by_key = {n.key: n for n in nats}
-        nat = by_key[self._pick(rng, nat_key, list(by_key), cap_key="nationality")]
-        gender = self._pick(rng, "gender" if role == "hero" else "other_gender", ["female", "male"], cap_key="nationality")
+        nat = by_key[self._pick(rng, nat_key, list(by_key), cap_key=self._optional_cap("nationality"))]
+        gender = self._pick(rng, "gender" if role == "hero" else "other_gender", ["female", "male"])
         first_cap = cap_count(self.pack.cap("first_name"), self.target)
         last_cap = cap_count(self.pack.cap("surname"), self.target)
         firsts, lasts = self.tally.get("first_name", Counter()), self.tally.get("surname", Counter())
@@ -115,7 +119,7 @@ class Planner:
         for _ in range(NAME_DRAWS):
             first, last = draw_name(nat.locale, gender, rng)
             full = f"{first} {last}"
-            if full in self.full_names or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
+            if not is_latin(full) or full in self.full_names or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
                 best = (first, last)
@@ -124,7 +128,7 @@ class Planner:
                 best = (first, last)
         if best is None:
             raise RuntimeError(f"no unused {nat.adjective} name found in {NAME_DRAWS} draws")
-        service = self._pick(rng, "service", list(nat.services)) if role == "hero" else ""
+        service = self._pick(rng, "service", list(nat.services)) if role == "hero" else ""  # evenness only
         return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective, locale=nat.locale, service=service)
 
     # -- cards ---------------------------------------------------------------
@@ -133,7 +137,7 @@ class Planner:
         rng = random.Random(f"fabula:{self.pack.name}:{self.seed}:{card_id}")
         hero = self._character(rng, "hero", [n for n in self.pack.nationalities if n.hero])
         other = self._character(rng, "other", list(self.pack.nationalities))
-        raw = {slot: self._pick(rng, slot, list(values)) for slot, values in self.pack.slots.items()}
+        raw = {slot: self._pick(rng, slot, list(values), cap_key=slot) for slot, values in self.pack.slots.items()}
         if "cover" in raw:
             hero = Character(**{**hero.__dict__, "cover": raw["cover"]})
         chars = {"hero": _View(hero), "other": _View(other)}
@@ -141,7 +145,7 @@ class Planner:
         ctx = {**chars, **slots}
         variants, beats = [], []
         for i, beat in enumerate(self.pack.beats):
-            idx = int(self._pick(rng, f"beat:{i}", [str(j) for j in range(len(beat.variants))], cap_key="beat"))
+            idx = int(self._pick(rng, f"beat:{i}", [str(j) for j in range(len(beat.variants))], cap_key=self._optional_cap("beat")))
             variants.append(idx)
             beats.append(_tidy(_render(beat.variants[idx], ctx)))
         title = _render(rng.choice(self.pack.titles), ctx)
@@ -166,7 +170,8 @@ class Planner:
         problems = []
         n = self.target
         checks = [(slot, len(values), slot) for slot, values in self.pack.slots.items()]
-        checks.append(("hero nationality", sum(1 for x in self.pack.nationalities if x.hero), "nationality"))
+        if "nationality" in self.pack.caps:
+            checks.append(("hero nationality", sum(1 for x in self.pack.nationalities if x.hero), "nationality"))
         for label, pool, cap_key in checks:
             limit = cap_count(self.pack.cap(cap_key), n)
             if pool * limit < n:

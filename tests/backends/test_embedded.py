@@ -1,0 +1,48 @@
+"""The embedded backend on the real Gemma 3 270M model (short outputs)."""
+
+import pytest
+
+from fabula.backends.base import Request
+from fabula.errors import BackendError
+
+pytestmark = pytest.mark.model
+
+PROMPT = ("From a collection of literary short stories about former Cold War spies.\n\nThe Exchange\n\n"
+          "In 1994, Arnolds Balodis repaired pianos for churches and schools in Marseille, and nobody there knew that he had once served the KGB.")
+
+
+@pytest.fixture(scope="module")
+def model():
+    from fabula.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend.load(words=120)
+
+
+def test_same_seed_same_text_and_new_seed_new_text(model):
+    req = Request(prompt=PROMPT, max_tokens=40, min_tokens=10, seed=11)
+    a, b = model.complete(req), model.complete(req)
+    assert a.text == b.text and a.tokens == b.tokens
+    c = model.complete(Request(prompt=PROMPT, max_tokens=40, min_tokens=10, seed=12))
+    assert c.text != a.text
+
+
+def test_paragraph_stops_at_newline_but_not_before_min_tokens(model):
+    c = model.complete(Request(prompt=PROMPT, max_tokens=60, min_tokens=30, seed=3))
+    assert c.tokens >= 30 and "\n" not in c.text
+    assert c.finish in ("stop", "length")
+
+
+def test_banned_phrase_is_undone_by_backtracking(model):
+    greedy = model.complete(Request(prompt=PROMPT, max_tokens=40, min_tokens=40, seed=1, temperature=0, repeat_penalty=1.0))
+    words = greedy.text.split()
+    phrase = " ".join(words[3:5]).strip(".,;:\"'").lower()  # two words the model certainly writes
+    banned = model.complete(Request(prompt=PROMPT, max_tokens=40, min_tokens=40, seed=1, temperature=0, repeat_penalty=1.0, ban=(phrase,)))
+    assert banned.backtracks >= 1
+    assert phrase not in " ".join(banned.text.lower().split())
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    from fabula.backends import make_backend
+
+    with pytest.raises(BackendError, match="no such file"):
+        make_backend(f"gguf:{tmp_path}/none.gguf")

@@ -1,0 +1,74 @@
+import pytest
+
+from fabula.checks import NearDuplicates, adherence, degeneration, length, phrase_pattern, repeated_ngram_share, stock_phrases, words
+from fabula.plan import Planner
+
+
+@pytest.fixture
+def card(spy):
+    return Planner(spy, 1, 5).next()
+
+
+def test_length_bounds():
+    assert length("one two three", 3, 5).keep
+    assert length("one two", 3, 5).reason == "too-short"
+    assert length("a b c d e f", 3, 5).reason == "too-long"
+
+
+def test_adherence_needs_protagonist_and_city(card):
+    city = card.slots["city"]
+    assert adherence(f"{card.hero.first} walked through {city}.", card).keep
+    v = adherence(f"Someone walked through {city}.", card)
+    assert not v.keep and v.reason == "off-card" and card.hero.full in v.detail
+    assert adherence(f"{card.hero.last} stayed home.", card).reason == "off-card"
+
+
+@pytest.mark.parametrize("text", [
+    "He left. This story was originally published in 1994.",
+    "Chapter 2\n\nHe left.",
+    "He left.\n\nThe End",
+    "Read more at http://example.com",
+    "**Title: The Exchange**",
+])
+def test_meta_text_is_dropped(text):
+    v = degeneration(text)
+    assert not v.keep and v.reason == "meta-text"
+
+
+def test_ordinary_prose_is_kept():
+    assert degeneration("At the end of the street he stopped. The novel idea came to him by the river.").keep
+
+
+def test_loops_are_dropped():
+    loop = "He opened the door and looked outside. " * 6
+    v = degeneration(loop)
+    assert not v.keep and v.reason == "degenerate"
+    assert repeated_ngram_share("a b c d a b c d".split(), 4) == pytest.approx(1 / 5)
+
+
+def test_stock_phrases_match_whole_words_any_case_and_hyphenation():
+    pat = phrase_pattern(["rain-soaked", "cryptic message", "Natasha"])
+    assert not stock_phrases("The Rain soaked streets.", pat).keep
+    assert not stock_phrases("a CRYPTIC\nmessage", pat).keep
+    assert not stock_phrases("Natasha smiled.", pat).keep
+    assert stock_phrases("Natashanova smiled at the cryptically messaged man.", pat).keep
+
+
+def _alpha_words(seed, n=200):
+    import random
+    rng = random.Random(seed)
+    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(n)]
+
+
+def test_near_duplicates_by_minhash():
+    base = _alpha_words(1)
+    nd = NearDuplicates(threshold=0.5)
+    nd.add("000", " ".join(base))
+    edited = base[:100] + ["changed"] + base[101:]  # one word in 200 changed
+    v = nd.check(" ".join(edited))
+    assert not v.keep and v.reason == "near-duplicate" and "000" in v.detail
+    assert nd.check(" ".join(_alpha_words(2))).keep
+
+
+def test_words_keeps_letters_of_many_alphabets():
+    assert words("Zenta Lagzdiņa met Ștefan—twice.") == ["Zenta", "Lagzdiņa", "met", "Ștefan", "twice"]

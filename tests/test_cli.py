@@ -1,0 +1,69 @@
+import json
+
+from tests.conftest import run_cli
+
+
+def test_write_with_fake_backend_prints_a_summary(tmp_path):
+    out = tmp_path / "c"
+    r = run_cli("write", "-n", "3", "--backend", "fake", "--words", "300", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "written 3 (corpus now 3/3), rejected cards 0" in r.stdout
+    assert "tokens/s" in r.stdout
+    assert "story" in r.stderr  # the progress bar
+    assert len(list((out / "stories").glob("*.txt"))) == 3
+
+
+def test_plan_is_deterministic_and_writes_nothing(tmp_path):
+    a = run_cli("plan", "-n", "3", "--seed", "4", "--json", cwd=tmp_path)
+    b = run_cli("plan", "-n", "3", "--seed", "4", "--json", cwd=tmp_path)
+    assert a.returncode == 0 and a.stdout == b.stdout
+    cards = [json.loads(x) for x in a.stdout.splitlines()]
+    assert [c["id"] for c in cards] == [0, 1, 2]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs_get_one_line_errors_and_exit_2(tmp_path):
+    cases = [
+        (("write", "--avoid", str(tmp_path / "missing.txt"), "--backend", "fake", "--out", str(tmp_path / "a")), "--avoid"),
+        (("write", "--backend", "gguf:/nope/model.gguf", "--out", str(tmp_path / "b")), "gguf:/nope/model.gguf: no such file"),
+        (("write", "--backend", "magic", "--out", str(tmp_path / "c")), "unknown backend 'magic'"),
+        (("write", "--pack", "westerns", "--out", str(tmp_path / "d")), "no built-in pack named 'westerns'"),
+        (("write", "--words", "100", "--backend", "fake", "--out", str(tmp_path / "e")), "the beat sentences of pack spy alone take"),
+    ]
+    for args, expect in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("fabula: error:") and expect in lines[0], r.stderr
+    assert not any((tmp_path / d).exists() for d in "abcde")
+
+
+def test_continuing_with_another_seed_is_refused(tmp_path):
+    out = tmp_path / "c"
+    assert run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--out", str(out), "-q").returncode == 0
+    r = run_cli("write", "-n", "2", "--backend", "fake", "--seed", "9", "--out", str(out), "-q")
+    assert r.returncode == 2 and "run with the same --seed" in r.stderr
+    assert len(list((out / "stories").iterdir())) == 1
+
+
+def test_avoid_file_adds_phrases(tmp_path):
+    avoid = tmp_path / "avoid.txt"
+    avoid.write_text("# my list\nthe\n")  # 'the' is in every filler draft
+    r = run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--max-attempts", "1", "--avoid", str(avoid), "--out", str(tmp_path / "c"), "-q")
+    assert r.returncode == 2 and "stock-phrase" in r.stderr
+
+
+def test_report_on_the_reference_seeds(seeds, tmp_path):
+    j, h = tmp_path / "r.json", tmp_path / "r.html"
+    r = run_cli("report", str(seeds), "--json", str(j), "--html", str(h))
+    assert r.returncode == 0, r.stderr
+    (m,) = json.loads(j.read_text())
+    assert m["stories"] == 3 and m["stock_phrases_per_1k_words"] > 0
+    for key in ("words_mean", "compression_ratio", "self_repetition_4", "self_bleu_4", "distinct_2", "near_duplicate_pairs", "mean_cosine", "vendi_per_n", "top_name"):
+        assert key in m
+    assert "<svg" in h.read_text()
+
+
+def test_help_teaches():
+    r = run_cli("write", "--help")
+    assert r.returncode == 0 and "Examples:" in r.stdout and "--words" in r.stdout

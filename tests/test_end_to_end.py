@@ -1,0 +1,64 @@
+"""End to end on the real embedded model: `fabula write` → stories → report,
+and a run killed with SIGKILL at several moments that still ends with exactly N
+valid stories."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fabula.checks import words
+from fabula.store import text_hash
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.model
+N = 3
+ARGS = ["write", "-n", str(N), "--words", "250", "--seed", "5"]
+
+
+def assert_valid_corpus(out, n):
+    lines = (out / "corpus.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""  # every line whole
+    recs = [json.loads(x) for x in lines[:-1]]
+    assert [r["index"] for r in recs] == list(range(n))
+    assert len({r["card"]["id"] for r in recs}) == n  # no story twice
+    files = sorted(p.name for p in (out / "stories").iterdir())
+    assert files == sorted(r["file"].split("/")[1] for r in recs)  # nothing extra, nothing half-written
+    for r in recs:
+        text = (out / r["file"]).read_text()
+        assert r["file"].endswith(f"_{text_hash(text)}.txt")
+        assert 194 <= len(words(text)) <= 306
+        assert r["card"]["hero"]["first"] in text and r["card"]["slots"]["city"] in text
+    return recs
+
+
+def test_write_and_report_on_the_embedded_model(tmp_path):
+    out = tmp_path / "c"
+    r = run_cli(*ARGS, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    recs = assert_valid_corpus(out, N)
+    assert all(r["backend"] == "embedded" and r["model"] == "gemma-3-270m-q4_k_m" for r in recs)
+    for r in recs:  # paragraphs open with the card's beats, in order
+        paras = (out / r["file"]).read_text().strip().split("\n\n")
+        assert [p[: len(b)] for p, b in zip(paras, r["card"]["beats"])] == r["card"]["beats"]
+    rep = run_cli("report", str(out), "--json", str(tmp_path / "r.json"))
+    assert rep.returncode == 0 and json.loads((tmp_path / "r.json").read_text())[0]["stories"] == N
+
+
+def test_sigkill_at_any_moment_resumes_to_exactly_n_valid_stories(tmp_path):
+    out = tmp_path / "c"
+    cmd = [sys.executable, "-m", "fabula", *ARGS, "--out", str(out), "-q"]
+    for delay in (2.5, 5.0, 8.0, 12.0):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert_valid_corpus(out, N)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert "written 0 (corpus now 3/3)" in again.stdout

@@ -1,0 +1,67 @@
+from collections import Counter
+
+from fabula.names import is_latin
+from fabula.plan import Planner, cap_count
+
+
+def plan(pack, n, seed=1):
+    p = Planner(pack, seed, n)
+    return [p.next() for _ in range(n)]
+
+
+def test_same_pack_and_seed_give_identical_cards(spy):
+    a, b = plan(spy, 12), plan(spy, 12)
+    assert [c.to_dict() for c in a] == [c.to_dict() for c in b]
+    assert [c.to_dict() for c in plan(spy, 12, seed=2)] != [c.to_dict() for c in a]
+
+
+def test_cards_carry_everything_the_writer_needs(spy):
+    for c in plan(spy, 5):
+        assert c.title and c.hero.service and c.hero.cover
+        assert len(c.beats) == len(spy.beats)
+        assert "{{" not in " ".join(c.beats) + c.title
+        assert c.hero.full in c.beats[0] or c.hero.first in c.beats[0]
+        nat = next(n for n in spy.nationalities if n.adjective == c.hero.nationality)
+        assert nat.hero and c.hero.locale == nat.locale and c.hero.service in nat.services
+
+
+def test_names_are_latin_unique_and_spread(spy):
+    cards = plan(spy, 100)
+    people = [ch for c in cards for ch in (c.hero, c.other)]
+    fulls = [p.full for p in people]
+    assert len(set(fulls)) == len(fulls)
+    assert all(is_latin(f) for f in fulls)
+    avoid = {n.lower() for n in spy.avoid_names}
+    assert not any(p.first.lower() in avoid for p in people)
+    firsts = Counter(p.first for p in people)
+    assert firsts.most_common(1)[0][1] <= cap_count(0.02, 100)
+
+
+def test_caps_hold_for_a_hundred_cards(spy):
+    cards = plan(spy, 100)
+    for slot, cap in (("city", 0.10), ("venue", 0.15), ("weather", 0.15), ("summons", 0.15), ("ending", 0.15)):
+        top = Counter(c.choices[slot] for c in cards).most_common(1)[0][1]
+        assert top <= cap * 100, (slot, top)
+    # steering spreads values evenly: no city twice before every city is used once
+    first48 = [c.choices["city"] for c in cards[:48]]
+    assert len(set(first48)) == 48
+    for i in range(len(spy.beats)):
+        uses = Counter(c.beat_variants[i] for c in cards)
+        assert max(uses.values()) - min(uses.values()) <= 1
+
+
+def test_history_continues_the_same_sequence(spy):
+    full = plan(spy, 10)
+    resumed = Planner(spy, 1, 10, history=full[:6])
+    assert [resumed.next().to_dict() for _ in range(4)] == [c.to_dict() for c in full[6:]]
+
+
+def test_feasibility_reports_caps_that_cannot_hold(spy):
+    from fabula.packs import parse_pack
+    from tests.test_packs import GOOD_TAIL
+
+    assert Planner(spy, 1, 100).feasibility() == []
+    small = parse_pack('[pack]\nname = "t"\nwords = 100\n' + GOOD_TAIL + "[caps]\ncity = 0.1\n", "t.toml")
+    problems = Planner(small, 1, 100).feasibility()
+    assert problems == ["city: 2 values x cap 10 = 20 stories < 100; values will repeat beyond the cap (0.1); add values to the pack or raise caps.city"]
+    assert Planner(small, 1, 2).feasibility() == []

@@ -1,0 +1,52 @@
+import json
+import os
+
+import pytest
+
+from fabula.errors import StoreError
+from fabula.store import Store, read_jsonl, text_hash
+
+MAN = {"pack": "spy", "seed": 1}
+
+
+def test_accept_names_files_like_the_seeds(tmp_path):
+    s = Store.open(tmp_path / "c", MAN)
+    rec = s.accept(0, "Hello story.\n", {"words": 2})
+    h = text_hash("Hello story.\n")
+    assert rec["file"] == f"stories/000_{h}.txt"
+    assert len(text_hash("x")) == 16
+    assert (tmp_path / "c" / rec["file"]).read_text() == "Hello story.\n"
+    assert s.records() == [rec]
+
+
+def test_repair_cuts_a_torn_line_and_orphans(tmp_path):
+    s = Store.open(tmp_path / "c", MAN)
+    s.accept(0, "One.\n", {})
+    corpus = tmp_path / "c" / "corpus.jsonl"
+    with open(corpus, "ab") as f:
+        f.write(b'{"id":"001_x","file":"stories/001_x.tx')  # killed mid-write
+    (tmp_path / "c" / "stories" / "001_deadbeefdeadbeef.txt").write_text("orphan")  # renamed, never recorded
+    (tmp_path / "c" / "stories" / "002_x.txt.tmp").write_text("half")
+    s2 = Store.open(tmp_path / "c", MAN)
+    assert len(s2.records()) == 1
+    assert corpus.read_bytes().endswith(b"\n")
+    assert sorted(p.name for p in (tmp_path / "c" / "stories").iterdir()) == [s2.records()[0]["file"].split("/")[1]]
+
+
+def test_a_different_seed_or_pack_is_refused(tmp_path):
+    Store.open(tmp_path / "c", MAN)
+    with pytest.raises(StoreError, match="written with seed 1, not 2; run with the same --seed"):
+        Store.open(tmp_path / "c", {"pack": "spy", "seed": 2})
+
+
+def test_a_foreign_folder_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="is not a fabula corpus"):
+        Store.open(tmp_path, MAN)
+
+
+def test_hand_edited_jsonl_is_a_clear_error(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(StoreError, match="x.jsonl, line 2: not valid JSON"):
+        read_jsonl(p)
