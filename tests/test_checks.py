@@ -29,6 +29,7 @@ def test_adherence_needs_protagonist_and_city(card):
     "He left.\n\nThe End",
     "Read more at http://example.com",
     "**Title: The Exchange**",
+    "He read <i>The Rotterdam Arrangement</i> twice.",
 ])
 def test_meta_text_is_dropped(text):
     v = degeneration(text)

@@ -22,7 +22,7 @@ META = re.compile(
     r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
     r"https?://|www\.|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
     r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
-    r"\bpart \d\b|\bkindle\b|\bpaperback\b",
+    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>",
     re.IGNORECASE | re.MULTILINE,
 )
 
