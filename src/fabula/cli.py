@@ -211,7 +211,7 @@ def packs(show):
     for beat in p.beats:
         click.echo(f"  beat {beat.name}: {len(beat.variants)} variants")
     click.echo(f"  avoid: {len(p.avoid_phrases)} phrases, {len(p.avoid_names)} names")
-    click.echo("  placeholders: " + ", ".join([f"hero.{f}" for f in sorted(CHARACTER_FIELDS)] + [f"other.*"] + list(p.slots)))
+    click.echo("  placeholders: " + ", ".join([f"hero.{f}" for f in sorted(CHARACTER_FIELDS)] + ["other.* (the same fields)"] + list(p.slots)))
 
 
 REPORT_ROWS = [

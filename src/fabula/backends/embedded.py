@@ -330,7 +330,6 @@ class EmbeddedBackend(Backend):
 
     def _finish(self, slot: _Slot, reason: str) -> Completion:
         text = b"".join(slot.pieces).decode("utf-8", "ignore")
-        # The last sampled token was never decoded into the cells; drop nothing else.
         return Completion(text=text, tokens=len(slot.gen), seconds=now() - slot.t0, finish=reason, backtracks=slot.backtracks)
 
     def close(self) -> None:
