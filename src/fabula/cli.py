@@ -8,6 +8,7 @@ and exits 130.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,12 +17,16 @@ import click
 from fabula import __version__
 from fabula.errors import FabulaError, UsageError
 
+DEFAULT_BATCH = 8
+
 EPILOG_WRITE = """\b
 Examples:
   fabula write -n 3 --out corpus                 # 3 spy stories, embedded model
   fabula write -n 50 --out corpus --seed 7       # same folder, same seed: extends to 50
   fabula write -n 5 --pack my_pack.toml --words 300 --out westerns
   fabula write -n 20 --backend gguf:/models/qwen.gguf --out corpus2
+  fabula write -n 100 --backend openai --base-url http://127.0.0.1:8000/v1 \\
+      --model qwen2.5-7b-instruct --concurrency 16 --out served
 \b
 Re-running a command on the same --out continues where it stopped; stories
 already written are never touched.
@@ -79,8 +84,20 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Drafts per card before it is rejected [default: the pack's].")
 @click.option("--avoid", "avoid_path", type=click.Path(dir_okay=False), default=None, help="Extra phrases to keep out, one per line.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the embedded model [default: all cores].")
+@click.option("--batch", type=click.IntRange(1, 64), default=None,
+              help="Stories decoded together by the embedded model [default: min(8, N); see README].")
+@click.option("--mode", type=click.Choice(["beats", "instruct"]), default=None,
+              help="beats: the model continues each beat sentence; instruct: one chat request per story "
+                   "[default: instruct for openai, else the pack's].")
+@click.option("--base-url", default=None, help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1")
+@click.option("--model", "model_name", default=None, help="openai backend: the model id the server serves.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="openai backend: environment variable holding the API key.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="openai backend: requests in flight.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True, help="openai backend: seconds per request.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads, quiet):
+def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
+          batch, mode, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
     """Write stories into a corpus folder until it holds N."""
     from fabula.backends import make_backend
     from fabula.packs import load_pack
@@ -94,7 +111,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
     avoid = _load_avoid(p, avoid_path)
     settings = WriteSettings(
         words=words or p.words,
-        mode=g.mode,
+        mode=mode or ("instruct" if backend == "openai" else g.mode),
         frame=g.frame,
         temperature=g.temperature if temperature is None else temperature,
         top_p=g.top_p if top_p is None else top_p,
@@ -104,7 +121,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
     planner = Planner(p, seed, count)
     for problem in planner.feasibility():
         click.echo(f"fabula: warning: {problem}", err=True)
-    if g.mode == "beats":
+    if settings.mode == "beats":
         lo, hi = p.word_range(settings.words)
         beat_words = len(" ".join(planner.next().beats).split())
         if beat_words + 8 * len(p.beats) > hi:
@@ -114,11 +131,23 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
             )
     options = {"threads": threads} if threads else {}
     if backend == "embedded" or backend.startswith("gguf:"):
-        options["words"] = settings.words
+        # Throughput on 2 cores grows to B = 4..8 and is flat beyond (bench/embedded.py).
+        options.update(words=settings.words, batch=batch or min(DEFAULT_BATCH, count))
+    elif batch:
+        raise UsageError(f"--batch applies to the embedded and gguf backends, not {backend}")
+    if backend == "openai":
+        if api_key_env != "OPENAI_API_KEY" and not os.environ.get(api_key_env):
+            raise UsageError(f"--api-key-env {api_key_env}: that variable is not set; export it, or leave the option out for a server without keys")
+        options = dict(base_url=base_url or "", model=model_name or "", api_key_env=api_key_env, concurrency=concurrency,
+                       timeout=timeout, max_retries=max_retries)
+    elif base_url or model_name:
+        raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
     be = make_backend(backend, **options)  # before the folder: a bad backend leaves nothing behind
+    if hasattr(be, "preflight"):
+        be.preflight()  # server there, key accepted, model served: before any story
     store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
-    if g.mode == "instruct" and not getattr(be, "chat", True):
-        raise UsageError(f"pack {p.name} asks for instruct mode, which backend {be.id} cannot do; use a beats-mode pack or a chat backend")
+    if settings.mode == "instruct" and not getattr(be, "chat", True):
+        raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in beats mode only: use --mode beats or --backend openai")
 
     bar = None
     if not quiet:
@@ -241,7 +270,8 @@ REPORT_ROWS = [
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write every metric per folder to this JSON file.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Write a self-contained HTML report here.")
 @click.option("--first-words", type=click.IntRange(min=1), default=None, help="Measure only the first N words of each story (human references use 250).")
-def report(folders, json_path, html_path, first_words):
+@click.option("--no-semantic", is_flag=True, help="Skip the embedding metrics even when the semantic extra is installed.")
+def report(folders, json_path, html_path, first_words, no_semantic):
     """Measure the diversity of one or more folders of .txt stories, side by side.
 
     Works on any folder of .txt files (a fabula corpus, the reference seeds,
@@ -258,7 +288,7 @@ def report(folders, json_path, html_path, first_words):
 
     results = []
     for f in folders:
-        r = measure(Path(f), first_words=first_words)
+        r = measure(Path(f), first_words=first_words, semantic=not no_semantic)
         if r["stories"] == 0:
             raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
         results.append(r)
@@ -269,10 +299,11 @@ def report(folders, json_path, html_path, first_words):
 
     for key, label in REPORT_ROWS:
         click.echo(label.ljust(width) + "".join(_fmt(r.get(key)).rjust(col) for r in results))
-    if all(r["mean_cosine"] is None for r in results):
-        click.echo("(semantic metrics n/a: the embedding extra is not part of this release)")
+    if all(r["mean_cosine"] is None for r in results) and not no_semantic:
+        click.echo("(semantic metrics n/a: the embedding model is not installed; run: pip install 'fabula[semantic]')")
     if json_path:
-        write_atomic(Path(json_path), json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+        write_atomic(Path(json_path), json.dumps(public, indent=2, ensure_ascii=False) + "\n")
         click.echo(f"json: {json_path}")
     if html_path:
         from fabula.report.html import render

@@ -28,6 +28,7 @@ class Summary:
     already: int = 0  # stories in the folder before this run
     written: int = 0  # stories committed by this run
     rejected: int = 0  # cards given up after max_attempts drafts
+    failed: int = 0  # cards the backend gave up on (kept pending: a rerun retries them)
     dropped: Counter = field(default_factory=Counter)  # drafts dropped, by reason
     tokens: int = 0
     seconds: float = 0.0  # wall time of the run
@@ -41,6 +42,8 @@ class Summary:
     def lines(self) -> list[str]:
         total = self.already + self.written
         out = [f"written {self.written} (corpus now {total}/{self.target}), rejected cards {self.rejected}"]
+        if self.failed:
+            out.append(f"failed {self.failed} (the backend gave up on them; run the same command again to retry)")
         if self.dropped:
             out.append("drafts dropped: " + ", ".join(f"{k} {v}" for k, v in self.dropped.most_common()))
         out.append(f"{self.tokens} tokens in {self.seconds:.1f} s ({self.tokens_per_second:.1f} tokens/s)")
@@ -84,6 +87,13 @@ def write_corpus(
             summary.tokens += job.tokens
             summary.retries += job.retries
             summary.backtracks += job.backtracks
+            if job.error:
+                store.fail({"card": job.card.to_dict(), "attempt": job.attempt, "reason": job.error, **backend.describe()})
+                summary.failed += 1
+                jobs.failed += 1
+                if on_story:
+                    on_story(summary)
+                continue
             draft = job.draft(backend.id, backend.model)
             verdicts = run_checks(draft.text, job.card, lo, hi, pattern, near)
             if all(v.keep for v in verdicts):
@@ -137,12 +147,13 @@ class _Jobs:
         self.retry: deque[StoryJob] = deque()
         self.accepted = accepted
         self.in_flight = 0
+        self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
 
     def __iter__(self) -> Iterator[StoryJob | None]:
         while True:
             if self.retry:
                 job = self.retry.popleft()
-            elif self.accepted + self.in_flight < self.n:
+            elif self.accepted + self.in_flight + self.failed < self.n:
                 if self.pending:
                     card = self.pending.popleft()
                 else:

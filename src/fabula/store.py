@@ -5,6 +5,7 @@
     DIR/stories/NNN_<hash16>.txt   accepted stories; hash16 = sha256(text)[:16]
     DIR/corpus.jsonl       one record per accepted story, in index order
     DIR/rejects.jsonl      cards whose every draft failed a check, with reasons
+    DIR/failed.jsonl       cards the backend gave up on (server faults); a rerun retries them
 
 Crash safety. A story's commit point is its line in corpus.jsonl: the text
 file is written to a temporary name, fsynced and renamed into place first, and
@@ -30,6 +31,7 @@ MANIFEST = "fabula.json"
 PLAN = "plan.jsonl"
 CORPUS = "corpus.jsonl"
 REJECTS = "rejects.jsonl"
+FAILED = "failed.jsonl"
 STORIES = "stories"
 TMP_SUFFIX = ".tmp"
 
@@ -126,7 +128,7 @@ class Store:
 
     def repair(self) -> None:
         """Undo what a killed run can leave behind (see the module docstring)."""
-        for name in (PLAN, CORPUS, REJECTS):
+        for name in (PLAN, CORPUS, REJECTS, FAILED):
             read_jsonl(self.root / name, repair=True)
         named = {r["file"] for r in self.records()}
         for p in self.stories_dir.iterdir():
@@ -164,3 +166,6 @@ class Store:
 
     def reject(self, record: dict[str, Any]) -> None:
         append_line(self.root / REJECTS, record)
+
+    def fail(self, record: dict[str, Any]) -> None:
+        append_line(self.root / FAILED, record)

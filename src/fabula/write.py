@@ -40,9 +40,10 @@ def derive_seed(*parts: object) -> int:
 
 
 def finish_paragraph(text: str) -> str:
-    """One paragraph of continuation: first line only, spaces squashed, and a
-    trailing half-sentence cut (the token limit, or a line ending on a colon)."""
-    text = " ".join(text.split("\n", 1)[0].split())
+    """One paragraph of continuation: its first non-empty line, spaces
+    squashed, and a trailing half-sentence cut (the token limit, or a line
+    ending on a colon)."""
+    text = " ".join(text.lstrip().split("\n", 1)[0].split())
     ends = list(SENTENCE_END.finditer(text))
     if ends:
         text = text[: ends[-1].end()]
@@ -64,6 +65,7 @@ class StoryJob:
     backtracks: int = 0
     retries: int = 0
     done: bool = False
+    error: str = ""  # set when the backend gave up on a request
 
     @property
     def seed(self) -> int:
@@ -104,6 +106,9 @@ class StoryJob:
         joiner = "" if not cont or cont[0] in ",.;:!?" else " "
         self.paragraphs.append((beat + joiner + cont).strip())
         self.done = len(self.paragraphs) == len(self.card.beats)
+
+    def fail(self, reason: str) -> None:
+        self.error, self.done = reason, True
 
     def draft(self, backend: str, model: str) -> Draft:
         return Draft(

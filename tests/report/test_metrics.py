@@ -37,3 +37,39 @@ def test_self_bleu_is_one_for_identical_and_zero_for_disjoint_docs():
     doc = "one two three four five six".split()
     assert self_bleu([doc, list(doc)]) == pytest.approx(1.0)
     assert self_bleu([A, C]) == 0.0
+
+
+def test_streaming_measure_equals_the_reference_definitions(tmp_path):
+    import random
+
+    from fabula.backends.fake import filler
+    from fabula.checks import words
+    from fabula.report.metrics import measure
+
+    rng = random.Random(3)
+    texts = [filler(rng, rng.randint(40, 120)) for _ in range(12)]
+    texts.append(texts[0])  # one exact copy: a near-duplicate pair
+    for i, t in enumerate(texts):
+        (tmp_path / f"{i:03d}.txt").write_text(t)
+    toks = [[w.lower() for w in words(t)] for t in texts]
+    m = measure(tmp_path, semantic=False)
+    assert m["stories"] == 13 and m["near_duplicate_pairs"] == 1
+    assert m["compression_ratio"] == pytest.approx(compression_ratio(texts), abs=1e-4)
+    assert m["self_repetition_4"] == pytest.approx(self_repetition(toks, 4), abs=1e-4)
+    for n in (1, 2, 3, 4):
+        assert m[f"distinct_{n}"] == pytest.approx(distinct(toks, n), abs=1e-4)
+    assert m["self_bleu_4"] == pytest.approx(self_bleu(toks, 4), abs=1e-4)
+    assert m["words_min"] == min(map(len, toks)) and m["words_max"] == max(map(len, toks))
+
+
+def test_recurrence_and_stock_phrases_on_a_foreign_folder(tmp_path):
+    from fabula.report.metrics import measure
+
+    (tmp_path / "a.txt").write_text("Karl met Natalia in Moscow. The rain-soaked street was quiet.")
+    (tmp_path / "b.txt").write_text("Then Imanol saw Natalia again, in Tokyo.")
+    (tmp_path / "c.txt").write_text("Nobody came.")
+    m = measure(tmp_path, semantic=False)
+    assert m["top_name"] == {"value": "Natalia", "share": round(2 / 3, 4)}
+    # one stock phrase in 19 words
+    assert m["stock_phrases_per_1k_words"] == pytest.approx(1000 / 19, abs=1e-3)
+    assert m["stock_phrase_story_share"] == pytest.approx(1 / 3, abs=1e-4)

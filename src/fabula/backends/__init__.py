@@ -1,4 +1,4 @@
-"""Backends by spec: ``embedded``, ``gguf:PATH``, ``fake``."""
+"""Backends by spec: ``embedded``, ``gguf:PATH``, ``openai``, ``fake``."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ def make_backend(spec: str, **options) -> Backend:
         from fabula.backends.fake import FakeBackend
 
         return FakeBackend()
+    if spec == "openai":
+        from fabula.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(**options)
     if spec == "embedded" or spec.startswith("gguf:"):
         from fabula.backends.embedded import EmbeddedBackend
 
         path = None if spec == "embedded" else spec[len("gguf:"):]
         return EmbeddedBackend.load(path, **options)
-    raise UsageError(f"unknown backend {spec!r}; use embedded, gguf:PATH or fake")
+    raise UsageError(f"unknown backend {spec!r}; use embedded, gguf:PATH, openai or fake")

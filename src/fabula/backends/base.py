@@ -47,6 +47,9 @@ class Job(Protocol):
     def feed(self, completion: Completion) -> None:
         """Take the completion of the last request."""
 
+    def fail(self, reason: str) -> None:
+        """The backend gave up on the last request (transport faults past the retry budget)."""
+
 
 @dataclass
 class Backend:

@@ -8,7 +8,7 @@ GGUF file. The model is loaded once per process.
 The engine decodes up to ``batch`` sequences in one llama.cpp context: every
 step puts each active sequence's pending tokens into one ``llama_batch`` and
 calls ``llama_decode`` once. Each sequence has its own KV cells (seq_id = slot),
-positions, sampler chain (repetition penalty → top-k → top-p → temperature →
+positions, sampler chain (top-k → repetition penalty → top-p → temperature →
 seeded draw) and stop conditions. A slot whose request finishes takes the job's
 next request (the next paragraph) or the next job at once, so the batch stays
 full (continuous batching). A new prompt reuses whatever prefix of it the
@@ -88,6 +88,12 @@ class EmbeddedBackend(Backend):
             raise BackendError(f"llama.cpp could not load the model {path}; check that it is a GGUF file")
         self.vocab = L.llama_model_get_vocab(self.lmodel)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        need, have = self._kv_bytes_per_token() * ctx_per_seq * batch, _available_memory()
+        if have and need > 0.8 * have:
+            raise BackendError(
+                f"--batch {batch} needs about {need / 2**30:.1f} GiB of KV cache for {ctx_per_seq}-token contexts, "
+                f"but only {have / 2**30:.1f} GiB is available; lower --batch or --words"
+            )
         cp = L.llama_context_default_params()
         cp.n_ctx = ctx_per_seq * batch
         cp.n_batch = cp.n_ctx  # a whole step (all prompts) goes in one llama_decode
@@ -128,6 +134,20 @@ class EmbeddedBackend(Backend):
     def describe(self) -> dict:
         return {"backend": self.id, "model": self.model, "batch": self.batch, "threads": self.threads}
 
+    def _meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(128)
+        n = self.L.llama_model_meta_val_str(self.lmodel, key.encode(), buf, 128)
+        return buf.value.decode() if n >= 0 else None
+
+    def _kv_bytes_per_token(self) -> int:
+        """f16 K and V for every layer (head size from the GGUF metadata)."""
+        L, m = self.L, self.lmodel
+        arch = self._meta("general.architecture") or ""
+        n_head = max(1, L.llama_model_n_head(m))
+        k = int(self._meta(f"{arch}.attention.key_length") or L.llama_model_n_embd(m) // n_head)
+        v = int(self._meta(f"{arch}.attention.value_length") or k)
+        return L.llama_model_n_layer(m) * L.llama_model_n_head_kv(m) * (k + v) * 2
+
     # -- text <-> tokens -----------------------------------------------------
     def tokenize(self, text: str, bos: bool = True) -> list[int]:
         data = text.encode("utf-8")
@@ -154,12 +174,15 @@ class EmbeddedBackend(Backend):
     def _new_sampler(self, req: Request):
         L = self.L
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        # top-k first: every later sampler then scans 64 candidates instead of
+        # Gemma's 262,144 (the penalty sampler alone costs ms per token on the
+        # full vocabulary).
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(TOP_K))
         if req.repeat_penalty != 1.0:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, req.repeat_penalty, 0.0, 0.0))
         if req.temperature <= 0:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
         else:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(TOP_K))
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(req.top_p, 1))
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(req.temperature))
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(req.seed & 0xFFFFFFFF))
@@ -188,8 +211,14 @@ class EmbeddedBackend(Backend):
     def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
         source = iter(jobs)
         exhausted = False
-        ban_re_cache: dict[tuple, object] = {}
+        # Start from empty KV cells: the same jobs in the same order then give
+        # the same batches, hence the same text, whatever ran before.
         L = self.L
+        L.llama_memory_clear(self.mem, True)
+        for slot in self.slots:  # also drops what an abandoned run left in flight
+            slot.cells.clear()
+            slot.job, slot.req, slot.pending = None, None, []
+        ban_re_cache: dict[tuple, object] = {}
         while True:
             # Refill idle slots: the next request of the slot's job, or a new job.
             for slot in self.slots:
@@ -334,6 +363,18 @@ class EmbeddedBackend(Backend):
 
     def close(self) -> None:
         pass  # cached for the process; freed at exit
+
+
+def _available_memory() -> int:
+    """MemAvailable in bytes (Linux), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class _OneShot:

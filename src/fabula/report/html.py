@@ -5,13 +5,8 @@ escaped, so markup inside a story shows as text and never runs."""
 from __future__ import annotations
 
 import html
-import random
-from pathlib import Path
 from typing import Any
 
-from fabula.report.metrics import load_folder
-
-READING_SAMPLE = 50
 
 
 def _svg_histogram(hist: dict[str, int]) -> str:
@@ -47,9 +42,7 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
     body.append(f"<tr><th>most common values (share of stories)</th>{''.join(recur)}</tr>")
     panes = []
     for r in results:
-        stories = load_folder(Path(r["folder"]))
-        if len(stories) > READING_SAMPLE:
-            stories = random.Random(0).sample(stories, READING_SAMPLE)
+        stories = r["_reading"]  # all stories, or the seeded sample measure() kept
         items = []
         for s in stories:
             card = ""

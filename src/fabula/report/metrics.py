@@ -19,17 +19,22 @@ Words are lower-cased runs of letters (see fabula.checks.words).
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import random
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from fabula.checks import NearDuplicates, phrase_pattern, repeated_ngram_share, words
+import numpy as np
+
+from fabula.checks import NearDuplicates, phrase_pattern, words
 
 SELF_BLEU_SAMPLE = 150
+READING_SAMPLE = 50  # stories in the HTML reading pane (seeded sample when more)
 # Stock phrases of model-written spy fiction, counted in every folder so two
 # folders are measured with the same ruler (the spy pack bans the same ones).
 STOCK_PHRASES = (
@@ -40,6 +45,15 @@ STOCK_PHRASES = (
     "calculating gaze", "heart pounding", "only time will tell", "testament to",
 )
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zà-ÿ]+(?:-[A-Z][a-z]+)?)\b")
+# Capitalised words that are not names: sentence glue and demonyms.
+_COMMON_CAPS = set(
+    "The A An He She It They His Her Their Then But And As In On At When For With This That There What Who How If So "
+    "Mr Mrs I We You My Our Its One No Not Yes After Before Years Every Nothing Nobody Slowly Afterwards "
+    "Russian Soviet Ukrainian Latvian Lithuanian Estonian Georgian Polish Czech Slovak Hungarian Romanian Bulgarian "
+    "German English British American French Italian Spanish Swedish Finnish Dutch Turkish Western Eastern".split()
+)
+SEMANTIC_SAMPLE = 2000  # stories embedded at most (seeded sample); the rest of the report uses all
+_P = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for n-gram hashes
 
 
 @dataclass
@@ -49,16 +63,25 @@ class Story:
     card: dict | None = None
 
 
-def load_folder(folder: Path) -> list[Story]:
-    """Stories of a folder: a fabula corpus (with cards) or any *.txt files."""
+def iter_folder(folder: Path) -> Iterator[Story]:
+    """Stories of a folder, one at a time: a fabula corpus (with cards, in
+    index order) or any *.txt files (sorted by name)."""
     folder = Path(folder)
     corpus = folder / "corpus.jsonl"
     if corpus.exists():
-        from fabula.store import read_jsonl
-
-        return [Story(r["id"], (folder / r["file"]).read_text(encoding="utf-8"), r.get("card")) for r in read_jsonl(corpus)]
+        with open(corpus, encoding="utf-8") as f:
+            for line in f:
+                if line.endswith("\n"):  # a torn last line is not a story yet
+                    r = json.loads(line)
+                    yield Story(r["id"], (folder / r["file"]).read_text(encoding="utf-8"), r.get("card"))
+        return
     files = sorted(folder.glob("*.txt")) or sorted(folder.glob("stories/*.txt"))
-    return [Story(p.stem, p.read_text(encoding="utf-8", errors="replace")) for p in files]
+    for p in files:
+        yield Story(p.stem, p.read_text(encoding="utf-8", errors="replace"))
+
+
+def load_folder(folder: Path) -> list[Story]:
+    return list(iter_folder(folder))
 
 
 def ngrams(toks: list[str], n: int) -> list[tuple[str, ...]]:
@@ -137,92 +160,150 @@ def self_bleu(token_lists: list[list[str]], n: int = 4, sample: int = SELF_BLEU_
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def near_duplicate_pairs(stories: list[Story], threshold: float = 0.5) -> list[tuple[str, str]]:
-    nd = NearDuplicates(threshold=threshold)
-    pairs = []
-    for s in stories:
-        m = nd.minhash(s.text)
-        pairs += [(k, s.id) for k in nd._lsh.query(m)]
-        nd._lsh.insert(s.id, m)
-    return pairs
-
-
 def _top(counter: Counter, n_stories: int, k: int = 10) -> list[dict]:
     return [{"value": v, "share": round(c / n_stories, 4)} for v, c in counter.most_common(k)]
 
 
-def recurrence(stories: list[Story]) -> dict[str, list[dict]]:
-    """Share of stories holding each value, top 10 per field.
+class _Reservoir:
+    """A seeded uniform sample of at most k items from a stream (Algorithm R)."""
 
-    From the cards when every story has one (fabula corpora); otherwise from
-    the text: capitalised words that are not sentence openers (names, places).
-    """
-    n = len(stories)
-    out: dict[str, Counter] = {}
-    if stories and all(s.card for s in stories):
-        for s in stories:
-            c = s.card
-            out.setdefault("first_name", Counter()).update({c["hero"]["first"], c["other"]["first"]})
-            out.setdefault("surname", Counter()).update({c["hero"]["last"], c["other"]["last"]})
-            for slot in ("city", "venue", "weather", "summons", "ending"):
-                if slot in c.get("choices", {}):
-                    out.setdefault(slot, Counter())[c["choices"][slot]] += 1
-    else:
-        for s in stories:
-            out.setdefault("name", Counter()).update(set(_NAME.findall(s.text)) - _COMMON_CAPS)
-    return {k: _top(v, n) for k, v in out.items()}
+    def __init__(self, k: int, seed: int = 0):
+        self.k, self.rng, self.items, self.seen = k, random.Random(seed), [], 0
+
+    def add(self, item) -> None:
+        self.seen += 1
+        if len(self.items) < self.k:
+            self.items.append(item)
+        else:
+            j = self.rng.randrange(self.seen)
+            if j < self.k:
+                self.items[j] = item
 
 
-_COMMON_CAPS = set("The A An He She It They His Her Their Then But And As In On At When For With This That There What Who How If So Mr Mrs I".split())
+def _gram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """64-bit hashes of the n-grams of a word-id array (polynomial, wrapping)."""
+    if len(ids) < n:
+        return np.empty(0, dtype=np.uint64)
+    h = np.zeros(len(ids) - n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * _P + ids[k : len(ids) - n + 1 + k]
+    return h
 
 
-def stock_phrase_stats(stories: list[Story], total_words: int) -> tuple[float, float, list[dict]]:
-    pat = phrase_pattern(STOCK_PHRASES)
-    hits, holding, per = 0, 0, Counter()
-    for s in stories:
-        found = [m.group(0).lower() for m in pat.finditer(s.text)]
-        hits += len(found)
-        holding += bool(found)
-        per.update(set(found))
-    n = len(stories) or 1
-    return (hits * 1000 / total_words if total_words else 0.0), holding / n, _top(per, n)
-
-
-def measure(folder: Path, first_words: int | None = None) -> dict[str, Any]:
-    """Every metric for one folder; ``first_words`` truncates each story first
-    (published human references use the first 250 words)."""
-    stories = load_folder(folder)
-    if first_words:
-        for s in stories:
-            s.text = " ".join(s.text.split()[:first_words])
-    toks = [[w.lower() for w in words(s.text)] for s in stories]
-    lens = [len(t) for t in toks]
+def measure(folder: Path, first_words: int | None = None, semantic: bool = True, sample: int = READING_SAMPLE) -> dict[str, Any]:
+    """Every metric for one folder, in one streaming pass: memory grows with
+    the number of distinct n-grams (8 bytes each), never with N²; self-BLEU,
+    the semantic metrics and the reading pane use seeded samples.
+    ``first_words`` truncates each story first (human references use 250)."""
+    vocab: dict[str, int] = {}
+    grams: dict[int, list[np.ndarray]] = {n: [] for n in (1, 2, 3, 4)}
+    doc4: list[np.ndarray] = []  # each story's distinct 4-gram hashes (for self-repetition)
+    lens: list[int] = []
+    seq_rep = 0.0
+    gz = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip format, gzip.compress's level
+    raw_bytes = gz_bytes = 0
+    bleu = _Reservoir(SELF_BLEU_SAMPLE, seed=0)
+    sem_sample = _Reservoir(SEMANTIC_SAMPLE, seed=0)
+    reading = _Reservoir(sample, seed=0)
+    nd = NearDuplicates(threshold=0.5)
+    near_pairs = 0
+    stock = phrase_pattern(STOCK_PHRASES)
+    stock_hits, stock_stories, stock_per = 0, 0, Counter()
+    rec: dict[str, Counter] = {}
+    all_cards = True
+    n = 0
+    for st in iter_folder(folder):
+        text = st.text if not first_words else " ".join(st.text.split()[:first_words])
+        toks = [w.lower() for w in words(text)]
+        ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in toks), dtype=np.uint64, count=len(toks))
+        for k in grams:
+            grams[k].append(_gram_hashes(ids, k))
+        g4 = grams[4][-1]
+        u4 = np.unique(g4)
+        doc4.append(u4)
+        seq_rep += 1.0 - len(u4) / len(g4) if len(g4) else 0.0
+        lens.append(len(toks))
+        chunk = (" " if n else "").encode() + text.encode("utf-8")
+        raw_bytes += len(chunk)
+        gz_bytes += len(gz.compress(chunk))
+        bleu.add(toks)
+        sem_sample.add(text)
+        reading.add(Story(st.id, text, st.card))
+        m = nd.minhash(text)
+        near_pairs += len(nd._lsh.query(m))
+        nd._lsh.insert(f"{n}:{st.id}", m)
+        found = [x.group(0).lower() for x in stock.finditer(text)]
+        stock_hits += len(found)
+        stock_stories += bool(found)
+        stock_per.update(set(found))
+        all_cards = all_cards and bool(st.card)
+        _recur(rec, st, text)
+        n += 1
+    gz_bytes += len(gz.flush())
     total = sum(lens)
-    spk, sp_share, sp_top = stock_phrase_stats(stories, total)
-    rec = recurrence(stories)
-    top_name_field = "first_name" if "first_name" in rec else "name"
-    m: dict[str, Any] = {
+    if n:
+        all4 = np.concatenate(doc4)
+        _, inverse, counts = np.unique(all4, return_inverse=True, return_counts=True)
+        shared = counts[inverse] - 1  # other stories holding each of a story's distinct 4-grams
+        bounds = np.cumsum([0] + [len(d) for d in doc4])
+        self_rep = float(np.mean([math.log(1 + int(shared[a:b].sum())) for a, b in zip(bounds[:-1], bounds[1:])]))
+    else:
+        self_rep = 0.0
+    if all_cards and n:
+        rec = {k: v for k, v in rec.items() if k != "name"}
+    else:
+        rec = {"name": rec.get("name", Counter())}
+    rec_top = {k: _top(v, n) for k, v in rec.items()}
+    top_field = "first_name" if "first_name" in rec_top else "name"
+    result: dict[str, Any] = {
         "folder": str(folder),
-        "stories": len(stories),
-        "words_mean": round(total / len(stories), 1) if stories else 0,
+        "stories": n,
+        "words_mean": round(total / n, 1) if n else 0,
         "words_min": min(lens, default=0),
         "words_max": max(lens, default=0),
-        "compression_ratio": round(compression_ratio([s.text for s in stories]), 4),
-        "self_repetition_4": round(self_repetition(toks, 4), 4),
-        **{f"distinct_{n}": round(distinct(toks, n), 4) for n in (1, 2, 3, 4)},
-        "self_bleu_4": round(self_bleu(toks, 4), 4),
-        "seq_rep_4": round(sum(repeated_ngram_share(t, 4) for t in toks) / len(toks), 4) if toks else 0.0,
-        "near_duplicate_pairs": len(near_duplicate_pairs(stories)),
+        "compression_ratio": round(raw_bytes / gz_bytes, 4) if raw_bytes else 0.0,
+        "self_repetition_4": round(self_rep, 4),
+        **{f"distinct_{k}": round(_distinct(grams[k]), 4) for k in (1, 2, 3, 4)},
+        "self_bleu_4": round(self_bleu(bleu.items, 4, sample=SELF_BLEU_SAMPLE), 4),
+        "seq_rep_4": round(seq_rep / n, 4) if n else 0.0,
+        "near_duplicate_pairs": near_pairs,
         "mean_cosine": None,
         "vendi_per_n": None,
-        "top_name": (rec.get(top_name_field) or [{"value": None, "share": 0.0}])[0],
-        "stock_phrases_per_1k_words": round(spk, 3),
-        "stock_phrase_story_share": round(sp_share, 4),
-        "stock_phrases_top": sp_top,
-        "recurrence": rec,
+        "semantic_stories": 0,
+        "top_name": (rec_top.get(top_field) or [{"value": None, "share": 0.0}])[0],
+        "stock_phrases_per_1k_words": round(stock_hits * 1000 / total, 3) if total else 0.0,
+        "stock_phrase_story_share": round(stock_stories / n, 4) if n else 0.0,
+        "stock_phrases_top": _top(stock_per, n or 1),
+        "recurrence": rec_top,
         "length_histogram": _histogram(lens),
     }
-    return m
+    result["_reading"] = reading.items  # for the HTML pane; not written to JSON
+    if semantic and n:
+        from fabula.report import semantic as sem
+
+        if sem.available():
+            x = sem.story_vectors(sem_sample.items)
+            result["mean_cosine"] = round(sem.mean_cosine(x), 4)
+            result["vendi_per_n"] = round(sem.vendi_per_n(x), 4)
+            result["semantic_stories"] = len(sem_sample.items)
+    return result
+
+
+def _distinct(parts: list[np.ndarray]) -> float:
+    total = sum(len(p) for p in parts)
+    return len(np.unique(np.concatenate(parts))) / total if total else 0.0
+
+
+def _recur(rec: dict[str, Counter], st: Story, text: str) -> None:
+    c = st.card
+    if c:
+        rec.setdefault("first_name", Counter()).update({c["hero"]["first"], c["other"]["first"]})
+        rec.setdefault("surname", Counter()).update({c["hero"]["last"], c["other"]["last"]})
+        for slot in ("city", "venue", "weather", "summons", "ending"):
+            if slot in c.get("choices", {}):
+                rec.setdefault(slot, Counter())[c["choices"][slot]] += 1
+    rec.setdefault("name", Counter()).update(set(_NAME.findall(text)) - _COMMON_CAPS)
 
 
 def _histogram(lens: list[int], width: int = 50) -> dict[str, int]:

@@ -1,0 +1,104 @@
+"""Embedded throughput: fabula's batched llama.cpp engine against a plain loop.
+
+(a) reference: llama-cpp-python's high-level ``Llama.create_completion``, one
+    prompt after another (what a user's own script, or distilabel's
+    LlamaCppLLM, does);
+(b) fabula's embedded backend at B = 1, 2, 4, 8, 16 sequences per decode.
+
+Same model, prompts (frame + title + first beat of real cards), sampling
+(temperature 0.8, top-k 64, top-p 0.92, repeat penalty 1.18), thread count and
+length limit (``--tokens`` per prompt; either side may stop earlier at
+end-of-text): tokens/s = tokens generated / wall time, prompt processing
+included. Runs interleave: every
+fabula measurement is preceded by a reference measurement, and each ratio is
+taken against the mean of the references of its round.
+
+    python bench/embedded.py            # 16 prompts x 96 tokens, 1 round
+    python bench/embedded.py --quick    # under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from fabula.backends.base import Request  # noqa: E402
+from fabula.backends.embedded import EmbeddedBackend, _OneShot, default_model_path  # noqa: E402
+from fabula.packs import load_pack  # noqa: E402
+from fabula.plan import Planner  # noqa: E402
+
+TEMP, TOP_P, TOP_K, PENALTY = 0.8, 0.92, 64, 1.18
+
+
+def prompts(n: int) -> list[str]:
+    pack = load_pack("spy")
+    planner = Planner(pack, 1, n)
+    return [f"{pack.generation.frame}{c.title}\n\n{c.beats[0]}" for c in (planner.next() for _ in range(n))]
+
+
+def reference(llm, texts: list[str], tokens: int) -> tuple[int, float]:
+    t0, total = time.perf_counter(), 0
+    for i, p in enumerate(texts):
+        out = llm.create_completion(p, max_tokens=tokens, temperature=TEMP, top_p=TOP_P, top_k=TOP_K,
+                                    repeat_penalty=PENALTY, seed=i)
+        total += out["usage"]["completion_tokens"]
+    return total, time.perf_counter() - t0
+
+
+def fabula(backend: EmbeddedBackend, texts: list[str], tokens: int) -> tuple[int, float]:
+    jobs = [_OneShot(Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i,
+                             temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY)) for i, p in enumerate(texts)]
+    t0 = time.perf_counter()
+    for _ in backend.run(iter(jobs)):
+        pass
+    return sum(j.result.tokens for j in jobs), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="8 prompts x 24 tokens, B = 1, 4, 8")
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--batches", default="1,2,4,8,16")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    if a.quick:
+        a.prompts, a.tokens, a.batches = 8, 24, "1,4,8"
+    batches = [int(b) for b in a.batches.split(",")]
+    texts = prompts(a.prompts)
+
+    from llama_cpp import Llama
+
+    path = default_model_path()
+    llm = Llama(model_path=path, n_ctx=1024, n_batch=512, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
+    print(f"model {os.path.basename(path)}, {a.prompts} prompts x {a.tokens} tokens, {a.threads} threads", flush=True)
+    reference(llm, texts[:1], 4)  # warm-up
+    refs, rows = [], []
+    for b in batches:
+        n, s = reference(llm, texts, a.tokens)
+        refs.append(n / s)
+        print(f"  reference run: {n / s:7.1f} tokens/s", flush=True)
+        backend = EmbeddedBackend.load(threads=a.threads, batch=b, words=120)
+        fabula(backend, texts[:1], 4)  # warm-up
+        n, s = fabula(backend, texts, a.tokens)
+        rows.append((b, n / s))
+        print(f"  fabula B={b:<2}:    {n / s:7.1f} tokens/s", flush=True)
+    ref = sum(refs) / len(refs)
+    best = max(rows, key=lambda r: r[1])
+    print()
+    print(f"{'run':<22}{'tokens/s':>10}{'ratio':>8}")
+    print(f"{'reference (mean)':<22}{ref:>10.1f}{1.0:>8.2f}")
+    for b, tps in rows:
+        mark = "  <- best" if (b, tps) == best else ""
+        print(f"{'fabula B=' + str(b):<22}{tps:>10.1f}{tps / ref:>8.2f}{mark}")
+    b1 = next((tps for b, tps in rows if b == 1), None)
+    b1_text = f"{b1 / ref:.2f}" if b1 else "n/a"
+    print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}")
+
+
+if __name__ == "__main__":
+    main()

