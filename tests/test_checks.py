@@ -36,8 +36,20 @@ def test_meta_text_is_dropped(text):
     assert not v.keep and v.reason == "meta-text"
 
 
+@pytest.mark.parametrize("text", [
+    "\u201cI was so sad,\u201d she says now.",
+    "For many years he kept a stall. I met him at one of his stalls.",
+    "What exactly is the story about?",
+    "Later he told me about the informer.",
+])
+def test_reportage_voice_is_dropped(text):
+    v = degeneration(text)
+    assert not v.keep and v.reason == "reportage"
+
+
 def test_ordinary_prose_is_kept():
     assert degeneration("At the end of the street he stopped. The novel idea came to him by the river.").keep
+    assert degeneration("\u201cGo,\u201d she said. He asked her twice. Nobody said that any more, he thought.").keep
 
 
 def test_loops_are_dropped():

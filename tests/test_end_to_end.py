@@ -74,3 +74,18 @@ def test_same_seed_and_batch_give_the_same_stories_byte_for_byte(tmp_path):
         assert all(json.loads(x)["batch"] == 2 for x in (out / "corpus.jsonl").read_text().splitlines())
         runs.append({p.name: p.read_bytes() for p in (out / "stories").iterdir()})
     assert runs[0] == runs[1]
+
+
+def test_ctrl_c_keeps_finished_stories_and_exits_130(tmp_path):
+    out = tmp_path / "c"
+    p = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", "20", "--words", "250", "--batch", "1", "--out", str(out), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "corpus.jsonl").exists():
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    kept = len((out / "corpus.jsonl").read_text().splitlines())
+    assert f"interrupted; {kept} stories kept" in err and kept >= 1
+    assert_valid_corpus(out, kept)

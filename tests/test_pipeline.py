@@ -56,7 +56,7 @@ def _filler(req, extra=""):
     import random
 
     from fabula.backends.fake import filler
-    return " " + filler(random.Random(req.seed), 22) + extra
+    return " " + filler(random.Random(req.seed), 16) + extra
 
 
 def test_failing_drafts_are_rewritten_then_rejected_and_replaced(tmp_path, spy):

@@ -1,7 +1,7 @@
 """Checks: each takes a draft and returns a Verdict (keep, or drop with a reason).
 
 Reasons are short slugs (``too-short``, ``off-card``, ``degenerate``,
-``meta-text``, ``stock-phrase``, ``near-duplicate``) so the summary and
+``meta-text``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
 ``rejects.jsonl`` can count them.
 """
 
@@ -61,10 +61,21 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
+# News-report voice instead of fiction: present-tense attribution ("she says
+# now"), an interviewer ("I met him", "I asked"), questions about the story.
+REPORTAGE = re.compile(
+    r"\b(?:he|she|they|[A-Z][a-z]+) says\b|\bsays now\b|\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b|"
+    r"\b[Ww]hat (?:exactly )?is the story\b|\btold (?:me|us) (?:about|that)\b",
+)
+
+
 def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 1) -> Verdict:
     m = META.search(text)
     if m:
         return Verdict("degeneration", False, "meta-text", f"contains {m.group(0)!r}")
+    m = REPORTAGE.search(text)
+    if m:
+        return Verdict("degeneration", False, "reportage", f"contains {m.group(0)!r}")
     toks = [w.lower() for w in words(text)]
     rep = repeated_ngram_share(toks, 4)
     if rep > max_rep4:

@@ -67,8 +67,8 @@ class FaultProxy:
 
     KINDS = ("500", "429", "stall", "reset")
 
-    def __init__(self, upstream: str, share: float = 0.2, stall: float = 12.0, seed: int = 7):
-        self.upstream, self.share, self.stall = upstream.rstrip("/"), share, stall
+    def __init__(self, upstream: str, share: float = 0.2, stall: float = 12.0, seed: int = 7, kinds: tuple = KINDS):
+        self.upstream, self.share, self.stall, self.kinds = upstream.rstrip("/"), share, stall, kinds
         self.rng, self.turn = random.Random(seed), 0
         self.counts = {k: 0 for k in (*self.KINDS, "passed")}
         self.port = free_port()
@@ -98,7 +98,7 @@ class FaultProxy:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         kind = None
         if method == "POST" and self.rng.random() < self.share:
-            kind = self.KINDS[self.turn % len(self.KINDS)]
+            kind = self.kinds[self.turn % len(self.kinds)]
             self.turn += 1
         if kind:
             self.counts[kind] += 1

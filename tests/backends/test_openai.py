@@ -86,3 +86,21 @@ def test_faults_are_retried_and_the_run_ends_with_exactly_n_stories(server, env,
     injected = sum(proxy.counts[k] for k in FaultProxy.KINDS)
     line = next(x for x in r.stdout.splitlines() if x.startswith("retried requests"))
     assert int(line.split()[2].rstrip(",")) >= injected  # every injected fault was seen and retried
+
+
+def test_stories_the_server_keeps_failing_are_recorded_and_retried_by_a_rerun(server, env, tmp_path):
+    out = tmp_path / "down"
+    proxy = FaultProxy(server.url, share=1.0, kinds=("500",))
+    try:
+        r = write(proxy.url, out, "--mode", "beats", "--words", "250", "--max-retries", "1", "-q")
+    finally:
+        proxy.stop()
+    assert r.returncode == 0, r.stderr
+    assert "failed 2 (the backend gave up on them; run the same command again to retry)" in r.stdout
+    failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+    assert [f["reason"] for f in failed] == ["HTTP 500, 1 retries spent"] * 2
+    assert not list((out / "stories").iterdir())
+    again = write(server.url, out, "--mode", "beats", "--words", "250", "-q")  # the server is back
+    assert again.returncode == 0, again.stderr
+    recs = assert_valid_corpus(out, 2)
+    assert sorted(x["card"]["id"] for x in recs) == sorted(f["card"]["id"] for f in failed)

@@ -12,7 +12,7 @@ request at a time; a backend that can batch (embedded) or overlap requests
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol
 
 
@@ -55,7 +55,6 @@ class Job(Protocol):
 class Backend:
     id: str = "base"
     model: str = ""
-    stats: dict = field(default_factory=lambda: {"tokens": 0, "seconds": 0.0, "retries": 0, "backtracks": 0})
 
     def complete(self, request: Request) -> Completion:
         raise NotImplementedError
@@ -65,15 +64,8 @@ class Backend:
             if job is None:  # only a batching backend can have jobs in flight here
                 raise RuntimeError("job stream stalled with no job in flight")
             while (req := job.request()) is not None:
-                job.feed(self._counted(self.complete(req)))
+                job.feed(self.complete(req))
             yield job
-
-    def _counted(self, c: Completion) -> Completion:
-        self.stats["tokens"] += c.tokens
-        self.stats["seconds"] += c.seconds
-        self.stats["retries"] += c.retries
-        self.stats["backtracks"] += c.backtracks
-        return c
 
     def describe(self) -> dict:
         """What goes into corpus.jsonl about the backend."""

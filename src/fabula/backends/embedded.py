@@ -254,7 +254,7 @@ class EmbeddedBackend(Backend):
                 finished = self._advance(slot, tok, ban_re_cache)
                 if finished is not None:
                     job = slot.job
-                    job.feed(self._counted(finished))
+                    job.feed(finished)
                     nxt = job.request()
                     if nxt is not None:
                         self._begin(slot, nxt)

@@ -155,7 +155,7 @@ class OpenAIBackend(Backend):
     async def _drive(self, client, job: Job) -> Job:
         try:
             while (req := job.request()) is not None:
-                job.feed(self._counted(await self._complete(client, req)))
+                job.feed(await self._complete(client, req))
         except RequestFailed as e:
             job.fail(str(e))
         return job
