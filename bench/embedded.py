@@ -21,23 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
 
 from fabula.backends.base import Request  # noqa: E402
-from fabula.backends.embedded import EmbeddedBackend, _OneShot, default_model_path  # noqa: E402
-from fabula.packs import load_pack  # noqa: E402
-from fabula.plan import Planner  # noqa: E402
+from fabula.backends.embedded import EmbeddedBackend, default_model_path  # noqa: E402
 
 TEMP, TOP_P, TOP_K, PENALTY = 0.8, 0.92, 64, 1.18
-
-
-def prompts(n: int) -> list[str]:
-    pack = load_pack("spy")
-    planner = Planner(pack, 1, n)
-    return [f"{pack.generation.frame}{c.title}\n\n{c.beats[0]}" for c in (planner.next() for _ in range(n))]
 
 
 def reference(llm, texts: list[str], tokens: int) -> tuple[int, float]:
@@ -50,12 +41,8 @@ def reference(llm, texts: list[str], tokens: int) -> tuple[int, float]:
 
 
 def fabula(backend: EmbeddedBackend, texts: list[str], tokens: int) -> tuple[int, float]:
-    jobs = [_OneShot(Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i,
-                             temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY)) for i, p in enumerate(texts)]
-    t0 = time.perf_counter()
-    for _ in backend.run(iter(jobs)):
-        pass
-    return sum(j.result.tokens for j in jobs), time.perf_counter() - t0
+    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i,
+                                       temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY) for i, p in enumerate(texts)])
 
 
 def main() -> None:
@@ -69,7 +56,7 @@ def main() -> None:
     if a.quick:
         a.prompts, a.tokens, a.batches = 8, 24, "1,4,8"
     batches = [int(b) for b in a.batches.split(",")]
-    texts = prompts(a.prompts)
+    texts = card_prompts(a.prompts)
 
     from llama_cpp import Llama
 

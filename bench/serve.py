@@ -27,13 +27,11 @@ import time
 
 import httpx
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
 
 from fabula.backends.base import Request  # noqa: E402
-from fabula.backends.embedded import _OneShot, default_model_path  # noqa: E402
+from fabula.backends.embedded import default_model_path  # noqa: E402
 from fabula.backends.openai import OpenAIBackend  # noqa: E402
-from fabula.packs import load_pack  # noqa: E402
-from fabula.plan import Planner  # noqa: E402
 
 MODEL = "gemma-bench"
 TEMP, TOP_P = 0.8, 0.92
@@ -45,12 +43,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def prompts(n: int) -> list[str]:
-    pack = load_pack("spy")
-    planner = Planner(pack, 1, n)
-    return [f"{pack.generation.frame}{c.title}\n\n{c.beats[0]}" for c in (planner.next() for _ in range(n))]
 
 
 def start_server(parallel: int, threads: int):
@@ -96,12 +88,8 @@ def raw(url: str, texts: list[str], tokens: int, c: int) -> tuple[int, float]:
 
 def fabula(url: str, texts: list[str], tokens: int, c: int) -> tuple[int, float]:
     backend = OpenAIBackend(url, MODEL, concurrency=c, timeout=600)
-    jobs = [_OneShot(Request(prompt=p, max_tokens=tokens, seed=i, temperature=TEMP, top_p=TOP_P, stop_at_newline=False))
-            for i, p in enumerate(texts)]
-    t0 = time.perf_counter()
-    for _ in backend.run(iter(jobs)):
-        pass
-    return sum(j.result.tokens for j in jobs), time.perf_counter() - t0
+    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, seed=i, temperature=TEMP, top_p=TOP_P, stop_at_newline=False)
+                               for i, p in enumerate(texts)])
 
 
 def main() -> None:
@@ -113,7 +101,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.prompts, a.tokens = 8, 16
-    texts = prompts(a.prompts)
+    texts = card_prompts(a.prompts)
     proc, url = start_server(16, a.threads)
     try:
         raw(url, texts[:2], 4, 2)  # warm-up

@@ -75,5 +75,23 @@ class Backend:
         pass
 
 
+class OneShot:
+    """A job of exactly one request: ``complete()`` on top of ``run()``, and
+    the unit the benchmarks time."""
+
+    def __init__(self, request: Request):
+        self._req, self.result = request, None
+        self.error = ""
+
+    def request(self) -> Request | None:
+        return None if self.result is not None or self.error else self._req
+
+    def feed(self, c: Completion) -> None:
+        self.result = c
+
+    def fail(self, reason: str) -> None:
+        self.error = reason
+
+
 def now() -> float:
     return time.perf_counter()

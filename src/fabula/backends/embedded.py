@@ -28,7 +28,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from fabula.backends.base import Backend, Completion, Job, Request, now
+from fabula.backends.base import Backend, Completion, Job, OneShot, Request, now
 from fabula.checks import phrase_pattern
 from fabula.errors import BackendError, MissingDependency
 
@@ -203,7 +203,7 @@ class EmbeddedBackend(Backend):
 
     # -- the engine ----------------------------------------------------------
     def complete(self, request: Request) -> Completion:
-        box = _OneShot(request)
+        box = OneShot(request)
         for _ in self.run([box]):
             pass
         return box.result
@@ -375,16 +375,3 @@ def _available_memory() -> int:
     except OSError:
         pass
     return 0
-
-
-class _OneShot:
-    """A job of exactly one request (for ``complete()``)."""
-
-    def __init__(self, request: Request):
-        self._req, self.result = request, None
-
-    def request(self):
-        return self._req if self.result is None else None
-
-    def feed(self, c: Completion) -> None:
-        self.result = c
