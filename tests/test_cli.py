@@ -29,13 +29,14 @@ def test_bad_inputs_get_one_line_errors_and_exit_2(tmp_path):
         (("write", "--backend", "magic", "--out", str(tmp_path / "c")), "unknown backend 'magic'"),
         (("write", "--pack", "westerns", "--out", str(tmp_path / "d")), "no built-in pack named 'westerns'"),
         (("write", "--words", "100", "--backend", "fake", "--out", str(tmp_path / "e")), "the beat sentences of pack spy alone take"),
+        (("write", "--mode", "instruct", "--out", str(tmp_path / "f")), "instruct mode needs a chat model"),
     ]
     for args, expect in cases:
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fabula: error:") and expect in lines[0], r.stderr
-    assert not any((tmp_path / d).exists() for d in "abcde")
+    assert not any((tmp_path / d).exists() for d in "abcdef")
 
 
 def test_continuing_with_another_seed_is_refused(tmp_path):

@@ -143,11 +143,11 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
     elif base_url or model_name:
         raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
     be = make_backend(backend, **options)  # before the folder: a bad backend leaves nothing behind
+    if settings.mode == "instruct" and not getattr(be, "chat", True):
+        raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in beats mode only: use --mode beats or --backend openai")
     if hasattr(be, "preflight"):
         be.preflight()  # server there, key accepted, model served: before any story
     store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
-    if settings.mode == "instruct" and not getattr(be, "chat", True):
-        raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in beats mode only: use --mode beats or --backend openai")
 
     bar = None
     if not quiet:
