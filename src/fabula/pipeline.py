@@ -76,9 +76,9 @@ def write_corpus(
     lo, hi = pack.word_range(settings.words)
     pattern = phrase_pattern(avoid)
     near = NearDuplicates(threshold=near_threshold)
-    for key, text in store.texts():
-        near.add(key, text)
-    jobs = _Jobs(store, pack, seed, n, settings, accepted=len(records))
+    for r in records:
+        near.add(r["id"], (store.root / r["file"]).read_text(encoding="utf-8"))
+    jobs = _Jobs(store, pack, seed, n, settings, records)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
 
     try:
@@ -138,14 +138,14 @@ class _Jobs:
     """The job stream a backend pulls from. Yields None when every remaining
     story is already in flight (a batching backend then waits for one to finish)."""
 
-    def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, accepted: int):
+    def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict]):
         self.store, self.settings, self.n = store, settings, n
         planned = store.cards()
-        finished = {r["card"]["id"] for r in store.records()} | {r["card"]["id"] for r in store.rejects()}
+        finished = {r["card"]["id"] for r in records} | {r["card"]["id"] for r in store.rejects()}
         self.pending = deque(c for c in planned if c.id not in finished)
         self.planner = Planner(pack, seed, n, planned)
         self.retry: deque[StoryJob] = deque()
-        self.accepted = accepted
+        self.accepted = len(records)
         self.in_flight = 0
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
 

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fabula.errors import StoreError
 from fabula.records import Card
@@ -146,10 +146,6 @@ class Store:
 
     def cards(self) -> list[Card]:
         return [Card.from_dict(d) for d in read_jsonl(self.root / PLAN)]
-
-    def texts(self) -> Iterator[tuple[str, str]]:
-        for r in self.records():
-            yield r["id"], (self.root / r["file"]).read_text(encoding="utf-8")
 
     # -- writing -------------------------------------------------------------
     def plan(self, card: Card) -> None:

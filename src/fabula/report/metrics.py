@@ -80,10 +80,6 @@ def iter_folder(folder: Path) -> Iterator[Story]:
         yield Story(p.stem, p.read_text(encoding="utf-8", errors="replace"))
 
 
-def load_folder(folder: Path) -> list[Story]:
-    return list(iter_folder(folder))
-
-
 def ngrams(toks: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
 
