@@ -8,11 +8,17 @@
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+# llama.cpp is compiled for this CPU (-march=native) minus Intel AMX: on
+# Sapphire-Rapids-class Xeons its AMX matrix multiply segfaults on the first
+# decode of a Q4_K model (llama.cpp issue 20824). GCC puts explicit -mno-*
+# flags after what -march=native expands to, so they win wherever they stand;
+# every other native path (AVX-512, AVX2, weight repacking) stays.
+LLAMA_CFLAGS ?= $(shell $(CC) -mno-amx-tile -mno-amx-int8 -mno-amx-bf16 -x c -E /dev/null >/dev/null 2>&1 && echo -mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fabula-installed
 
-.PHONY: setup demo test chromium clean
+.PHONY: setup demo test chromium clean llama-cflags
 
 setup: $(STAMP)
 
@@ -20,7 +26,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test,semantic]'
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic]'
+	@# pip may have taken a wheel it cached from a build without those flags:
+	@# if the library has AMX compiled in, drop that wheel and build it again.
+	$(BIN)/python -m fabula.backends.llama_cpu --check-build || { \
+	  $(BIN)/pip cache remove 'llama_cpp_python*' ; \
+	  CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet --force-reinstall --no-deps \
+	    "llama-cpp-python==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')" && \
+	  $(BIN)/python -m fabula.backends.llama_cpu --check-build ; }
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +46,10 @@ chromium:
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The flags the llama.cpp build gets (tests/backends/test_llama_cpu.py checks them).
+llama-cflags:
+	@echo $(LLAMA_CFLAGS)
 
 clean:
 	rm -rf $(VENV) corpus

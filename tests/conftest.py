@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = REPO.parent / "shared" / "reference" / "seeds"
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real console entry point in a child process (exit codes, stderr)."""
     return subprocess.run(
         [sys.executable, "-m", "fabula", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -24,10 +23,3 @@ def spy():
     from fabula.packs import load_pack
 
     return load_pack("spy")
-
-
-@pytest.fixture
-def seeds() -> Path:
-    if not SEEDS.is_dir():
-        pytest.fail(f"reference seeds not found at {SEEDS}; run the tests from a checkout beside ../shared")
-    return SEEDS

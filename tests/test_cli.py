@@ -54,9 +54,23 @@ def test_avoid_file_adds_phrases(tmp_path):
     assert r.returncode == 2 and "stock-phrase" in r.stderr
 
 
-def test_report_on_the_reference_seeds(seeds, tmp_path):
+STORIES = [
+    "Marta Kowalska fed the pigeons in Lyon every morning. The rain-soaked square was empty when the letter came. "
+    "She read it twice, folded it, and went to the station without her coat.",
+    "In Antwerp, Jiri Novak mended clocks for a living. A stranger left a ticket on his bench, and he knew the hand. "
+    "He closed the shop at noon and walked to the harbour to wait.",
+    "Ilse Brandt had not heard from Vienna in twenty years. The telephone rang at four, and a voice she had buried "
+    "said her old code name. She laughed, and then she packed a bag.",
+]
+
+
+def test_report_on_a_folder_of_plain_stories(tmp_path):
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    for i, text in enumerate(STORIES):
+        (folder / f"{i:03d}.txt").write_text(text + "\n")
     j, h = tmp_path / "r.json", tmp_path / "r.html"
-    r = run_cli("report", str(seeds), "--json", str(j), "--html", str(h))
+    r = run_cli("report", str(folder), "--json", str(j), "--html", str(h))
     assert r.returncode == 0, r.stderr
     (m,) = json.loads(j.read_text())
     assert m["stories"] == 3 and m["stock_phrases_per_1k_words"] > 0

@@ -1,4 +1,4 @@
-"""The command line: fabula write | plan | packs | report.
+"""The command line: fabula write | plan | packs | report | doctor.
 
 Every expected failure is a FabulaError, printed as one line
 (``fabula: error: ...``) with exit code 2. Ctrl-C keeps every finished story
@@ -7,15 +7,17 @@ and exits 130.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from fabula import __version__
-from fabula.errors import FabulaError, UsageError
+from fabula.errors import FabulaError, FabulaWarning, UsageError
 
 DEFAULT_BATCH = 16
 
@@ -38,8 +40,22 @@ def _fail(e: Exception, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, FabulaWarning):
+        click.echo(f"fabula: warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
+        # A crash in native code (llama.cpp) prints a Python traceback instead
+        # of a bare "Segmentation fault"; costs nothing until it fires.
+        faulthandler.enable()
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except FabulaError as e:
@@ -211,6 +227,41 @@ def plan(count, seed, pack, as_json):
         for i, beat in enumerate(card.beats, 1):
             click.echo(f"  {i}. {beat}")
         click.echo()
+
+
+@main.command()
+@click.option("--backend", default="embedded", show_default=True, help="embedded | gguf:PATH")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: all cores].")
+def doctor(backend, threads):
+    """Check that llama.cpp runs the local model on this CPU.
+
+    Prints the CPU, what the installed llama.cpp was compiled with, whether
+    fabula lets it repack weights (off where Intel AMX is compiled in, or with
+    FABULA_SAFE_CPU=1), and decodes once in a child process: a crash there is
+    reported as one line with the fix, and never takes this process down.
+
+    \b
+    Examples:
+      fabula doctor
+      FABULA_SAFE_CPU=1 fabula doctor --backend gguf:/models/other.gguf
+    """
+    from fabula.backends import llama_cpu
+    from fabula.backends.embedded import default_model_path
+
+    if backend == "embedded":
+        path = default_model_path()
+    elif backend.startswith("gguf:"):
+        path = backend[len("gguf:"):]
+        if not os.path.isfile(path):
+            raise UsageError(f"--backend {backend}: no such file; give the path of a .gguf model file")
+    else:
+        raise UsageError(f"--backend {backend}: doctor checks local models; use embedded or gguf:PATH")
+    click.echo(f"cpu:        {llama_cpu.cpu_model()} (AMX: {'yes' if llama_cpu.cpu_has_amx() else 'no'})")
+    click.echo(f"llama.cpp:  {llama_cpu.system_info().strip()}")
+    click.echo(f"AMX built:  {'yes: fabula keeps weights out of it' if llama_cpu.library_has_amx() else 'no'}")
+    extra = llama_cpu.preflight(path, threads or os.cpu_count() or 1, fresh=True)
+    click.echo(f"repacking:  {'on' if extra else 'off'}" + (f" ({llama_cpu.SAFE_ENV}=1)" if llama_cpu.safe_cpu_requested() else ""))
+    click.echo(f"decode:     ok ({os.path.basename(path)})")
 
 
 @main.command()

@@ -10,6 +10,9 @@ exits with ``exit_code``; anything else escaping is a bug.
     ├── BackendError            a model backend cannot be loaded or reached
     │   └── MissingDependency   an optional extra is not installed
     └── StoreError              a corpus folder cannot be used as asked
+
+    FabulaWarning               something worked around; the CLI prints
+                                ``fabula: warning: <message>`` on one line
 """
 
 from __future__ import annotations
@@ -42,4 +45,8 @@ class MissingDependency(BackendError):
 
 
 class StoreError(FabulaError):
+    pass
+
+
+class FabulaWarning(UserWarning):
     pass

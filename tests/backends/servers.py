@@ -52,6 +52,14 @@ class LlamaServer:
         self.stop()
         raise RuntimeError("llama_cpp.server did not come up in 120 s")
 
+    def log_text(self) -> str:
+        """What the server printed so far (llama.cpp's load log among it)."""
+        self.log.flush()
+        self.log.seek(0)
+        text = self.log.read()
+        self.log.seek(0, 2)
+        return text
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

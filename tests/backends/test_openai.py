@@ -32,6 +32,14 @@ def write(server_url, out, *extra, n=2):
                    "--api-key-env", "FABULA_TEST_KEY", "--out", str(out), *extra)
 
 
+def test_the_test_server_loads_the_model_into_no_amx_buffer(server):
+    # llama_cpp.server uses the high-level Llama class, which fabula's AMX
+    # guard cannot reach: only the build (Makefile) keeps it safe.
+    lines = [ln for ln in server.log_text().splitlines() if "model buffer size" in ln]
+    assert lines, server.log_text()[-2000:]
+    assert not [ln for ln in lines if "AMX" in ln]
+
+
 def test_beats_mode_writes_real_stories_through_the_server(server, env, tmp_path):
     out = tmp_path / "beats"
     r = write(server.url, out, "--mode", "beats", "--words", "250", "--concurrency", "2")

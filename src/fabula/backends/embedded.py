@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from fabula.backends import llama_cpu
 from fabula.backends.base import Backend, Completion, Job, OneShot, Request, now
 from fabula.checks import phrase_pattern
 from fabula.errors import BackendError, MissingDependency
@@ -79,11 +80,11 @@ class EmbeddedBackend(Backend):
         super().__init__(id="embedded", model=model_name)
         self.path, self.threads, self.batch, self.ctx_per_seq = path, threads, batch, ctx_per_seq
         L = self.L = _llama()
-        self._log_cb = L.llama_log_callback(lambda level, text, user: None)  # keep a reference: C holds it
-        L.llama_log_set(self._log_cb, ctypes.c_void_p(0))
-        L.llama_backend_init()
-        mp = L.llama_model_default_params()
-        self.lmodel = L.llama_model_load_from_file(path.encode(), mp)
+        # A child decodes first (cached per machine): a llama.cpp that crashes
+        # on this CPU fails here with one line, not a bare segfault later.
+        self.extra_bufts = llama_cpu.preflight(path, threads)
+        self.load_log: list[str] = []  # llama.cpp's log lines (buffer types, …), never printed
+        self.lmodel = llama_cpu.load_model(path, self.extra_bufts, self.load_log)
         if not self.lmodel:
             raise BackendError(f"llama.cpp could not load the model {path}; check that it is a GGUF file")
         self.vocab = L.llama_model_get_vocab(self.lmodel)
