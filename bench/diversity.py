@@ -12,6 +12,8 @@ metric, every goal with met / missed, and the card-based recurrence.
 from __future__ import annotations
 
 import argparse
+import json
+from collections import Counter
 import os
 import subprocess
 import sys
@@ -19,15 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from fabula.checks import words  # noqa: E402
+from fabula.records import Card  # noqa: E402
 from fabula.report.metrics import measure  # noqa: E402
+from fabula.score import TERMS, coverage, story_slips  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # (key, label, goal, lower is better)
 GOALS = [
-    ("compression_ratio", "compression ratio", 2.45),
-    ("self_repetition_4", "self-repetition (4-grams)", 0.6),
-    ("self_bleu_4", "self-BLEU-4", 0.08),
-    ("mean_cosine", "mean pairwise cosine", 0.45),
+    # What a 7B model reaches writing to 64 different human prompts (issue 9).
+    ("compression_ratio", "compression ratio", 2.55),
+    ("self_repetition_4", "self-repetition (4-grams)", 1.8),
+    ("self_bleu_4", "self-BLEU-4", 0.10),
+    ("mean_cosine", "mean pairwise cosine", 0.40),
     ("near_duplicate_pairs", "near-duplicate pairs", 0),
     ("stock_phrase_story_share", "stories with a stock phrase", 0.02),
 ]
@@ -41,9 +47,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seeds", type=Path, default=HERE.parent.parent / "shared" / "reference" / "seeds")
     ap.add_argument("--first-words", type=int, default=250)
+    ap.add_argument("extra", nargs="*", help="more options for fabula write (after --), e.g. -- --mode beats")
     a = ap.parse_args()
     out = a.out or HERE / "out" / f"diversity-{a.n}"
-    cmd = [sys.executable, "-m", "fabula", "write", "-n", str(a.n), "--seed", str(a.seed), "--out", str(out)]
+    cmd = [sys.executable, "-m", "fabula", "write", "-n", str(a.n), "--seed", str(a.seed), "--out", str(out), *a.extra]
     print("$", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -66,6 +73,35 @@ def main() -> None:
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
     print(f"{'distinct-2':<30}{corpus['distinct_2']:>10.3f}{ref['distinct_2']:>10.3f}{corpus['distinct_2'] / ref['distinct_2']:>8.2f}")
     print(f"{'stories / words mean':<30}{corpus['stories']:>5}/{corpus['words_mean']:<4.0f}{ref['stories']:>5}/{ref['words_mean']:<4.0f}")
+    held, planned, slips, n = 0, 0, {t: 0 for t in TERMS}, 0
+    pasted_df: Counter = Counter()  # stories holding each word 4-gram that the pack wrote (opener or beat sentence)
+    with open(out / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            card = Card.from_dict(rec["card"])
+            paragraphs = [p for p in (out / rec["file"]).read_text(encoding="utf-8").split("\n\n") if p.strip()]
+            pasted = []
+            for i, para in enumerate(paragraphs):
+                for cand in ((card.openers[i:i + 1] or [""])[0], card.beats[i] if i < len(card.beats) else ""):
+                    if cand and para.startswith(cand):
+                        pasted.append(cand)
+                        break
+            toks = [w.lower() for w in words(" ".join(pasted))]
+            pasted_df.update({tuple(toks[i:i + 4]) for i in range(len(toks) - 3)})
+            h, p = coverage(paragraphs, card)
+            held, planned, n = held + h, planned + p, n + 1
+            for k, v in story_slips(paragraphs, card).items():
+                slips[k] += v
+    cov = held / planned if planned else 0.0
+    missed += [] if cov >= 0.9 else ["plan coverage"]
+    print(f"{'plan coverage':<30}{cov:>10.0%}{'':>10}{'':>8}{0.9:>8.0%}  {'met' if cov >= 0.9 else 'MISSED'}")
+    gram, df = (pasted_df.most_common(1) or [((), 0)])[0]
+    ok = df / max(n, 1) <= 0.10
+    missed += [] if ok else ["pack 4-grams"]
+    print(f"{'top pack-written 4-gram':<30}{df / max(n, 1):>10.0%}{'':>10}{'':>8}{0.10:>8.0%}  {'met' if ok else 'MISSED'}  ({' '.join(gram)})")
+    total = sum(v for k, v in slips.items() if k != "missing")
+    print(f"{'slips per story':<30}{total / max(n, 1):>10.2f}  ("
+          + ", ".join(f"{k} {v / max(n, 1):.2f}" for k, v in slips.items() if k != "missing") + ")")
     print(f"goals missed: {', '.join(missed) if missed else 'none'}")
 
 

@@ -13,6 +13,11 @@ included. Runs interleave: every
 fabula measurement is preceded by a reference measurement, and each ratio is
 taken against the mean of the references of its round.
 
+Best of k: the same prompts at B = 16 with k = 4 candidates per prompt (4
+lanes of 4 sequences, each prompt decoded once and copied) against k = 1,
+measured one after the other: kept words per second (the words of the one
+candidate a prompt keeps) at k = 4 over k = 1.
+
     python bench/embedded.py            # 16 prompts x 96 tokens, 1 round
     python bench/embedded.py --quick    # under a minute
 """
@@ -43,6 +48,19 @@ def reference(llm, texts: list[str], tokens: int) -> tuple[int, float]:
 def fabula(backend: EmbeddedBackend, texts: list[str], tokens: int) -> tuple[int, float]:
     return timed_run(backend, [Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i,
                                        temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY) for i, p in enumerate(texts)])
+
+
+def kept_words(backend: EmbeddedBackend, texts: list[str], tokens: int, k: int) -> tuple[float, float]:
+    """(words kept per second, tokens per second) with k candidates per prompt."""
+    from fabula.backends.base import OneShot
+
+    jobs = [OneShot(Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i, temperature=TEMP,
+                            top_p=TOP_P, repeat_penalty=PENALTY, n=k)) for i, p in enumerate(texts)]
+    t0 = time.perf_counter()
+    for _ in backend.run(iter(jobs)):
+        pass
+    s = time.perf_counter() - t0
+    return sum(len(j.result.text.split()) for j in jobs) / s, sum(j.result.tokens for j in jobs) / s
 
 
 def main() -> None:
@@ -84,6 +102,13 @@ def main() -> None:
         print(f"{'fabula B=' + str(b):<22}{tps:>10.1f}{tps / ref:>8.2f}{mark}")
     b1 = next((tps for b, tps in rows if b == 1), None)
     b1_text = f"{b1 / ref:.2f}" if b1 else "n/a"
+    bk = max(batches)
+    if bk >= 4:
+        backend = EmbeddedBackend.load(threads=a.threads, batch=bk, words=120)
+        w1, t1 = kept_words(backend, texts, a.tokens, 1)
+        w4, t4 = kept_words(backend, texts, a.tokens, 4)
+        print(f"{'best of 1, B=' + str(bk):<22}{t1:>10.1f}   {w1:6.1f} kept words/s")
+        print(f"{'best of 4, B=' + str(bk):<22}{t4:>10.1f}   {w4:6.1f} kept words/s   ratio {w4 / w1:.2f}")
     print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}")
 
 

@@ -29,7 +29,6 @@ def test_adherence_needs_protagonist_and_city(card):
     "He left.\n\nThe End",
     "Read more at http://example.com",
     "**Title: The Exchange**",
-    "He read <i>The Rotterdam Arrangement</i> twice.",
 ])
 def test_meta_text_is_dropped(text):
     v = degeneration(text)
@@ -85,3 +84,16 @@ def test_near_duplicates_by_minhash():
 
 def test_words_keeps_letters_of_many_alphabets():
     assert words("Zenta Lagzdiņa met Ștefan—twice.") == ["Zenta", "Lagzdiņa", "met", "Ștefan", "twice"]
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("He left. <start_of_image> She stayed.", "markup"),
+    ("He left <unused42> early.", "markup"),
+    ("[Note: the meeting] He left.", "markup"),
+    ("He read <i>The Rotterdam Arrangement</i> twice.", "markup"),
+    ("He walked to the back room of\n\nShe stayed.", "unfinished"),
+    ("He left (see story below).", "meta-text"),
+])
+def test_markup_and_meta_text_are_dropped(text, reason):
+    v = degeneration(text)
+    assert not v.keep and v.reason == reason

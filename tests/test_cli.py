@@ -28,7 +28,7 @@ def test_bad_inputs_get_one_line_errors_and_exit_2(tmp_path):
         (("write", "--backend", "gguf:/nope/model.gguf", "--out", str(tmp_path / "b")), "gguf:/nope/model.gguf: no such file"),
         (("write", "--backend", "magic", "--out", str(tmp_path / "c")), "unknown backend 'magic'"),
         (("write", "--pack", "westerns", "--out", str(tmp_path / "d")), "no built-in pack named 'westerns'"),
-        (("write", "--words", "100", "--backend", "fake", "--out", str(tmp_path / "e")), "the beat sentences of pack spy alone take"),
+        (("write", "--words", "100", "--mode", "beats", "--backend", "fake", "--out", str(tmp_path / "e")), "the beat sentences of pack spy alone take"),
         (("write", "--mode", "instruct", "--out", str(tmp_path / "f")), "instruct mode needs a chat model"),
     ]
     for args, expect in cases:

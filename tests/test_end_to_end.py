@@ -42,9 +42,10 @@ def test_write_and_report_on_the_embedded_model(tmp_path):
     assert r.returncode == 0, r.stderr
     recs = assert_valid_corpus(out, N)
     assert all(r["backend"] == "embedded" and r["model"] == "gemma-3-270m-q4_k_m" for r in recs)
-    for r in recs:  # paragraphs open with the card's beats, in order
+    for r in recs:  # steer mode: paragraphs open with the card's openers, in order, and never paste a beat
         paras = (out / r["file"]).read_text().strip().split("\n\n")
-        assert [p[: len(b)] for p, b in zip(paras, r["card"]["beats"])] == r["card"]["beats"]
+        assert [p[: len(b)] for p, b in zip(paras, r["card"]["openers"])] == r["card"]["openers"]
+        assert not any(b in p for p, b in zip(paras, r["card"]["beats"]))
     rep = run_cli("report", str(out), "--json", str(tmp_path / "r.json"))
     assert rep.returncode == 0 and json.loads((tmp_path / "r.json").read_text())[0]["stories"] == N
 

@@ -87,3 +87,8 @@ def test_cli_packs_lists_and_shows(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("spy")
     r = run_cli("packs", "--show", "spy")
     assert r.returncode == 0 and "slot city: 48 values" in r.stdout
+    import re
+
+    # Every beat prints its openers' distinct expansions, which the grammar multiplies.
+    counts = [int(m) for m in re.findall(r"openers, (\d+) expansions", r.stdout)]
+    assert len(counts) == 7 and min(counts) >= 20

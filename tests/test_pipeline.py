@@ -84,3 +84,32 @@ def test_a_broken_model_stops_with_a_clear_error(tmp_path, spy):
     fake = FakeBackend(responder=lambda req: _filler(req, " Chapter 1 began."))
     with pytest.raises(TooManyRejects, match=r"cards failed all 2 drafts \(last: meta-text"):
         run(tmp_path, spy, 3, backend=fake, max_attempts=2)
+
+
+def test_a_draft_with_a_special_token_never_reaches_the_store(tmp_path, spy):
+    """The first draft carries Gemma's <start_of_image>; it is dropped as markup and redrawn."""
+    from fabula.backends.fake import filler
+    import random
+
+    calls = []
+
+    def responder(req):
+        calls.append(req)
+        text = " " + filler(random.Random(req.seed), int(req.min_tokens * 0.75) + 2)
+        return text + " <start_of_image> He left." if len(calls) == 1 else text
+
+    store, s = run(tmp_path, spy, 1, backend=FakeBackend(responder=responder))
+    assert s.written == 1 and s.dropped["markup"] == 1
+    for r in store.records():
+        assert "<start_of_image>" not in (store.root / r["file"]).read_text()
+
+
+def test_instruct_mode_stops_early_when_a_base_model_answers_with_template_debris(tmp_path, spy):
+    from fabula.pipeline import BaseModelInInstructMode
+
+    debris = FakeBackend(responder=lambda req: "[INST] [INST] <h2>Story</h2> [INST] " * 20)
+    store = Store.open(tmp_path / "c", {"pack": "spy", "seed": 1})
+    with pytest.raises(BaseModelInInstructMode, match="--mode steer"):
+        write_corpus(store, spy, debris, 5, 1, WriteSettings(words=300, mode="instruct"), max_attempts=4)
+    assert len(debris.history) == 6  # stopped at the sixth draft, not after 5 x 4
+    assert store.records() == []

@@ -65,3 +65,26 @@ def test_feasibility_reports_caps_that_cannot_hold(spy):
     problems = Planner(small, 1, 100).feasibility()
     assert problems == ["city: 2 values x cap 10 = 20 stories < 100; values will repeat beyond the cap (0.1); add values to the pack or raise caps.city"]
     assert Planner(small, 1, 2).feasibility() == []
+
+
+def test_openers_carry_the_anchors_and_no_template_4_gram_reaches_10_percent(spy):
+    """Steer mode pastes only the openers: over 100 cards, no word 4-gram of
+    them (glue or slot content) is in more than 10 % of the stories, and each
+    opener names the people and places its paragraph is anchored on."""
+    from collections import Counter
+
+    from fabula.checks import words
+    from fabula.score import anchors
+
+    planner = Planner(spy, 1, 100)
+    cards = [planner.next() for _ in range(100)]
+    df: Counter = Counter()
+    for card in cards:
+        toks = [w.lower() for w in words(" ".join(card.openers))]
+        df.update({tuple(toks[i:i + 4]) for i in range(len(toks) - 3)})
+        for i, opener in enumerate(card.openers):
+            assert "[" not in opener and "#" not in opener and "{" not in opener
+            for label, alts in anchors(card, i):
+                assert any(a.lower() in opener.lower() for a in alts), (label, opener)
+    gram, n = df.most_common(1)[0]
+    assert n <= 10, (gram, n)

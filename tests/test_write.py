@@ -19,6 +19,19 @@ def test_beats_mode_opens_each_paragraph_with_its_beat_in_order(spy):
     assert len({r.seed for r in fake.history}) == len(card.beats)
 
 
+def test_steer_mode_opens_each_paragraph_with_its_opener_and_never_pastes_the_beat(spy):
+    card = Planner(spy, 1, 3).next()
+    fake = FakeBackend()
+    job = StoryJob(card, 0, WriteSettings(frame="FRAME\n\n", mode="steer"))
+    (done,) = list(fake.run([job]))
+    paras = done.draft("fake", "fake").text.strip().split("\n\n")
+    assert len(paras) == len(card.openers) == len(card.beats)
+    for p, opener, beat in zip(paras, card.openers, card.beats):
+        assert p.startswith(opener) and beat not in p
+    assert fake.history[0].prompt == f"FRAME\n\n{card.title}\n\n{card.openers[0]}"
+    assert fake.history[3].prompt.endswith(paras[2] + "\n\n" + card.openers[3])
+
+
 def test_attempts_use_new_seeds(spy):
     card = Planner(spy, 1, 3).next()
     assert StoryJob(card, 0, WriteSettings()).seed != StoryJob(card, 1, WriteSettings()).seed
@@ -38,4 +51,36 @@ def test_instruct_mode_is_one_chat_request(spy):
     assert req.chat and card.hero.full in req.prompt and "about 300 words" in req.prompt
     job.feed(Completion(text="Para one.\n\nPara two.", tokens=5, seconds=0.1))
     assert job.request() is None and job.paragraphs == ["Para one.", "Para two."]
-    assert "1. " + card.beats[0] in instruction(card, 300)
+
+
+def test_instruct_prompts_describe_what_happens_and_quote_no_beat_sentence(spy):
+    planner = Planner(spy, 1, 20)
+    for _ in range(20):
+        card = planner.next()
+        prompt = instruction(card, 450)
+        assert "1. " + card.notes[0] in prompt and card.slots["city"] in prompt
+        for beat in card.beats:
+            assert beat not in prompt
+        assert "own words" in prompt
+
+
+def test_beats_mode_puts_the_cards_exemplar_before_the_title(spy):
+    planner = Planner(spy, 1, 3)
+    blocks = tuple(e.block() for e in spy.exemplars)
+    for card in (planner.next() for _ in range(3)):
+        req = StoryJob(card, 0, WriteSettings(exemplars=blocks)).request()
+        ex = blocks[card.id % len(blocks)]
+        assert req.prompt.startswith(ex + "* * *\n\n" + card.title + "\n\n" + card.beats[0])
+
+
+def test_best_of_keeps_the_candidate_the_scorer_prefers(spy):
+    card = Planner(spy, 1, 3).next()
+    job = StoryJob(card, 0, WriteSettings(best_of=3))
+    req = job.request()
+    assert req.n == 3
+    bad = f" I met {card.hero.first} in the bar <start_of_image> and my coat was wet."  # first person, markup
+    stranger = " Then Katerina, whom nobody knew, came in and sat down."
+    good = f" {card.hero.first} paid for the coffee and watched the door until the light went."
+    job.feed(Completion(text=bad, tokens=30, seconds=0.1, candidates=[bad, stranger, good]))
+    assert job.paragraphs[0].endswith(good.strip()) and job.picked == [2]
+    assert job.tokens == 30

@@ -1,7 +1,7 @@
 """Checks: each takes a draft and returns a Verdict (keep, or drop with a reason).
 
 Reasons are short slugs (``too-short``, ``off-card``, ``degenerate``,
-``meta-text``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
+``unfinished``, ``markup``, ``meta-text``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
 ``rejects.jsonl`` can count them.
 """
 
@@ -22,9 +22,12 @@ META = re.compile(
     r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
     r"https?://|www\.|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
     r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
-    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>",
+    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>|\(see\b|\bstory (?:below|above)\b",
     re.IGNORECASE | re.MULTILINE,
 )
+# Special tokens and markup a story never holds: <start_of_image>, <unused12>,
+# [multimodal], [Note: …], {{ … }}, table pipes.
+MARKUP = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\n]{0,80}\]|\{\{|\}\}|\|")
 
 
 def words(text: str) -> list[str]:
@@ -69,13 +72,23 @@ REPORTAGE = re.compile(
 )
 
 
+# A paragraph ends as a sentence does (an opener the model never finished does not).
+PARAGRAPH_END = re.compile(r"[.!?…][\"'”’)]*\s*$")
+
+
 def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 1) -> Verdict:
+    m = MARKUP.search(text)
+    if m:
+        return Verdict("degeneration", False, "markup", f"contains {m.group(0)!r}")
     m = META.search(text)
     if m:
         return Verdict("degeneration", False, "meta-text", f"contains {m.group(0)!r}")
     m = REPORTAGE.search(text)
     if m:
         return Verdict("degeneration", False, "reportage", f"contains {m.group(0)!r}")
+    for para in (p for p in re.split(r"\n\s*\n", text) if p.strip()):
+        if not PARAGRAPH_END.search(para):
+            return Verdict("degeneration", False, "unfinished", f"a paragraph ends mid-sentence: {para[-40:]!r}")
     toks = [w.lower() for w in words(text)]
     rep = repeated_ngram_share(toks, 4)
     if rep > max_rep4:

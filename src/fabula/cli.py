@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from fabula import __version__
 from fabula.errors import FabulaError, FabulaWarning, UsageError
 
 DEFAULT_BATCH = 16
+DEFAULT_BEST_OF = 1
 
 EPILOG_WRITE = """\b
 Examples:
@@ -102,9 +104,14 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the embedded model [default: all cores].")
 @click.option("--batch", type=click.IntRange(1, 64), default=None,
               help="Stories decoded together by the embedded model [default: min(16, N); see README].")
-@click.option("--mode", type=click.Choice(["beats", "instruct"]), default=None,
-              help="beats: the model continues each beat sentence; instruct: one chat request per story "
-                   "[default: instruct for openai, else the pack's].")
+@click.option("--mode", type=click.Choice(["steer", "beats", "instruct"]), default=None,
+              help="steer: each paragraph opens with a few words carrying the card's people and places, the model "
+                   "writes the rest; beats: the model continues the pack's whole beat sentence; instruct: one chat "
+                   "request per story [default: instruct for openai, else the pack's (spy: steer)].")
+@click.option("--best-of", "best_of", type=click.IntRange(1, 16), default=None,
+              help="Candidates sampled per paragraph; the scorer keeps the best (see README) [default: 1].")
+@click.option("--exemplar/--no-exemplar", default=False, show_default=True,
+              help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).")
 @click.option("--base-url", default=None, help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1")
 @click.option("--model", "model_name", default=None, help="openai backend: the model id the server serves.")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="openai backend: environment variable holding the API key.")
@@ -113,7 +120,7 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
-          batch, mode, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
+          batch, mode, best_of, exemplar, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
     """Write stories into a corpus folder until it holds N."""
     from fabula.backends import make_backend
     from fabula.packs import load_pack
@@ -133,22 +140,33 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
         top_p=g.top_p if top_p is None else top_p,
         repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
         ban=avoid,
+        best_of=best_of or DEFAULT_BEST_OF,
     )
+    if settings.mode in ("steer", "beats") and p.exemplars and exemplar:
+        settings = replace(settings, exemplars=tuple(e.block() for e in p.exemplars))
     planner = Planner(p, seed, count)
     for problem in planner.feasibility():
         click.echo(f"fabula: warning: {problem}", err=True)
-    if settings.mode == "beats":
+    if settings.mode in ("steer", "beats"):
         lo, hi = p.word_range(settings.words)
-        beat_words = len(" ".join(planner.next().beats).split())
+        card = planner.next()
+        pasted, what = (card.openers, "openers") if settings.mode == "steer" and card.openers else (card.beats, "beat sentences")
+        beat_words = len(" ".join(pasted).split())
         if beat_words + 8 * len(p.beats) > hi:
             raise UsageError(
-                f"--words {settings.words} allows at most {hi} words, but the beat sentences of pack {p.name} alone take "
+                f"--words {settings.words} allows at most {hi} words, but the {what} of pack {p.name} alone take "
                 f"about {beat_words}; use --words {int((beat_words + 25 * len(p.beats)) * settings.words / hi) + 1} or more"
             )
     options = {"threads": threads} if threads else {}
     if backend == "embedded" or backend.startswith("gguf:"):
         # Throughput on 2 cores grows up to B = 16 (bench/embedded.py: 2.97x a plain loop).
-        options.update(words=settings.words, batch=batch or min(DEFAULT_BATCH, count))
+        prefix_words = max((len(x.split()) for x in settings.exemplars), default=0)
+        k = settings.best_of
+        if batch is not None and batch < k:
+            raise UsageError(f"--batch {batch} is smaller than --best-of {k}; each candidate takes one sequence: use --batch {k} or more")
+        # Lanes of k sequences: enough for every story to run at once, up to the default batch.
+        options.update(words=settings.words, prefix_words=prefix_words,
+                       batch=batch or max(k, min(DEFAULT_BATCH, count * k) // k * k))
     elif batch:
         raise UsageError(f"--batch applies to the embedded and gguf backends, not {backend}")
     if backend == "openai":
@@ -160,7 +178,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
         raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
     be = make_backend(backend, **options)  # before the folder: a bad backend leaves nothing behind
     if settings.mode == "instruct" and not getattr(be, "chat", True):
-        raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in beats mode only: use --mode beats or --backend openai")
+        raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai")
     if hasattr(be, "preflight"):
         be.preflight()  # server there, key accepted, model served: before any story
     store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
@@ -289,8 +307,15 @@ def packs(show):
     click.echo(f"  nationalities: {len(p.nationalities)} ({sum(n.hero for n in p.nationalities)} for the hero)")
     for slot, values in p.slots.items():
         click.echo(f"  slot {slot}: {len(values)} values, cap {p.cap(slot):g}")
+    g = p.grammar
     for beat in p.beats:
-        click.echo(f"  beat {beat.name}: {len(beat.variants)} variants")
+        # Distinct expansions: each form times the [a|b] and #rule# choices inside it.
+        line = f"  beat {beat.name}: {len(beat.variants)} variants, {sum(g.count(v) for v in beat.variants)} expansions"
+        if beat.openers:
+            line += f"; {len(beat.openers)} openers, {sum(g.count(v) for v in beat.openers)} expansions"
+        click.echo(line)
+    if g.rules:
+        click.echo(f"  grammar: {len(g.rules)} rules ({', '.join(g.rules)})")
     click.echo(f"  avoid: {len(p.avoid_phrases)} phrases, {len(p.avoid_names)} names")
     click.echo("  placeholders: " + ", ".join([f"hero.{f}" for f in sorted(CHARACTER_FIELDS)] + ["other.* (the same fields)"] + list(p.slots)))
 

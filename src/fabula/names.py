@@ -76,18 +76,101 @@ def draw_name(locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
     """One (first, last) name for a gender from a locale, in Latin script.
 
     Deterministic for the rng's state: Faker is reseeded from it on every draw.
+    Where Faker's lists for a locale are not split by gender (Lithuanian
+    first names and surnames, Polish surnames) or hold a few of the other
+    gender's forms (Bulgarian), ``_gendered`` sorts them by the language's own
+    endings.
     """
     fake = _faker(locale)
-    fake.seed_instance(rng.getrandbits(64))
-    first = fake.first_name_male() if gender == "male" else fake.first_name_female()
-    try:  # gendered surnames (Kowalska, Petrova) where the locale has them
-        last = fake.last_name_male() if gender == "male" else fake.last_name_female()
-    except AttributeError:
-        last = fake.last_name()
+    seed = rng.getrandbits(64)
+    fake.seed_instance(seed)
+    if locale in _GENDERED:
+        firsts, lasts = _gendered(locale, gender)
+        pick = random.Random(seed)
+        first = pick.choice(firsts) if firsts else (fake.first_name_male() if gender == "male" else fake.first_name_female())
+        last = pick.choice(lasts)
+    else:
+        first = fake.first_name_male() if gender == "male" else fake.first_name_female()
+        try:  # gendered surnames (Petrova, Nováková) where the locale has them
+            last = fake.last_name_male() if gender == "male" else fake.last_name_female()
+        except AttributeError:
+            last = fake.last_name()
     # Georgian script has no capitals, so capitalise after transliterating.
     first, last = (_cap(transliterate(x, locale)) for x in (first, last))
     return first, last
 
 
+_GENDERED = ("lt_LT", "pl_PL", "bg_BG")
+
+
+@lru_cache(maxsize=None)
+def _gendered(locale: str, gender: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(first names, surnames) of one gender, for locales whose Faker lists mix them."""
+    male = gender == "male"
+    if locale == "lt_LT":
+        from faker.providers.person.lt_LT import Provider
+
+        # Lithuanian given names: women's end in -a or -ė, men's in -s.
+        firsts = sorted({n for n in Provider.first_names if n.endswith("s") == male})
+        lasts = sorted({n if male else lithuanian_feminine(n) for n in Provider.last_names})
+        return tuple(firsts), tuple(lasts)
+    if locale == "pl_PL":
+        from faker.providers.person.pl_PL import Provider
+
+        unisex = set(Provider.unisex_last_names)
+        if male:
+            lasts = set(Provider.male_last_names) | {n for n in unisex if not _polish_feminine(n, unisex)}
+        else:
+            lasts = {polish_feminine(n) for n in Provider.male_last_names} | {n for n in unisex if not _polish_masculine(n, unisex)}
+        return (), tuple(sorted(lasts))
+    if locale == "bg_BG":
+        from faker.providers.person.bg_BG import Provider
+
+        # Faker's men's list holds a few women's forms (Пройкова, Пеева).
+        if male:
+            return (), tuple(n for n in Provider.last_names_male if not n.endswith(("ова", "ева", "ина")))
+        return (), tuple(Provider.last_names_female)
+    raise KeyError(locale)
+
+
+def lithuanian_feminine(surname: str) -> str:
+    """A man's surname as an unmarried woman's: Kazlauskas → Kazlauskaitė,
+    Kairys → Kairytė, Butkus → Butkutė, Pocius → Pociūtė, Nausėda → Nausėdaitė."""
+    for end, fem in (("ius", "iūtė"), ("as", "aitė"), ("is", "ytė"), ("ys", "ytė"), ("us", "utė"), ("a", "aitė"), ("ė", "aitė")):
+        if surname.endswith(end):
+            return surname[: -len(end)] + fem
+    return surname
+
+
+def polish_feminine(surname: str) -> str:
+    """Kowalski → Kowalska, Zawadzki → Zawadzka, Nowak → Nowak."""
+    for end, fem in (("ski", "ska"), ("cki", "cka"), ("dzki", "dzka"), ("ny", "na"), ("wy", "wa")):
+        if surname.endswith(end):
+            return surname[: -len(end)] + fem
+    return surname
+
+
+def _polish_feminine(n: str, pool: set[str]) -> bool:
+    """An adjectival woman's form (Narożna beside Narożny, Kowalska)."""
+    return n.endswith(("ska", "cka", "dzka")) or (n.endswith("a") and (n[:-1] + "y" in pool or n[:-1] + "i" in pool))
+
+
+def _polish_masculine(n: str, pool: set[str]) -> bool:
+    return n.endswith(("ski", "cki", "dzki")) or (n[-1:] in ("y", "i") and n[:-1] + "a" in pool)
+
+
 def _cap(name: str) -> str:
     return "-".join(p[:1].upper() + p[1:] for p in name.split("-"))
+
+
+@lru_cache(maxsize=None)
+def first_names(locale: str) -> frozenset[str]:
+    """Every first name a locale's Faker provider lists (both genders), in Latin script."""
+    fake = _faker(locale)
+    out: set[str] = set()
+    for prov in fake.get_providers():
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            pool = getattr(prov, attr, None)
+            if pool:
+                out.update(_cap(transliterate(n, locale)) for n in pool)
+    return frozenset(out)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from fabula.backends.base import Backend
-from fabula.checks import NearDuplicates, phrase_pattern, run_checks, words
+from fabula.checks import MARKUP, NearDuplicates, phrase_pattern, run_checks, words
 from fabula.errors import FabulaError
 from fabula.packs import Pack
 from fabula.plan import Planner
+from fabula.score import NgramSet
 from fabula.store import Store
 from fabula.write import StoryJob, WriteSettings
 
@@ -56,6 +57,13 @@ class TooManyRejects(FabulaError):
     pass
 
 
+class BaseModelInInstructMode(FabulaError):
+    pass
+
+
+DEBRIS_STOP = 6  # instruct mode: markup drafts, none kept, before the run stops and says why
+
+
 def write_corpus(
     store: Store,
     pack: Pack,
@@ -76,9 +84,12 @@ def write_corpus(
     lo, hi = pack.word_range(settings.words)
     pattern = phrase_pattern(avoid)
     near = NearDuplicates(threshold=near_threshold)
+    corpus = NgramSet()  # the scorer's novelty term: 4-grams of every story kept
     for r in records:
-        near.add(r["id"], (store.root / r["file"]).read_text(encoding="utf-8"))
-    jobs = _Jobs(store, pack, seed, n, settings, records)
+        text = (store.root / r["file"]).read_text(encoding="utf-8")
+        near.add(r["id"], text)
+        corpus.add(text)
+    jobs = _Jobs(store, pack, seed, n, settings, records, corpus)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
 
     try:
@@ -107,16 +118,27 @@ def write_corpus(
                     "words": len(words(draft.text)),
                     "tokens": draft.tokens,
                     "seconds": round(draft.seconds, 3),
+                    **({"best_of": settings.best_of, "picked": job.picked} if settings.best_of > 1 else {}),
                     "checks": [v.to_dict() for v in verdicts],
                 })
                 near.add(rec["id"], draft.text)
+                corpus.add(draft.text)
                 jobs.accepted += 1
                 summary.written += 1
             else:
                 bad = verdicts[-1]
                 summary.dropped[bad.reason] += 1
+                debris = MARKUP.search(draft.text) if settings.mode == "instruct" else None
+                if debris:
+                    jobs.debris += 1
+                    if summary.written == 0 and jobs.debris >= DEBRIS_STOP:
+                        raise BaseModelInInstructMode(
+                            f"the first {jobs.debris} drafts from {backend.model} came back as chat-template debris or "
+                            f"markup (such as {debris.group(0)!r}); the model looks like a base model, not a chat model: "
+                            "use --mode steer"
+                        )
                 if job.attempt + 1 < max_attempts:
-                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings))
+                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus))
                 else:
                     store.reject({"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason,
                                   "detail": bad.detail, "last_draft": draft.text, **backend.describe()})
@@ -138,8 +160,9 @@ class _Jobs:
     """The job stream a backend pulls from. Yields None when every remaining
     story is already in flight (a batching backend then waits for one to finish)."""
 
-    def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict]):
-        self.store, self.settings, self.n = store, settings, n
+    def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict],
+                 corpus: NgramSet | None = None):
+        self.store, self.settings, self.n, self.corpus = store, settings, n, corpus
         planned = store.cards()
         finished = {r["card"]["id"] for r in records} | {r["card"]["id"] for r in store.rejects()}
         self.pending = deque(c for c in planned if c.id not in finished)
@@ -147,6 +170,7 @@ class _Jobs:
         self.retry: deque[StoryJob] = deque()
         self.accepted = len(records)
         self.in_flight = 0
+        self.debris = 0  # instruct mode: drafts holding markup or chat-template tokens
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
 
     def __iter__(self) -> Iterator[StoryJob | None]:
@@ -159,7 +183,7 @@ class _Jobs:
                 else:
                     card = self.planner.next()
                     self.store.plan(card)
-                job = StoryJob(card, 0, self.settings)
+                job = StoryJob(card, 0, self.settings, corpus=self.corpus)
             elif self.in_flight == 0:
                 return
             else:

@@ -88,6 +88,8 @@ class Planner:
             self._bump(slot, choice)
         for i, v in enumerate(card.beat_variants):
             self._bump(f"beat:{i}", str(v))
+        for i, v in enumerate(card.opener_variants):
+            self._bump(f"opener:{i}", str(v))
 
     def _bump(self, key: str, value: str) -> None:
         self.tally.setdefault(key, Counter())[value] += 1
@@ -141,14 +143,23 @@ class Planner:
         if "cover" in raw:
             hero = Character(**{**hero.__dict__, "cover": raw["cover"]})
         chars = {"hero": _View(hero), "other": _View(other)}
-        slots = {slot: _render(v, chars) for slot, v in raw.items()}
+        g = self.pack.grammar
+        slots = {slot: _render(g.expand(v, rng), chars) for slot, v in raw.items()}
         ctx = {**chars, **slots}
-        variants, beats = [], []
+        variants, beats, openers, opener_variants = [], [], [], []
         for i, beat in enumerate(self.pack.beats):
             idx = int(self._pick(rng, f"beat:{i}", [str(j) for j in range(len(beat.variants))], cap_key=self._optional_cap("beat")))
             variants.append(idx)
-            beats.append(_tidy(_render(beat.variants[idx], ctx)))
-        title = _render(rng.choice(self.pack.titles), ctx)
+            beats.append(_tidy(_render(g.expand(beat.variants[idx], rng), ctx)))
+            if beat.openers:  # least-used opener form, then the grammar inside it
+                k = int(self._pick(rng, f"opener:{i}", [str(j) for j in range(len(beat.openers))]))
+                opener_variants.append(k)
+                openers.append(_tidy(_render(g.expand(beat.openers[k], rng), ctx)))
+            else:
+                openers.append(beats[-1])
+                opener_variants.append(-1)
+        notes = [_tidy(_render(g.expand(beat.note, rng), ctx)) if beat.note else b for beat, b in zip(self.pack.beats, beats)]
+        title = _render(g.expand(rng.choice(self.pack.titles), rng), ctx)
         card = Card(
             id=card_id,
             seed=rng.getrandbits(31),
@@ -160,6 +171,10 @@ class Planner:
             choices=raw,
             beats=beats,
             beat_variants=variants,
+            notes=notes,
+            openers=openers,
+            opener_variants=opener_variants,
+            anchors=[list(beat.anchors) for beat in self.pack.beats],
         )
         self._count(card)
         self.next_id += 1

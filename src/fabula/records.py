@@ -40,6 +40,10 @@ class Card:
     choices: dict[str, str]  # slot name → the pack's value before rendering (what tallies count)
     beats: list[str]  # rendered beat sentences, one per paragraph, in order
     beat_variants: list[int]  # which variant of each beat was used
+    notes: list[str] = field(default_factory=list)  # what happens in each paragraph (instruct mode); [] in old plans
+    anchors: list[list[str]] = field(default_factory=list)  # card fields each paragraph must name
+    openers: list[str] = field(default_factory=list)  # steer mode: each paragraph's opening words; [] in old plans
+    opener_variants: list[int] = field(default_factory=list)  # which opener form of each beat (-1: none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,9 +1,15 @@
 """The writer: a card becomes requests, the completions become a draft.
 
-*beats* mode (small base models): each paragraph opens with the card's beat
-sentence and the model continues it until the paragraph ends; the prompt is
-the frame, the title and the story so far. *instruct* mode (chat models): the
-card becomes one instruction and the model writes the whole story.
+*steer* mode (small base models, the default): each paragraph opens with a
+few words that carry the card's people, places and objects (the beat's
+opener, drawn from the pack's grammar) and the model writes the rest of the
+paragraph. *beats* mode pastes the pack's whole beat sentence instead. In both
+the prompt is the frame, optionally one of the pack's exemplar stories
+(rotated by card id: a base model writes like the text before it), the title
+and the story so far.
+*instruct* mode (chat models): the card becomes one request for the whole
+story, described as what happens in each paragraph (the beats' notes), never
+as sentences to copy.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass, field
 
 from fabula.backends.base import Completion, Request
 from fabula.records import Card, Draft
+from fabula.score import NgramSet, score_paragraph
 
 TOKENS_PER_WORD = 1.35  # Gemma 3 tokenizer on English prose, measured on the seeds
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*(?=\s|$)")
@@ -28,6 +35,8 @@ class WriteSettings:
     top_p: float = 0.92
     repeat_penalty: float = 1.18
     ban: tuple[str, ...] = ()  # lower-case phrases the backend keeps out
+    best_of: int = 1  # candidates sampled per request; the scorer keeps one (see fabula.score)
+    exemplars: tuple[str, ...] = ()  # beats mode: Exemplar.block() texts, one before each story, rotated by card id
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p, "repeat_penalty": self.repeat_penalty}
@@ -52,6 +61,10 @@ def finish_paragraph(text: str) -> str:
     return text
 
 
+EXEMPLAR_END = "* * *\n\n"  # between the exemplar and the story, as between stories in a collection
+
+
+
 @dataclass
 class StoryJob:
     """Writes one draft of one card; the backend drives it (see backends.base)."""
@@ -66,12 +79,14 @@ class StoryJob:
     retries: int = 0
     done: bool = False
     error: str = ""  # set when the backend gave up on a request
+    corpus: NgramSet | None = None  # 4-grams of the stories kept so far (novelty term of the scorer)
+    picked: list[int] = field(default_factory=list)  # which candidate each request kept
 
     @property
     def seed(self) -> int:
         return derive_seed(self.card.seed, self.attempt)
 
-    # -- beats mode -------------------------------------------------------------
+    # -- steer and beats modes ---------------------------------------------------
     def _budget(self, beat: str) -> tuple[int, int]:
         """(min, max) new tokens for a paragraph continuing ``beat``."""
         per_paragraph = self.settings.words / len(self.card.beats)
@@ -82,30 +97,80 @@ class StoryJob:
         if self.done:
             return None
         s = self.settings
-        common = dict(seed=derive_seed(self.seed, len(self.paragraphs)), temperature=s.temperature, top_p=s.top_p, repeat_penalty=s.repeat_penalty, ban=s.ban)
+        common = dict(seed=derive_seed(self.seed, len(self.paragraphs)), temperature=s.temperature, top_p=s.top_p,
+                      repeat_penalty=s.repeat_penalty, ban=s.ban, n=s.best_of)
         if s.mode == "instruct":
             hi = int(s.words * TOKENS_PER_WORD * 1.4)
             return Request(prompt=instruction(self.card, s.words), max_tokens=hi, min_tokens=0, stop_at_newline=False, chat=True, **common)
-        beat = self.card.beats[len(self.paragraphs)]
+        beat = self.opening()
         lo, hi = self._budget(beat)
         story_so_far = "".join(p + "\n\n" for p in self.paragraphs)
-        prompt = f"{s.frame}{self.card.title}\n\n{story_so_far}{beat}"
+        prompt = f"{self.prefix()}{self.card.title}\n\n{story_so_far}{beat}"
         return Request(prompt=prompt, max_tokens=hi, min_tokens=lo, stop_at_newline=True, **common)
+
+    def opening(self) -> str:
+        """The words the next paragraph opens with: the opener (steer mode) or
+        the whole beat sentence (beats mode)."""
+        i = len(self.paragraphs)
+        if self.settings.mode == "steer" and len(self.card.openers) > i:
+            return self.card.openers[i]
+        return self.card.beats[i]
+
+    def prefix(self) -> str:
+        """What stands before the title: the frame and this card's exemplar."""
+        s = self.settings
+        if not s.exemplars:
+            return s.frame
+        return s.frame + s.exemplars[self.card.id % len(s.exemplars)] + EXEMPLAR_END
 
     def feed(self, c: Completion) -> None:
         self.tokens += c.tokens
         self.seconds += c.seconds
         self.backtracks += c.backtracks
         self.retries += c.retries
+        texts = c.candidates or [c.text]
         if self.settings.mode == "instruct":
-            self.paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", c.text.strip()) if p.strip()]
-            self.done = True
+            stories = [[" ".join(p.split()) for p in re.split(r"\n\s*\n", t.strip()) if p.strip()] for t in texts]
+            j = self._best([(ps, None) for ps in stories])
+            self.paragraphs, self.done = stories[j], True
             return
-        beat = self.card.beats[len(self.paragraphs)]
-        cont = finish_paragraph(c.text)
-        joiner = "" if not cont or cont[0] in ",.;:!?" else " "
-        self.paragraphs.append((beat + joiner + cont).strip())
+        beat = self.opening()
+        paragraphs = []
+        for t in texts:
+            cont = finish_paragraph(t)
+            joiner = "" if not cont or cont[0] in ",.;:!?" else " "
+            paragraphs.append((beat + joiner + cont).strip())
+        j = self._best([([p], len(self.paragraphs)) for p in paragraphs])
+        self.paragraphs.append(paragraphs[j])
         self.done = len(self.paragraphs) == len(self.card.beats)
+
+    def _best(self, options: list[tuple[list[str], int | None]]) -> int:
+        """Index of the candidate the scorer rates best (fewest weighted slips,
+        then most new 4-grams against the corpus; ties: the first). Each option
+        is (paragraphs, index of the first) or (whole story, None)."""
+        if len(options) == 1:
+            self.picked.append(0)
+            return 0
+
+        def key(j: int) -> tuple:
+            paras, at = options[j]
+            scores = [score_paragraph(p, self.card, (at or 0) + i, self.corpus) for i, p in enumerate(paras)]
+            penalty = sum(sc.penalty for sc in scores) + self._overrun(paras, at)
+            return (penalty, -sum(sc.novelty for sc in scores) / max(1, len(scores)), j)
+
+        j = min(range(len(options)), key=key)
+        self.picked.append(j)
+        return j
+
+    def _overrun(self, paras: list[str], at: int | None) -> float:
+        """1 per 10 % that the story, with this candidate, runs ahead of its
+        length (past 10 %): without it the longest candidates win and whole
+        drafts fail the length check."""
+        n = len(self.card.beats)
+        done = len(paras) if at is None else at + 1
+        total = sum(len(p.split()) for p in (paras if at is None else [*self.paragraphs, *paras]))
+        pace = self.settings.words * done / n
+        return max(0.0, (total / pace - 1.1) * 10) if pace else 0.0
 
     def fail(self, reason: str) -> None:
         self.error, self.done = reason, True
@@ -125,14 +190,17 @@ class StoryJob:
 
 
 def instruction(card: Card, words: int) -> str:
-    """The whole card as one instruction for a chat model (instruct mode)."""
+    """The card as one request for a chat model (instruct mode): who, where,
+    what happens in each paragraph, how long; never sentences to copy."""
     h, o = card.hero, card.other
-    beats = "\n".join(f"{i}. {b}" for i, b in enumerate(card.beats, 1))
+    notes = card.notes or card.beats  # plans made before notes existed
+    plan = "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1))
     return (
-        f"Write a short story of about {words} words titled \"{card.title}\".\n"
-        f"Protagonist: {h.full}, {h.nationality}, formerly of {h.service}." + (f" Now {h.cover}." if h.cover else "") + "\n"
-        f"Other character: {o.full}, {o.nationality}.\n"
-        f"Setting: {card.slots.get('city', '')}.\n"
-        f"Follow these beats in order, one paragraph each, starting each paragraph with its sentence:\n{beats}\n"
-        "Write plain prose paragraphs separated by blank lines: no title, no headings, no notes before or after the story."
+        f"Write a short story of about {words} words titled \"{card.title}\", in {len(notes)} paragraphs.\n"
+        f"Protagonist: {h.full} ({h.gender}), {h.nationality}, formerly of {h.service}." + (f" Now {'he' if h.gender == 'male' else 'she'} {h.cover}." if h.cover else "") + "\n"
+        f"Other character: {o.full} ({o.gender}), {o.nationality}.\n"
+        f"Setting: {card.slots.get('city', '')}" + (f", {card.slots['year']}" if card.slots.get("year") else "") + ".\n"
+        f"What happens, paragraph by paragraph:\n{plan}\n"
+        "Tell it in your own words: third person, past tense, concrete and specific, with the plan's people, places "
+        "and objects. Plain prose paragraphs separated by blank lines: no title, no headings, no notes before or after the story."
     )

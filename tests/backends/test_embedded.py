@@ -96,3 +96,53 @@ def test_an_impossible_batch_is_refused_up_front():
         EmbeddedBackend.load(batch=65)
     with pytest.raises(BackendError, match="KV cache"):
         EmbeddedBackend.load(batch=64, words=40000)
+
+
+def test_special_tokens_are_never_sampled(model):
+    import ctypes
+
+    L = model.L
+    ids = []
+    for special in ("<start_of_image>", "<unused0>", "<start_of_turn>", "<h2>"):
+        data = special.encode()
+        buf = (L.llama_token * 8)()
+        n = L.llama_tokenize(model.vocab, data, len(data), buf, 8, False, True)  # parse_special: one token
+        assert n == 1, special
+        ids.append(buf[0])
+    never = set(model._never_np.tolist())
+    assert set(ids) <= never
+    assert not never & model._eog  # the end of text stays sampleable
+    assert model.tokenize("\n\n", bos=False)[0] not in never  # whitespace tokens stay
+
+
+@pytest.fixture(scope="module")
+def batch4():
+    from fabula.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend.load(batch=4, words=120)
+
+
+def test_best_of_decodes_the_prompt_once_and_copies_it_to_every_candidate(batch4):
+    be = batch4
+    n_prompt = len(be.tokenize(PROMPT))
+    before = be.prompt_tokens
+    greedy = Request(prompt=PROMPT, max_tokens=24, min_tokens=24, seed=5, temperature=0, repeat_penalty=1.0, n=4)
+    c = be.complete(greedy)
+    assert be.prompt_tokens - before == n_prompt  # once, not four times
+    # Greedy: four candidates that all see the prompt write the same text (a
+    # candidate whose copy of the prompt's KV cells went wrong would not).
+    assert len(c.candidates) == 4 and len(set(c.candidates)) == 1 and c.tokens == 4 * 24
+    alone = be.complete(Request(prompt=PROMPT, max_tokens=24, min_tokens=24, seed=5, temperature=0, repeat_penalty=1.0))
+    assert alone.text == c.text
+
+
+def test_best_of_samples_distinct_candidates_reproducibly(batch4):
+    req = Request(prompt=PROMPT, max_tokens=30, min_tokens=30, seed=9, n=4)
+    a, b = batch4.complete(req), batch4.complete(req)
+    assert a.candidates == b.candidates  # same seed, batch and K: same bytes
+    assert len(set(a.candidates)) >= 3
+
+
+def test_best_of_larger_than_the_batch_is_refused(model):
+    with pytest.raises(BackendError, match="--batch 2"):
+        model.complete(Request(prompt=PROMPT, max_tokens=4, seed=1, n=2))

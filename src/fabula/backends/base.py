@@ -11,8 +11,9 @@ request at a time; a backend that can batch (embedded) or overlap requests
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Protocol
 
 
@@ -28,6 +29,7 @@ class Request:
     stop_at_newline: bool = True  # a paragraph ends at the first newline
     ban: tuple[str, ...] = ()  # phrases to keep out of the text (lower-case)
     chat: bool = False  # instruct mode: prompt is a user message
+    n: int = 1  # candidates to sample from the same prompt (best of n); candidate j uses candidate_seed(seed, j)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Completion:
     finish: str = "stop"  # "stop" (newline / end of text) | "length"
     backtracks: int = 0  # banned phrases undone while sampling
     retries: int = 0  # transport retries (server backends)
+    candidates: list[str] = field(default_factory=list)  # every candidate's text when n > 1 (text is candidates[0])
 
 
 class Job(Protocol):
@@ -64,7 +67,7 @@ class Backend:
             if job is None:  # only a batching backend can have jobs in flight here
                 raise RuntimeError("job stream stalled with no job in flight")
             while (req := job.request()) is not None:
-                job.feed(self.complete(req))
+                job.feed(merge([self.complete(r) for r in split(req)]))
             yield job
 
     def describe(self) -> dict:
@@ -91,6 +94,28 @@ class OneShot:
 
     def fail(self, reason: str) -> None:
         self.error = reason
+
+
+def candidate_seed(seed: int, j: int) -> int:
+    """Candidate j's seed: the request's own for j = 0 (so n = 1 changes nothing)."""
+    if j == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:{j}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def split(req: Request) -> list[Request]:
+    """A best-of-n request as n single requests (for backends that cannot share a prompt)."""
+    return [req] if req.n <= 1 else [replace(req, n=1, seed=candidate_seed(req.seed, j)) for j in range(req.n)]
+
+
+def merge(parts: list[Completion]) -> Completion:
+    """n single completions as one best-of-n completion (costs summed)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return Completion(text=first.text, tokens=sum(p.tokens for p in parts), seconds=max(p.seconds for p in parts),
+                      finish=first.finish, backtracks=sum(p.backtracks for p in parts),
+                      retries=sum(p.retries for p in parts), candidates=[p.text for p in parts])
 
 
 def now() -> float:

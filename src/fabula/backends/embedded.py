@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from fabula.backends import llama_cpu
-from fabula.backends.base import Backend, Completion, Job, OneShot, Request, now
+from fabula.backends.base import Backend, Completion, Job, OneShot, Request, candidate_seed, merge, now
 from fabula.checks import phrase_pattern
 from fabula.errors import BackendError, MissingDependency
 
@@ -71,10 +71,24 @@ class _Slot:
     sampler: object = None
     backtracks: int = 0
     t0: float = 0.0
+    lane: "_Lane | None" = None
+    cand: int = 0  # which candidate of the lane's request this sequence samples
+    waiting: bool = False  # for a copy of the prompt's KV cells from the lane's primary
+    fresh: bool = False  # primary whose first output (end of prompt) is still to come
+
+
+@dataclass
+class _Lane:
+    """The sequences that sample the candidates of one job's requests."""
+
+    slots: list[_Slot]
+    job: Job | None = None
+    req: Request | None = None
+    results: list = field(default_factory=list)  # Completion per candidate, None while running
 
 
 class EmbeddedBackend(Backend):
-    chat = False  # beats mode only: the embedded model is a small base model
+    chat = False  # steer and beats modes only: the embedded model is a small base model
 
     def __init__(self, path: str, model_name: str, threads: int, batch: int, ctx_per_seq: int):
         super().__init__(id="embedded", model=model_name)
@@ -109,13 +123,17 @@ class EmbeddedBackend(Backend):
         self._eog = {t for t in range(self.n_vocab) if L.llama_vocab_is_eog(self.vocab, t)}
         self._newline = self._tokens_containing(b"\n")
         self._eog_np = np.array(sorted(self._eog), dtype=np.int64)
+        self._never_np = np.array(sorted(self._special_tokens() - self._eog), dtype=np.int64)
         self._no_end_np = np.array(sorted(self._eog | self._newline), dtype=np.int64)
         self.slots = [_Slot(seq=i) for i in range(batch)]
+        self.prompt_tokens = 0  # prompt tokens decoded, all runs (a fork decodes its prompt once)
 
     # -- loading -------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450) -> "EmbeddedBackend":
-        """Load (once per process) a model for ``batch`` sequences of a story of ``words``."""
+    def load(cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450,
+             prefix_words: int = 0) -> "EmbeddedBackend":
+        """Load (once per process) a model for ``batch`` sequences of a story of
+        ``words``, each prompt led by up to ``prefix_words`` (an exemplar)."""
         model_name = "gemma-3-270m-q4_k_m" if path is None else os.path.basename(path)
         if path is None:
             path = default_model_path()
@@ -124,8 +142,8 @@ class EmbeddedBackend(Backend):
         threads = threads or os.cpu_count() or 1
         if not 1 <= batch <= 64:
             raise BackendError(f"--batch {batch} is out of range; use 1 to 64")
-        # Frame + title + the whole story + one paragraph of slack, in tokens.
-        need = int(words * 1.35 * 1.5) + 192
+        # Frame + exemplar + title + the whole story + one paragraph of slack, in tokens.
+        need = int((words * 1.5 + prefix_words) * 1.35) + 192
         ctx_per_seq = max(512, -(-need // 256) * 256)
         key = (path, threads, batch, ctx_per_seq)
         if key not in _MODEL_CACHE:
@@ -167,6 +185,18 @@ class EmbeddedBackend(Backend):
             n = self.L.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
         return buf.raw[:n]
 
+    def _special_tokens(self) -> set[int]:
+        """Tokens a story never holds: control and unused tokens (Gemma's
+        <start_of_turn>, <unused…>) and user-defined ones that are markup
+        rather than whitespace (<start_of_image>, <h2>, [multimodal])."""
+        L, out = self.L, set()
+        control = L.LLAMA_TOKEN_ATTR_CONTROL | L.LLAMA_TOKEN_ATTR_UNUSED | L.LLAMA_TOKEN_ATTR_UNKNOWN
+        for t in range(self.n_vocab):
+            attr = L.llama_vocab_get_attr(self.vocab, t)
+            if attr & control or (attr & L.LLAMA_TOKEN_ATTR_USER_DEFINED and self.piece(t).strip()):
+                out.add(t)
+        return out
+
     def _tokens_containing(self, needle: bytes) -> frozenset[int]:
         # Scanned once per model (~0.5 s for Gemma's 262k tokens).
         return frozenset(t for t in range(self.n_vocab) if needle in self.piece(t))
@@ -196,6 +226,7 @@ class EmbeddedBackend(Backend):
     def _sample(self, slot: _Slot, idx: int) -> int:
         req = slot.req
         banned = slot.bans.get(len(slot.gen))
+        self._logits(idx)[self._never_np] = -np.inf
         if len(slot.gen) < req.min_tokens:
             self._logits(idx)[self._no_end_np if req.stop_at_newline else self._eog_np] = -np.inf
         if banned:
@@ -218,20 +249,35 @@ class EmbeddedBackend(Backend):
         L.llama_memory_clear(self.mem, True)
         for slot in self.slots:  # also drops what an abandoned run left in flight
             slot.cells.clear()
-            slot.job, slot.req, slot.pending = None, None, []
+            slot.req, slot.pending, slot.waiting = None, [], False
+        first = next(source, None)
+        if first is None:
+            return
+        req0 = first.request()
+        k = max(1, req0.n) if req0 is not None else 1
+        if k > self.batch:
+            raise BackendError(f"best of {k} needs --batch {k} or more (each candidate is one sequence of the batch)")
+        # A lane is k sequences that sample k candidates of one request, each
+        # in its own KV cells; the prompt is decoded once and copied.
+        lanes = [_Lane(slots=self.slots[i * k:(i + 1) * k]) for i in range(self.batch // k)]
+        for lane in lanes:
+            for j, slot in enumerate(lane.slots):
+                slot.lane, slot.cand = lane, j
+        self._start(lanes[0], first)
         ban_re_cache: dict[tuple, object] = {}
         while True:
-            # Refill idle slots: the next request of the slot's job, or a new job.
-            for slot in self.slots:
-                if slot.req is None and not exhausted:
+            # Refill idle lanes: a new job each (a running job's next request
+            # starts on its own lane as soon as its last one finishes).
+            for lane in lanes:
+                if lane.job is None and not exhausted:
                     job = next(source, StopIteration)
                     if job is StopIteration:
                         exhausted = True
                     elif job is None:
                         break  # nothing to start until an active job finishes
                     else:
-                        self._start(slot, job)
-            active = [s for s in self.slots if s.req is not None]
+                        self._start(lane, job)
+            active = [s for s in self.slots if s.req is not None and not s.waiting]
             if not active:
                 if exhausted:
                     return
@@ -250,18 +296,37 @@ class EmbeddedBackend(Backend):
             rc = L.llama_decode(self.ctx, self.lbatch)
             if rc != 0:
                 raise BackendError(f"llama_decode failed (code {rc}); the context is full: lower --batch or --words")
+            done: list[Job] = []
             for slot, idx in outputs:
-                tok = self._sample(slot, idx)
-                finished = self._advance(slot, tok, ban_re_cache)
-                if finished is not None:
-                    job = slot.job
-                    job.feed(finished)
-                    nxt = job.request()
-                    if nxt is not None:
-                        self._begin(slot, nxt)
-                    else:
-                        self._clear(slot)
-                        yield job
+                if slot.fresh:  # the prompt is in: the other candidates start from a copy of it
+                    slot.fresh = False
+                    for other in slot.lane.slots:
+                        if other.waiting:
+                            L.llama_memory_seq_cp(self.mem, slot.seq, other.seq, -1, -1)
+                            other.cells, other.waiting = list(slot.cells), False
+                            self._take(other, self._sample(other, idx), ban_re_cache, done)
+                self._take(slot, self._sample(slot, idx), ban_re_cache, done)
+            yield from done
+
+    def _take(self, slot: _Slot, tok: int, ban_re_cache: dict, done: list) -> None:
+        """A sampled token for ``slot``; when the lane's last candidate
+        finishes, its job gets the merged completion and asks for more."""
+        finished = self._advance(slot, tok, ban_re_cache)
+        if finished is None:
+            return
+        lane = slot.lane
+        lane.results[slot.cand] = finished
+        slot.req = None
+        if any(r is None for r in lane.results):
+            return
+        job = lane.job
+        job.feed(merge(lane.results))
+        nxt = job.request()
+        if nxt is not None:
+            self._begin(lane, nxt)
+        else:
+            lane.job = None  # KV cells stay: the next job may share the frame
+            done.append(job)
 
     def _add(self, tok: int, pos: int, seq: int, logits: bool) -> None:
         b, n = self.lbatch, self.lbatch.n_tokens
@@ -272,42 +337,56 @@ class EmbeddedBackend(Backend):
         b.logits[n] = logits
         b.n_tokens = n + 1
 
-    def _start(self, slot: _Slot, job: Job) -> None:
-        slot.job = job
+    def _start(self, lane: _Lane, job: Job) -> None:
+        lane.job = job
         req = job.request()
         if req is None:  # a job with nothing to ask is finished at once
             raise BackendError("a job asked for nothing")  # the writer never does this
-        self._begin(slot, req)
+        self._begin(lane, req)
 
-    def _begin(self, slot: _Slot, req: Request) -> None:
+    def _begin(self, lane: _Lane, req: Request) -> None:
         if req.chat:
-            raise BackendError("the embedded backend writes in beats mode only; instruct mode needs a chat model behind --backend openai")
+            raise BackendError("the embedded backend writes in steer and beats modes only; instruct mode needs a chat model behind --backend openai")
+        if max(1, req.n) != len(lane.slots):
+            raise BackendError(f"a request asked for {req.n} candidates in a run of best of {len(lane.slots)}")
         tokens = self.tokenize(req.prompt)
         if len(tokens) + req.max_tokens > self.ctx_per_seq:
             raise BackendError(
                 f"a prompt of {len(tokens)} tokens plus {req.max_tokens} new ones does not fit the {self.ctx_per_seq}-token "
                 "context per sequence; lower --words"
             )
-        # Keep the longest prefix the slot's KV cells already hold, but always
-        # decode at least one token so there are fresh logits to sample from.
-        keep = 0
-        for a, b in zip(slot.cells, tokens):
-            if a != b:
-                break
-            keep += 1
-        keep = min(keep, len(tokens) - 1)
-        self.L.llama_memory_seq_rm(self.mem, slot.seq, keep, -1)
-        del slot.cells[keep:]
-        slot.pending = tokens[keep:]
-        slot.req, slot.prompt_len = req, len(tokens)
-        slot.gen, slot.pieces, slot.bans, slot.backtracks = [], [], {}, 0
-        if slot.sampler is not None:
-            self.L.llama_sampler_free(slot.sampler)
-        slot.sampler = self._new_sampler(req)
-        slot.t0 = now()
+        # The sequence whose KV cells already hold the longest prefix decodes
+        # the prompt (at least one token, for fresh logits); the others wait
+        # for a copy of its cells.
+        def shared(slot: _Slot) -> int:
+            n = 0
+            for a, b in zip(slot.cells, tokens):
+                if a != b:
+                    break
+                n += 1
+            return n
 
-    def _clear(self, slot: _Slot) -> None:
-        slot.job, slot.req = None, None  # KV cells stay: the next job may share the frame
+        primary = max(lane.slots, key=shared)  # ties: the first
+        keep = min(shared(primary), len(tokens) - 1)
+        self.L.llama_memory_seq_rm(self.mem, primary.seq, keep, -1)
+        del primary.cells[keep:]
+        primary.pending = tokens[keep:]
+        self.prompt_tokens += len(primary.pending)
+        primary.fresh = len(lane.slots) > 1
+        lane.req, lane.results = req, [None] * len(lane.slots)
+        order = [primary] + [s for s in lane.slots if s is not primary]
+        for j, slot in enumerate(order):
+            slot.cand = j
+            slot.req = req if j == 0 else replace(req, seed=candidate_seed(req.seed, j))
+            slot.waiting = j > 0
+            if j > 0:
+                slot.pending = []
+            slot.prompt_len = len(tokens)
+            slot.gen, slot.pieces, slot.bans, slot.backtracks = [], [], {}, 0
+            if slot.sampler is not None:
+                self.L.llama_sampler_free(slot.sampler)
+            slot.sampler = self._new_sampler(slot.req)
+            slot.t0 = now()
 
     def _advance(self, slot: _Slot, tok: int, ban_re_cache: dict) -> Completion | None:
         """Take a sampled token; return the Completion when the request is done."""

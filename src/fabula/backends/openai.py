@@ -22,7 +22,7 @@ import os
 import random
 from typing import Iterable, Iterator
 
-from fabula.backends.base import Backend, Completion, Job, Request, now
+from fabula.backends.base import Backend, Completion, Job, Request, merge, now, split
 from fabula.errors import BackendError, MissingDependency, UsageError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -155,7 +155,8 @@ class OpenAIBackend(Backend):
     async def _drive(self, client, job: Job) -> Job:
         try:
             while (req := job.request()) is not None:
-                job.feed(await self._complete(client, req))
+                parts = await asyncio.gather(*(self._complete(client, r) for r in split(req)))
+                job.feed(merge(list(parts)))
         except RequestFailed as e:
             job.fail(str(e))
         return job

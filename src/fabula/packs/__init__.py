@@ -20,13 +20,17 @@ from jinja2 import meta, nodes
 
 from fabula.errors import PackError
 from fabula.names import SUPPORTED_LOCALES
+from fabula.packs.grammar import Grammar, GrammarError
 
 # Fields of a character a template may use: {{ hero.first }}, {{ other.his }}, ...
 CHARACTER_FIELDS = frozenset(
     "first last full nationality service cover he him his He Him His".split()
 )
 CHARACTERS = ("hero", "other")
-MODES = ("beats", "instruct")
+# steer: a short opener carries the card's content and the model writes the
+# rest of each paragraph; beats: the pack's whole beat sentence is pasted and
+# continued; instruct: one chat request per story.
+MODES = ("steer", "beats", "instruct")
 # Default caps (share of the corpus); `city` is tighter because it is the most
 # visible repeat in model-written fiction.
 DEFAULT_CAPS = {"full_name": 1.0, "first_name": 0.02, "surname": 0.02, "slot": 0.15, "city": 0.10}
@@ -46,7 +50,22 @@ class Nationality:
 @dataclass(frozen=True)
 class Beat:
     name: str
-    variants: tuple[str, ...]
+    variants: tuple[str, ...]  # sentences that open the paragraph (beats mode: pasted)
+    openers: tuple[str, ...] = ()  # short openings that carry the card's content (steer mode); [] = variants
+    note: str = ""  # what happens, as plain plan (instruct mode; never shown to readers)
+    anchors: tuple[str, ...] = ()  # card fields the paragraph must name: hero, other, or a slot
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A story written for the pack; stands before a story in beats-mode prompts."""
+
+    title: str
+    paragraphs: tuple[str, ...]
+    avoid: tuple[str, ...] = ()  # its names: kept out of the stories
+
+    def block(self) -> str:
+        return f"{self.title}\n\n" + "".join(f"{p}\n\n" for p in self.paragraphs)
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,8 @@ class Pack:
     slots: dict[str, tuple[str, ...]]
     beats: tuple[Beat, ...]
     titles: tuple[str, ...]
+    exemplars: tuple[Exemplar, ...] = ()
+    grammar: Grammar = field(default_factory=Grammar, compare=False)  # [grammar] rules for [a|b] and #rule#
     source: str = ""  # file path, or "builtin:NAME"
     digest: str = field(default="", compare=False)  # sha256 of the file text, first 16 hex
 
@@ -176,18 +197,29 @@ def parse_pack(text: str, source: str = "<pack>") -> Pack:
     avoid_names = tuple(_str_list(avoid_t.get("names", []), "avoid.names", w, "names", allow_empty=True))
 
     caps = _caps(data, slots, w)
+    grammar = _grammar(data, w)
+    exemplars = _exemplars(data, w)
+    avoid_names = avoid_names + tuple(n for e in exemplars for n in e.avoid if n not in avoid_names)
 
     # Placeholders: slot values may use the characters; beats and titles may use
     # the characters and every slot.
     for slot, values in slots.items():
         for v in values:
-            _check_template(v, set(CHARACTERS), f"slots.{slot}", w)
+            _check_template(v, set(CHARACTERS), f"slots.{slot}", w, grammar)
     allowed = set(CHARACTERS) | set(slots)
     for beat in beats:
         for v in beat.variants:
-            _check_template(v, allowed, f"beats.{beat.name}", w)
+            _check_template(v, allowed, f"beats.{beat.name}", w, grammar)
+        for v in beat.openers:
+            _check_template(v, allowed, f"beats.{beat.name}.openers", w, grammar)
+        if beat.note:
+            _check_template(beat.note, allowed, f"beats.{beat.name}.note", w, grammar)
+        for a in beat.anchors:
+            if a not in allowed:
+                raise w.err(f"beats.{beat.name}.anchors", f"{a!r} is neither a character nor a slot",
+                            f"use some of: {', '.join(sorted(allowed))}", f'"{a}"')
     for v in titles:
-        _check_template(v, allowed, "titles.variants", w)
+        _check_template(v, allowed, "titles.variants", w, grammar)
 
     return Pack(
         name=name,
@@ -204,6 +236,8 @@ def parse_pack(text: str, source: str = "<pack>") -> Pack:
         slots=slots,
         beats=beats,
         titles=tuple(titles),
+        exemplars=exemplars,
+        grammar=grammar,
         source=source,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
@@ -324,7 +358,37 @@ def _beats(data: dict, w: _Where) -> tuple[Beat, ...]:
         if not isinstance(t, dict):
             raise w.err(f"beats[{i}]", "must be a table", "write it as [[beats]]", "beats")
         name = _str(t, "name", f"beats[{i}].name", w)
-        out.append(Beat(name=name, variants=tuple(_str_list(t.get("variants"), f"beats.{name}.variants", w, "variants"))))
+        unknown = set(t) - {"name", "variants", "openers", "note", "anchors"}
+        if unknown:
+            k = sorted(unknown)[0]
+            raise w.err(f"beats.{name}.{k}", "is not a beat field", "use name, variants, openers, note and anchors", f"{k} =")
+        openers = _str_list(t.get("openers", []), f"beats.{name}.openers", w, "openers", allow_empty=True)
+        note = _str(t, "note", f"beats.{name}.note", w, default="")
+        anchors = _str_list(t.get("anchors", []), f"beats.{name}.anchors", w, "anchors", allow_empty=True)
+        out.append(Beat(name=name, variants=tuple(_str_list(t.get("variants"), f"beats.{name}.variants", w, "variants")),
+                        openers=tuple(openers), note=note, anchors=tuple(anchors)))
+    return tuple(out)
+
+
+def _exemplars(data: dict, w: _Where) -> tuple[Exemplar, ...]:
+    raw = data.get("exemplars", [])
+    if not isinstance(raw, list):
+        raise w.err("exemplars", "must be a list of tables", "write each one as [[exemplars]]", "exemplars")
+    out = []
+    for i, t in enumerate(raw):
+        path = f"exemplars[{i}]"
+        if not isinstance(t, dict):
+            raise w.err(path, "must be a table", "write it as [[exemplars]]", "exemplars")
+        unknown = set(t) - {"title", "paragraphs", "avoid"}
+        if unknown:
+            k = sorted(unknown)[0]
+            raise w.err(f"{path}.{k}", "is not an exemplar field", "use title, paragraphs and avoid", f"{k} =")
+        title = _str(t, "title", f"{path}.title", w)
+        paras = t.get("paragraphs")
+        texts = _str_list(paras, f"{path}.paragraphs", w, "paragraphs")
+        pairs = [" ".join(p.split()) for p in texts]
+        avoid = _str_list(t.get("avoid", []), f"{path}.avoid", w, "avoid", allow_empty=True)
+        out.append(Exemplar(title=title, paragraphs=tuple(pairs), avoid=tuple(avoid)))
     return tuple(out)
 
 
@@ -343,11 +407,34 @@ def _caps(data: dict, slots: dict, w: _Where) -> dict[str, float]:
     return caps
 
 
-def _check_template(src: str, allowed: set[str], path: str, w: _Where) -> None:
+def _grammar(data: dict, w: _Where) -> Grammar:
+    raw = data.get("grammar", {})
+    if not isinstance(raw, dict):
+        raise w.err("grammar", "must be a table of rules", 'write it as [grammar] with lines like place = ["a quay", "a [tram|bus] stop"]', "grammar")
+    rules = {}
+    for name, alts in raw.items():
+        if not name.replace("_", "").isalnum():
+            raise w.err(f"grammar.{name}", "is not a valid rule name", "use letters, digits and _", f"{name} =")
+        if not isinstance(alts, list) or not alts or not all(isinstance(a, str) for a in alts):
+            raise w.err(f"grammar.{name}", "must be a non-empty list of strings (\"\" is an empty alternative)",
+                        f'write it as {name} = ["...", "..."]', f"{name} =")
+        rules[name] = tuple(alts)
+    try:
+        return Grammar(rules)
+    except GrammarError as e:
+        raise w.err("grammar", str(e), "define every #rule# used, with no rule inside itself", "[grammar]") from None
+
+
+def _check_template(src: str, allowed: set[str], path: str, w: _Where, grammar: Grammar | None = None) -> None:
     try:
         ast = ENV.parse(src)
     except jinja2.TemplateSyntaxError as e:
         raise w.err(path, f"template {src!r} does not parse ({e.message})", "close every {{ ... }} and use plain names", src[:40]) from None
+    if grammar is not None:
+        try:
+            grammar.parsed(src)
+        except GrammarError as e:
+            raise w.err(path, f"{src[:60]!r}: {e}", "close every [ with ] and name only rules of [grammar]", src[:40]) from None
     for name in meta.find_undeclared_variables(ast):
         if name not in allowed:
             raise w.err(path, f"unknown placeholder {{{{ {name} }}}}", f"use one of: {', '.join(sorted(allowed))}", "{{ " + name, "{{" + name, src[:40])

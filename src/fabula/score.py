@@ -1,0 +1,227 @@
+"""The scorer: what a reader would hold against a paragraph, term by term.
+
+Each term counts *slips* in one paragraph of one card's story (0 = clean). The
+same terms serve three purposes: the writer keeps the best of k candidates
+(fewest weighted slips, then most new words), the checks drop a draft that
+still holds a hard slip, and ``bench/diversity.py`` counts slips per story.
+
+Terms (one line each in the README):
+
+- ``missing``: the card's people and places that the plan puts in this
+  paragraph but the text does not name (names by first or last name; the city
+  and venue by their own words).
+- ``stranger``: a person's first name that no card character has (checked
+  against the first names of every name locale the packs use).
+- ``pronoun``: he/him/his or she/her used outside dialogue where no card
+  character has that gender.
+- ``era``: a year after the card's present, or before 1900.
+- ``first-person``: I/me/my outside dialogue (the stories are told in the
+  third person).
+- ``reportage``: present-tense news voice ("she says now", "I asked him").
+- ``markup``: special tokens, tags, brackets, asterisks, links, headings.
+- ``meta``: text about the text ("this story", "(see story below)", …).
+- ``unfinished``: the paragraph stops mid-sentence (an opener the model
+  never completed).
+
+``novelty`` is not a slip: the share of the paragraph's word 4-grams that the
+corpus written so far does not hold (1.0 = all new).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from fabula.checks import MARKUP, META, PARAGRAPH_END, REPORTAGE, words
+from fabula.records import Card
+
+# Weights for choosing among candidates: a wrong person or a markup token ruins
+# a paragraph; a missing anchor is bad; a stray year is small.
+WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-person": 1.5,
+           "reportage": 2.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
+TERMS = tuple(WEIGHTS)
+
+META_EXTRA = re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE)
+QUOTED = re.compile(r"[\"“”][^\"“”]*[\"“”]|[‘'](?=[A-Z])[^‘’']*[’']")
+FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\bI['’](?:d|m|ve|ll)\b")
+HE = re.compile(r"\b(?:he|him|his|himself)\b", re.IGNORECASE)
+SHE = re.compile(r"\b(?:she|her|hers|herself)\b", re.IGNORECASE)
+YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
+CAPITAL = re.compile(r"\b([A-Z][a-zà-ÿ]{2,})\b")
+# First names that are also everyday English words (or months): not strangers.
+NAME_WORDS = frozenset("Will May June April August Rose Grace Mark Bill Art Hope Faith Frank Dawn Page Ray Rich Victor "
+                       "Major Sunny Joy Iris Violet Ivy Lily Pearl Ruby Amber Olive Summer Autumn Forest River Stone "
+                       "Gale Chase Miles Wade Lane Dean Guy Earl Duke King Prince Baron Sterling Christian Angel "
+                       "Constance Prudence Patience Honor Liberty Justice Eve Carol Holly Daisy Heather Fern German Love "
+                       "Norman Roman Celestine Clement Ernest Florence Lorraine Marine Trinity Paris Sofia Victoria".split())
+
+
+@dataclass
+class Score:
+    slips: Counter = field(default_factory=Counter)
+    novelty: float = 1.0
+
+    @property
+    def penalty(self) -> float:
+        return sum(WEIGHTS[k] * v for k, v in self.slips.items())
+
+    def key(self) -> tuple:
+        """Sort key: lower is better (fewest weighted slips, then most new words)."""
+        return (self.penalty, -self.novelty)
+
+
+def outside_dialogue(text: str) -> str:
+    return QUOTED.sub(" ", text)
+
+
+@lru_cache(maxsize=1)
+def known_first_names() -> frozenset[str]:
+    """First names of every locale fabula draws from, plus English ones."""
+    from fabula.names import SUPPORTED_LOCALES, first_names
+
+    out: set[str] = set()
+    for loc in SUPPORTED_LOCALES:
+        out.update(n for n in first_names(loc) if len(n) > 2)
+    return frozenset(out)
+
+
+def card_words(card: Card) -> set[str]:
+    """Every word the card itself holds: names, slots, title, beats."""
+    parts = [card.title, card.hero.full, card.other.full, card.hero.nationality, card.other.nationality,
+             card.hero.service, card.hero.cover, *card.slots.values(), *card.beats]
+    return {w for p in parts for w in words(p)}
+
+
+def anchors(card: Card, paragraph: int) -> list[tuple[str, tuple[str, ...]]]:
+    """(label, alternatives) the plan puts in paragraph ``paragraph``: the text
+    holds the anchor if it holds any alternative (a character by first or
+    last name; a slot by any of its content words)."""
+    keys = card.anchors[paragraph] if paragraph < len(card.anchors) else ()
+    out = []
+    for k in keys:
+        if k in ("hero", "other"):
+            c = getattr(card, k)
+            out.append((k, (c.first, c.last)))
+        elif k in card.slots:
+            content = _content_words(card.slots[k])
+            if content:
+                out.append((k, tuple(content)))
+    return out
+
+
+_STOP = set("a an the of to in on at by for with from and or but that this these those his her their its into over "
+            "under about after before one two three no not nothing every some any all him he she it was were had has "
+            "have be been who which what when where there here as than then".split())
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in words(text) if len(w) > 3 and w.lower() not in _STOP]
+
+
+def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | None" = None) -> Score:
+    s = Score()
+    low = text.lower()
+    for label, alts in anchors(card, paragraph):
+        if label in ("hero", "other"):
+            if not any(a in text for a in alts):
+                s.slips["missing"] += 1
+        elif not any(a.lower() in low for a in alts):
+            s.slips["missing"] += 1
+    s.slips.update(slips(text, card))
+    if corpus is not None:
+        s.novelty = corpus.novelty(text)
+    return Score(slips=+s.slips, novelty=s.novelty)
+
+
+def slips(text: str, card: Card) -> Counter:
+    """The slip terms that need no plan: strangers, pronouns, era, voice, markup, meta."""
+    out: Counter = Counter()
+    narration = outside_dialogue(text)
+    own = card_words(card)
+    names = known_first_names()
+    for m in CAPITAL.finditer(text):
+        w = m.group(1)
+        if w in names and w not in own and w not in NAME_WORDS:
+            out["stranger"] += 1
+    genders = {card.hero.gender, card.other.gender}
+    if "male" not in genders:
+        out["pronoun"] += len(HE.findall(narration))
+    if "female" not in genders:
+        out["pronoun"] += len(SHE.findall(narration))
+    year = _card_year(card)
+    for m in YEAR.finditer(text):
+        y = int(m.group(1))
+        if y < 1900 or (year and y > year):
+            out["era"] += 1
+    out["first-person"] += len(FIRST_PERSON.findall(narration))
+    out["reportage"] += len(REPORTAGE.findall(text))
+    out["markup"] += len(MARKUP.findall(text))
+    out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
+    out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
+    return +out
+
+
+def story_slips(paragraphs: list[str], card: Card) -> Counter:
+    total: Counter = Counter()
+    for i, p in enumerate(paragraphs):
+        total.update(score_paragraph(p, card, i).slips)
+    return total
+
+
+def coverage(paragraphs: list[str], card: Card) -> tuple[int, int]:
+    """(anchors held, anchors planned) for a story: each in its own paragraph."""
+    held = planned = 0
+    for i, p in enumerate(paragraphs):
+        for label, alts in anchors(card, i):
+            planned += 1
+            if label in ("hero", "other"):
+                held += any(a in p for a in alts)
+            else:
+                held += any(a.lower() in p.lower() for a in alts)
+    return held, planned
+
+
+def _card_year(card: Card) -> int | None:
+    y = card.slots.get("year", "")
+    return int(y) if y.isdigit() else None
+
+
+def _grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
+    toks = [w.lower() for w in words(text)]
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
+class NgramSet:
+    """The word 4-grams of the corpus written so far, as a fixed bit set.
+
+    2^27 bits (16 MiB) whatever the corpus size: at 10,000 stories (about
+    4.5 million 4-grams) about 3 % of new 4-grams read as seen. Hashes are
+    blake2b, so the same texts give the same answers in every process (the
+    choice among candidates must be reproducible for a seed).
+    """
+
+    BITS = 1 << 27
+
+    def __init__(self) -> None:
+        self.bits = np.zeros(self.BITS // 8, dtype=np.uint8)
+
+    def _index(self, text: str) -> np.ndarray:
+        hs = [int.from_bytes(hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest(), "little") for g in _grams(text)]
+        return np.array(hs, dtype=np.uint64) & np.uint64(self.BITS - 1)
+
+    def add(self, text: str) -> None:
+        i = self._index(text)
+        np.bitwise_or.at(self.bits, (i >> np.uint64(3)).astype(np.int64), (1 << (i & np.uint64(7))).astype(np.uint8))
+
+    def novelty(self, text: str) -> float:
+        """Share of the text's 4-grams not in the set (0.0 for a text too short to have one)."""
+        i = self._index(text)
+        if not len(i):
+            return 0.0
+        seen = (self.bits[(i >> np.uint64(3)).astype(np.int64)] >> (i & np.uint64(7)).astype(np.uint8)) & 1
+        return float(1.0 - seen.mean())

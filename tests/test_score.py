@@ -1,0 +1,94 @@
+"""The scorer on hand-written paragraphs: one test per term, each with a clean twin."""
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from fabula.plan import Planner
+from fabula.records import Character
+from fabula.score import TERMS, NgramSet, coverage, score_paragraph, slips
+
+
+@pytest.fixture
+def card(spy):
+    c = Planner(spy, 1, 5).next()
+    # A card we can write against by hand: a woman hero, a man other, Riga, 1994.
+    hero = Character(first="Ilze", last="Ozola", gender="female", nationality="Latvian", locale="lv_LV", service="the KGB")
+    other = Character(first="Tomas", last="Berg", gender="male", nationality="Swedish", locale="sv_SE")
+    slots = {**c.slots, "city": "Riga", "year": "1994", "venue": "the back room of a chess club",
+             "summons": "a postcard of a lighthouse with a single date written on the back"}
+    return replace(c, hero=hero, other=other, slots=slots, anchors=[["hero", "city"], ["other"], ["summons"], ["venue"]])
+
+
+CLEAN = "Ilze Ozola mended radios in Riga. She kept to herself, and Tomas Berg was a name she never said."
+
+
+def test_a_clean_paragraph_has_no_slips(card):
+    assert slips(CLEAN, card) == Counter()
+    assert score_paragraph(CLEAN, card, 0).penalty == 0
+
+
+def test_missing_names_what_the_plan_puts_in_the_paragraph(card):
+    assert score_paragraph("Ilze mended radios in Riga.", card, 0).slips["missing"] == 0
+    assert score_paragraph("She mended radios in a northern town.", card, 0).slips["missing"] == 2  # hero and city
+    assert score_paragraph("The lighthouse on the card meant nothing.", card, 2).slips["missing"] == 0  # a content word of the summons
+    assert score_paragraph("A letter came.", card, 2).slips["missing"] == 1
+
+
+def test_stranger_is_a_first_name_the_card_does_not_hold(card):
+    assert slips("Ilze thought of Katerina, her sister.", card)["stranger"] == 1
+    assert slips("Ilze thought of Tomas, and of May.", card)["stranger"] == 0  # Tomas is on the card; May is a month
+
+
+def test_pronoun_of_a_gender_no_character_has(spy, card):
+    both_women = replace(card, other=replace(card.other, gender="female"))
+    assert slips("Ilze opened the door and he sat down.", both_women)["pronoun"] == 1
+    assert slips("Ilze opened the door and he sat down.", card)["pronoun"] == 0  # Tomas is a man
+    assert slips('Ilze said: "He never came."', both_women)["pronoun"] == 0  # dialogue may speak of anyone
+
+
+def test_era_is_a_year_after_the_card_or_before_1900(card):
+    assert slips("In 2007 Ilze moved.", card)["era"] == 1
+    assert slips("In 1850 Ilze moved.", card)["era"] == 1
+    assert slips("In 1979 Ilze met Tomas.", card)["era"] == 0
+
+
+def test_first_person_outside_dialogue(card):
+    assert slips("I met Ilze in Riga, and my coat was wet.", card)["first-person"] == 2
+    assert slips('Ilze said, "I know."', card)["first-person"] == 0
+
+
+def test_reportage(card):
+    assert slips("Ilze says now that the job was easy.", card)["reportage"] == 1
+
+
+def test_markup_and_special_tokens(card):
+    assert slips("Ilze left. <start_of_image> [multimodal]", card)["markup"] == 2
+
+
+def test_meta_text(card):
+    assert slips("Ilze left (see story below).", card)["meta"] >= 1
+
+
+def test_unfinished_is_a_paragraph_that_stops_mid_sentence(card):
+    assert slips("Ilze Ozola walked to the back room of", card)["unfinished"] == 1
+    assert slips('Ilze said, "Go."', card)["unfinished"] == 0
+
+
+def test_novelty_is_the_share_of_new_4_grams(card):
+    corpus = NgramSet()
+    assert score_paragraph(CLEAN, card, 0, corpus).novelty == 1.0
+    corpus.add(CLEAN)
+    assert score_paragraph(CLEAN, card, 0, corpus).novelty == 0.0
+    s = score_paragraph("Ilze Ozola mended radios in Riga and sold the valves at a market stall.", card, 0, corpus)
+    assert 0 < s.novelty < 1
+
+
+def test_coverage_counts_anchors_in_their_own_paragraph(card):
+    paragraphs = ["Ilze Ozola lived in Riga.", "Tomas Berg had been her handler.", "A letter came.", "The chess club was cold."]
+    assert coverage(paragraphs, card) == (4, 5)  # the summons is missing
+
+
+def test_every_term_is_weighted():
+    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "markup", "meta", "unfinished"}
