@@ -97,3 +97,20 @@ def test_words_keeps_letters_of_many_alphabets():
 def test_markup_and_meta_text_are_dropped(text, reason):
     v = degeneration(text)
     assert not v.keep and v.reason == reason
+
+
+def test_cast_drops_strangers_and_pronouns_no_character_can_take(spy):
+    from dataclasses import replace
+
+    from fabula.checks import cast
+    from fabula.plan import Planner
+
+    card = Planner(spy, 1, 3).next()
+    h, o = card.hero, card.other
+    assert cast(f"{h.first} met {o.first} in the rain.", card).keep
+    v = cast(f"{h.first} met Katerina in the rain.", card)
+    assert not v.keep and v.reason == "stranger-name" and "Katerina" in v.detail
+    both_women = replace(card, hero=replace(h, gender="female"), other=replace(o, gender="female"))
+    v = cast(f"{h.first} waited, and he came late.", both_women)
+    assert not v.keep and v.reason == "pronoun"
+    assert cast(f'{h.first} said: "He came late."', both_women).keep  # dialogue may speak of anyone

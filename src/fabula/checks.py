@@ -1,7 +1,7 @@
 """Checks: each takes a draft and returns a Verdict (keep, or drop with a reason).
 
 Reasons are short slugs (``too-short``, ``off-card``, ``degenerate``,
-``unfinished``, ``markup``, ``meta-text``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
+``unfinished``, ``markup``, ``meta-text``, ``stranger-name``, ``pronoun``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
 ``rejects.jsonl`` can count them.
 """
 
@@ -53,6 +53,22 @@ def adherence(text: str, card: Card) -> Verdict:
     if missing:
         return Verdict("adherence", False, "off-card", "missing " + ", ".join(missing))
     return Verdict("adherence", True)
+
+
+def cast(text: str, card: Card) -> Verdict:
+    """The story's people are the card's: no first name that no character has
+    (``stranger-name``), and no he/she outside dialogue for a gender that no
+    character has (``pronoun``). The scorer's terms, as a check."""
+    from fabula.score import slips  # score builds on this module's patterns
+
+    s = slips(text, card)
+    if s["stranger"]:
+        from fabula.score import strangers
+
+        return Verdict("cast", False, "stranger-name", f"names {', '.join(strangers(text, card))}, who is not on the card")
+    if s["pronoun"]:
+        return Verdict("cast", False, "pronoun", f"{s['pronoun']} pronouns of a gender no character has")
+    return Verdict("cast", True)
 
 
 def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
@@ -167,6 +183,7 @@ def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | None
         lambda: length(text, lo, hi),
         lambda: adherence(text, card),
         lambda: degeneration(text),
+        lambda: cast(text, card),
         lambda: stock_phrases(text, avoid),
         lambda: near.check(text) if near is not None else Verdict("near-duplicate", True),
     ):

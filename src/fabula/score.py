@@ -53,6 +53,7 @@ HE = re.compile(r"\b(?:he|him|his|himself)\b", re.IGNORECASE)
 SHE = re.compile(r"\b(?:she|her|hers|herself)\b", re.IGNORECASE)
 YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 CAPITAL = re.compile(r"\b([A-Z][a-zà-ÿ]{2,})\b")
+SENTENCE_START = re.compile(r"(?:^|[.!?…:;][\"'”’)]*)\s*[\"“‘(]?\s*$")  # what precedes a sentence's first word
 # First names that are also everyday English words (or months): not strangers.
 NAME_WORDS = frozenset("Will May June April August Rose Grace Mark Bill Art Hope Faith Frank Dawn Page Ray Rich Victor "
                        "Major Sunny Joy Iris Violet Ivy Lily Pearl Ruby Amber Olive Summer Autumn Forest River Stone "
@@ -142,12 +143,7 @@ def slips(text: str, card: Card) -> Counter:
     """The slip terms that need no plan: strangers, pronouns, era, voice, markup, meta."""
     out: Counter = Counter()
     narration = outside_dialogue(text)
-    own = card_words(card)
-    names = known_first_names()
-    for m in CAPITAL.finditer(text):
-        w = m.group(1)
-        if w in names and w not in own and w not in NAME_WORDS:
-            out["stranger"] += 1
+    out["stranger"] += len(strangers(text, card))
     genders = {card.hero.gender, card.other.gender}
     if "male" not in genders:
         out["pronoun"] += len(HE.findall(narration))
@@ -164,6 +160,18 @@ def slips(text: str, card: Card) -> Counter:
     out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
     return +out
+
+
+def strangers(text: str, card: Card) -> list[str]:
+    """First names in the text that no card character has: capitalised words
+    inside a sentence (a sentence's first word may be any word: "Said", "Tea")."""
+    own, names = card_words(card), known_first_names()
+    out = []
+    for m in CAPITAL.finditer(text):
+        w = m.group(1)
+        if w in names and w not in own and w not in NAME_WORDS and not SENTENCE_START.search(text[:m.start()]):
+            out.append(w)
+    return out
 
 
 def story_slips(paragraphs: list[str], card: Card) -> Counter:
