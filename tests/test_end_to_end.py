@@ -69,17 +69,19 @@ def test_same_seed_and_batch_give_the_same_stories_byte_for_byte(tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        r = run_cli("write", "-n", "3", "--words", "250", "--seed", "8", "--batch", "2", "--out", str(out), "-q")
+        # Best of 4 (the default) in a batch of 8: two stories' candidates at a time, the third joins later.
+        r = run_cli("write", "-n", "3", "--words", "250", "--seed", "8", "--batch", "8", "--out", str(out), "-q")
         assert r.returncode == 0, r.stderr
         assert_valid_corpus(out, 3)
-        assert all(json.loads(x)["batch"] == 2 for x in (out / "corpus.jsonl").read_text().splitlines())
+        recs = [json.loads(x) for x in (out / "corpus.jsonl").read_text().splitlines()]
+        assert all(r["batch"] == 8 and r["best_of"] == 4 for r in recs)
         runs.append({p.name: p.read_bytes() for p in (out / "stories").iterdir()})
     assert runs[0] == runs[1]
 
 
 def test_ctrl_c_keeps_finished_stories_and_exits_130(tmp_path):
     out = tmp_path / "c"
-    p = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", "20", "--words", "250", "--batch", "1", "--out", str(out), "-q"],
+    p = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", "20", "--words", "250", "--batch", "1", "--best-of", "1", "--out", str(out), "-q"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "corpus.jsonl").exists():

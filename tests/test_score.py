@@ -48,6 +48,15 @@ def test_pronoun_of_a_gender_no_character_has(spy, card):
     assert slips('Ilze said: "He never came."', both_women)["pronoun"] == 0  # dialogue may speak of anyone
 
 
+def test_pronouns_and_names_the_card_itself_holds_are_not_slips(card):
+    two_men = replace(card, hero=replace(card.hero, gender="male", first="Ernst-August"),
+                      other=replace(card.other, gender="male"),
+                      slots={**card.slots, "secret": "a child who did not know who her father was"})
+    text = "Ernst met Tomas about a child who did not know who her father was."
+    assert slips(text, two_men)["pronoun"] == 0 and slips(text, two_men)["stranger"] == 0
+    assert slips(text + " Then her mother came.", two_men)["pronoun"] == 1
+
+
 def test_era_is_a_year_after_the_card_or_before_1900(card):
     assert slips("In 2007 Ilze moved.", card)["era"] == 1
     assert slips("In 1850 Ilze moved.", card)["era"] == 1

@@ -50,3 +50,40 @@ def test_hand_edited_jsonl_is_a_clear_error(tmp_path):
     p.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(StoreError, match="x.jsonl, line 2: not valid JSON"):
         read_jsonl(p)
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    from fabula.store import unlock_folder
+    from tests.conftest import run_cli
+
+    out = tmp_path / "c"
+    Store.open(out, {"pack": "spy", "seed": 1})  # this process now holds the writer lock
+    try:
+        r = run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--seed", "1", "--out", str(out))
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is being written by process {os.getpid()}" in lines[0]
+        assert not (out / "corpus.jsonl").exists() and not list((out / "stories").iterdir())
+    finally:
+        unlock_folder(out)
+    r = run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--seed", "1", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr  # released: the next writer goes ahead
+
+
+def test_two_writers_at_once_leave_exactly_n_stories(tmp_path):
+    """The issue's scenario: two `fabula write` on one folder at the same time.
+    Whichever starts second is refused (or, if the first has finished, finds
+    nothing left to do); the folder holds N stories, each recorded once."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "c"
+    cmd = [sys.executable, "-m", "fabula", "write", "-n", "40", "--backend", "fake", "--seed", "9", "--words", "300",
+           "--out", str(out), "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    for stdout, stderr, rc in results:
+        assert rc == 0 or (rc == 2 and "is being written by process" in stderr), stderr
+    recs = read_jsonl(out / "corpus.jsonl")
+    assert len(recs) == 40 and len({r["id"] for r in recs}) == 40 and len({r["index"] for r in recs}) == 40
+    assert sorted(p.name for p in (out / "stories").iterdir()) == sorted(r["file"].split("/")[1] for r in recs)

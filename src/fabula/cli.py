@@ -23,7 +23,8 @@ from fabula.errors import FabulaError, FabulaWarning, UsageError
 DEFAULT_BATCH = 16
 # Best of 4 in steer and beats modes: on 16 stories (seed 1) the scorer's slips
 # fell from 3.38 per story at k = 1 (1.62 at k = 2) to 0.06, for 3.1x the time.
-# Instruct mode (a chat model writing whole stories) defaults to 1.
+# A server (--backend openai, where every candidate is paid for) and instruct
+# mode (a chat model writing whole stories) default to 1.
 DEFAULT_BEST_OF = 4
 
 EPILOG_WRITE = """\b
@@ -113,7 +114,7 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
                    "request per story [default: instruct for openai, else the pack's (spy: steer)].")
 @click.option("--best-of", "best_of", type=click.IntRange(1, 16), default=None,
               help="Candidates sampled per paragraph (per story in instruct mode); the scorer keeps the best "
-                   "(see README) [default: 4 in steer and beats modes, 1 in instruct mode].")
+                   "(see README) [default: 4 with the embedded and gguf backends, 1 with openai or in instruct mode].")
 @click.option("--exemplar/--no-exemplar", default=False, show_default=True,
               help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).")
 @click.option("--base-url", default=None, help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1")
@@ -145,7 +146,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
         top_p=g.top_p if top_p is None else top_p,
         repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
         ban=avoid,
-        best_of=best_of or (1 if mode == "instruct" else DEFAULT_BEST_OF),
+        best_of=best_of or (DEFAULT_BEST_OF if mode != "instruct" and backend != "openai" else 1),
     )
     if settings.mode in ("steer", "beats") and p.exemplars and exemplar:
         settings = replace(settings, exemplars=tuple(e.block() for e in p.exemplars))

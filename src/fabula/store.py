@@ -7,6 +7,12 @@
     DIR/rejects.jsonl      cards whose every draft failed a check, with reasons
     DIR/failed.jsonl       cards the backend gave up on (server faults); a rerun retries them
 
+One writer at a time. ``open()`` takes an exclusive OS lock (``flock``) on
+``DIR/writer.lock`` for the life of the process, so a second writer (another
+terminal, an overlapping cron job) is refused at once with the holder's PID;
+the OS drops the lock when the holder exits or is killed, so no stale lock is
+ever left. Readers (``report``, ``plan``) never open a Store and never block.
+
 Crash safety. A story's commit point is its line in corpus.jsonl: the text
 file is written to a temporary name, fsynced and renamed into place first, and
 only then is the record appended (one write, then fsync). ``open()`` repairs
@@ -17,6 +23,7 @@ run resumes with every committed story intact and nothing half-written.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +41,39 @@ REJECTS = "rejects.jsonl"
 FAILED = "failed.jsonl"
 STORIES = "stories"
 TMP_SUFFIX = ".tmp"
+LOCK = "writer.lock"
+
+# Locks this process holds, by folder: flock excludes other processes; within
+# one process a folder reopened (a resumed run in the same Python session)
+# keeps the lock it has.
+_HELD: dict[Path, int] = {}
+
+
+def lock_folder(root: Path) -> None:
+    """Hold the folder's writer lock until the process ends, or refuse."""
+    key = root.resolve()
+    if key in _HELD:
+        return
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+        os.close(fd)
+        raise StoreError(
+            f"{root} is being written by process {holder}; wait for it to finish (or stop it), "
+            "or write to another --out; `fabula report` can read the folder meanwhile"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = fd
+
+
+def unlock_folder(root: Path) -> None:
+    """Release the writer lock early (tests; the OS releases it at exit)."""
+    fd = _HELD.pop(Path(root).resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def text_hash(text: str) -> str:
@@ -117,11 +157,14 @@ class Store:
                         f"{root} holds a corpus written with {key} {have.get(key)!r}, not {manifest.get(key)!r}; "
                         f"run with the same --{key} to continue it, or choose a new --out"
                     )
+            lock_folder(root)  # before repair: another writer's temporary files are not ours to sweep
         else:
-            if root.exists() and any(p.name != STORIES for p in root.iterdir()):
+            if root.exists() and any(p.name not in (STORIES, LOCK) for p in root.iterdir()):
                 raise StoreError(f"{root} exists and is not a fabula corpus; choose an empty or new folder for --out")
             root.mkdir(parents=True, exist_ok=True)
-            write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+            lock_folder(root)
+            if not man_path.exists():  # a second writer may have created it while we waited for nothing
+                write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         store.stories_dir.mkdir(exist_ok=True)
         store.repair()
         return store
