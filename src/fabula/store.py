@@ -149,22 +149,23 @@ class Store:
             raise StoreError(f"{root} is a file, not a folder; choose another --out")
         store = cls(root)
         man_path = root / MANIFEST
+        if root.exists() and not man_path.exists() and any(p.name not in (STORIES, LOCK) for p in root.iterdir()):
+            raise StoreError(f"{root} exists and is not a fabula corpus; choose an empty or new folder for --out")
+        root.mkdir(parents=True, exist_ok=True)
+        # The lock comes before the manifest is read or written and before
+        # repair: another writer's temporary files are not ours to sweep.
+        lock_folder(root)
         if man_path.exists():
             have = json.loads(man_path.read_text(encoding="utf-8"))
             for key in ("pack", "seed"):
                 if have.get(key) != manifest.get(key):
+                    unlock_folder(root)  # refused: this process writes nothing here
                     raise StoreError(
                         f"{root} holds a corpus written with {key} {have.get(key)!r}, not {manifest.get(key)!r}; "
                         f"run with the same --{key} to continue it, or choose a new --out"
                     )
-            lock_folder(root)  # before repair: another writer's temporary files are not ours to sweep
         else:
-            if root.exists() and any(p.name not in (STORIES, LOCK) for p in root.iterdir()):
-                raise StoreError(f"{root} exists and is not a fabula corpus; choose an empty or new folder for --out")
-            root.mkdir(parents=True, exist_ok=True)
-            lock_folder(root)
-            if not man_path.exists():  # a second writer may have created it while we waited for nothing
-                write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+            write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         store.stories_dir.mkdir(exist_ok=True)
         store.repair()
         return store
