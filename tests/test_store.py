@@ -4,7 +4,8 @@ import os
 import pytest
 
 from fabula.errors import StoreError
-from fabula.store import Store, read_jsonl, text_hash
+from fabula.store import Store, lock_folder, read_jsonl, text_hash, unlock_folder
+from tests.conftest import run_cli
 
 MAN = {"pack": "spy", "seed": 1}
 
@@ -53,9 +54,6 @@ def test_hand_edited_jsonl_is_a_clear_error(tmp_path):
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
-    from fabula.store import unlock_folder
-    from tests.conftest import run_cli
-
     out = tmp_path / "c"
     Store.open(out, {"pack": "spy", "seed": 1})  # this process now holds the writer lock
     try:
@@ -68,6 +66,22 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
         unlock_folder(out)
     r = run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--seed", "1", "--out", str(out), "-q")
     assert r.returncode == 0, r.stderr  # released: the next writer goes ahead
+
+
+def test_second_writer_caught_between_lock_and_manifest_is_told_to_wait(tmp_path):
+    """The race CI once hit: the first writer holds the lock and is writing its
+    manifest (only writer.lock and fabula.json.tmp exist). The second must be
+    refused by the lock, not told the folder is not a corpus."""
+    out = tmp_path / "c"
+    out.mkdir()
+    lock_folder(out)
+    (out / "fabula.json.tmp").write_text("{")
+    try:
+        r = run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--seed", "1", "--out", str(out))
+        assert r.returncode == 2
+        assert "is being written by process" in r.stderr, r.stderr
+    finally:
+        unlock_folder(out)
 
 
 def test_two_writers_at_once_leave_exactly_n_stories(tmp_path):

@@ -76,6 +76,15 @@ def unlock_folder(root: Path) -> None:
         os.close(fd)
 
 
+def _foreign_files(root: Path) -> list[Path]:
+    """What in ``root`` fabula did not put there before its manifest exists.
+    A writer that has the lock but not yet its manifest leaves only the lock
+    file and the manifest's temporary file: a second writer that sees them
+    must wait for the lock (and be refused by it), not call the folder foreign."""
+    own = {STORIES, LOCK, MANIFEST + TMP_SUFFIX}
+    return [p for p in root.iterdir() if p.name not in own]
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -149,12 +158,16 @@ class Store:
             raise StoreError(f"{root} is a file, not a folder; choose another --out")
         store = cls(root)
         man_path = root / MANIFEST
-        if root.exists() and not man_path.exists() and any(p.name not in (STORIES, LOCK) for p in root.iterdir()):
-            raise StoreError(f"{root} exists and is not a fabula corpus; choose an empty or new folder for --out")
+        not_corpus = StoreError(f"{root} exists and is not a fabula corpus; choose an empty or new folder for --out")
+        if root.exists() and not man_path.exists() and _foreign_files(root):
+            raise not_corpus
         root.mkdir(parents=True, exist_ok=True)
         # The lock comes before the manifest is read or written and before
         # repair: another writer's temporary files are not ours to sweep.
         lock_folder(root)
+        if not man_path.exists() and _foreign_files(root):
+            unlock_folder(root)
+            raise not_corpus
         if man_path.exists():
             have = json.loads(man_path.read_text(encoding="utf-8"))
             for key in ("pack", "seed"):
