@@ -114,3 +114,16 @@ def test_cast_drops_strangers_and_pronouns_no_character_can_take(spy):
     v = cast(f"{h.first} waited, and he came late.", both_women)
     assert not v.keep and v.reason == "pronoun"
     assert cast(f'{h.first} said: "He came late."', both_women).keep  # dialogue may speak of anyone
+
+
+def test_gram_hit_finds_a_banned_4_gram_when_its_last_word_closes():
+    from fabula.checks import gram_hit
+
+    grams = frozenset({"in the middle of"})
+    text = "He stood in the Middle of"
+    assert gram_hit(text, 3, grams) is None  # "of" may still grow ("often")
+    assert gram_hit(text + " ", 1, grams) == text.index("of")  # closed: rewind to its last word
+    assert gram_hit(text + ",", 1, grams) == text.index("of")
+    assert gram_hit(text + " the", 4, grams) == text.index("of")
+    assert gram_hit(text + " the road", 5, grams) is None  # closed earlier: already judged
+    assert gram_hit("He stood in the middle ground ", 1, grams) is None

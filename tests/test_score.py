@@ -7,7 +7,7 @@ import pytest
 
 from fabula.plan import Planner
 from fabula.records import Character
-from fabula.score import TERMS, NgramSet, coverage, score_paragraph, slips
+from fabula.score import TERMS, CommonGrams, NgramSet, coverage, score_paragraph, slips
 
 
 @pytest.fixture
@@ -92,6 +92,21 @@ def test_novelty_is_the_share_of_new_4_grams(card):
     assert score_paragraph(CLEAN, card, 0, corpus).novelty == 0.0
     s = score_paragraph("Ilze Ozola mended radios in Riga and sold the valves at a market stall.", card, 0, corpus)
     assert 0 < s.novelty < 1
+
+
+def test_common_grams_are_those_in_limit_stories_less_the_cards_own(card):
+    common = CommonGrams(limit=2)
+    common.add("She walked to the station in the rain. She walked to the station in the rain.")
+    assert common.common == set()  # one story, however often it says it
+    common.add("Then she walked to the harbour, and later to the station in the dark.")
+    assert common.common == {"she walked to the", "to the station in", "the station in the"}
+    common.add("A postcard of a lighthouse came; she walked to the door.")
+    common.add("It was a postcard of a lighthouse, nothing more.")
+    assert "a postcard of a" in common.common
+    banned = common.banned_for(card)  # the card's summons is that postcard: its story may say so
+    assert "a postcard of a" not in banned and "postcard of a lighthouse" not in banned
+    assert "she walked to the" in banned and "to the station in" in banned
+    assert CommonGrams(limit=0).limit == 2  # a gram in one story is never common
 
 
 def test_coverage_counts_anchors_in_their_own_paragraph(card):

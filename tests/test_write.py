@@ -84,3 +84,19 @@ def test_best_of_keeps_the_candidate_the_scorer_prefers(spy):
     job.feed(Completion(text=bad, tokens=30, seconds=0.1, candidates=[bad, stranger, good]))
     assert job.paragraphs[0].endswith(good.strip()) and job.picked == [2]
     assert job.tokens == 30
+
+
+def test_requests_carry_the_corpus_common_grams_but_not_the_cards_own(spy):
+    from fabula.plan import _grams
+    from fabula.score import CommonGrams
+
+    card = Planner(spy, 1, 3).next()
+    common = CommonGrams(limit=2)
+    for _ in range(2):
+        common.add(f"He walked to the station in the rain. {card.openers[0]}.")
+    job = StoryJob(card, 0, WriteSettings(mode="steer"), common=common)
+    req = job.request()
+    assert "walked to the station" in req.ban_grams
+    own = {" ".join(g) for g in _grams(card.openers[0])}
+    assert own and not own & req.ban_grams
+    assert StoryJob(card, 0, WriteSettings(mode="steer")).request().ban_grams == frozenset()

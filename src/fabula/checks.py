@@ -128,6 +128,22 @@ def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern | None:
     return re.compile(r"(?<![\w])(?:" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
 
 
+def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int = 4) -> int | None:
+    """While sampling: if the last ``new_chars`` characters of ``text`` closed
+    a word whose n-gram (with the n-1 words before it, lower-case, as
+    ``words`` splits them) is in ``grams``, the offset of that word, where the
+    sampler rewinds to choose another; else None."""
+    start = max(0, len(text) - new_chars - 200)  # 200 characters hold the 4 words before
+    found = list(WORD.finditer(text, start))
+    if start > 0 and found:
+        found = found[1:]  # may be cut
+    complete = [m for m in found if m.end() < len(text)]  # something not a word follows it
+    if len(complete) < n or complete[-1].end() < len(text) - new_chars:
+        return None  # no word closed by the new characters
+    gram = " ".join(m.group().lower() for m in complete[-n:])
+    return complete[-1].start() if gram in grams else None
+
+
 def stock_phrases(text: str, pattern: re.Pattern | None) -> Verdict:
     if pattern is not None:
         m = pattern.search(text)

@@ -26,6 +26,7 @@ DEFAULT_BATCH = 16
 # A server (--backend openai, where every candidate is paid for) and instruct
 # mode (a chat model writing whole stories) default to 1.
 DEFAULT_BEST_OF = 4
+DEFAULT_BAN_COMMON = 0.02  # share of the corpus; see score.CommonGrams and the README's diversity bench
 
 EPILOG_WRITE = """\b
 Examples:
@@ -115,6 +116,9 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--best-of", "best_of", type=click.IntRange(1, 16), default=None,
               help="Candidates sampled per paragraph (per story in instruct mode); the scorer keeps the best "
                    "(see README) [default: 4 with the embedded and gguf backends, 1 with openai or in instruct mode].")
+@click.option("--ban-common", "ban_common", type=click.FloatRange(0, 1), default=DEFAULT_BAN_COMMON, show_default=True,
+              help="Embedded and gguf backends: keep out of what the model samples every word 4-gram already in this "
+                   "share of the N stories (at least 2 stories), except the card's own phrases; 0 turns it off.")
 @click.option("--exemplar/--no-exemplar", default=False, show_default=True,
               help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).")
 @click.option("--base-url", default=None, help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1")
@@ -125,7 +129,7 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
-          batch, mode, best_of, exemplar, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
+          batch, mode, best_of, ban_common, exemplar, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
     """Write stories into a corpus folder until it holds N."""
     from fabula.backends import make_backend
     from fabula.packs import load_pack
@@ -147,6 +151,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
         repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
         ban=avoid,
         best_of=best_of or (DEFAULT_BEST_OF if mode != "instruct" and backend != "openai" else 1),
+        ban_common=ban_common,
     )
     if settings.mode in ("steer", "beats") and p.exemplars and exemplar:
         settings = replace(settings, exemplars=tuple(e.block() for e in p.exemplars))
@@ -311,9 +316,12 @@ def packs(show):
     click.echo(f"{p.name}: {p.title} ({p.source}, digest {p.digest})")
     click.echo(f"  words {p.words} ({p.min_words}-{p.max_words}), mode {p.generation.mode}")
     click.echo(f"  nationalities: {len(p.nationalities)} ({sum(n.hero for n in p.nationalities)} for the hero)")
-    for slot, values in p.slots.items():
-        click.echo(f"  slot {slot}: {len(values)} values, cap {p.cap(slot):g}")
     g = p.grammar
+    for slot, values in p.slots.items():
+        # Caps count values; the grammar inside a value varies its words per card.
+        wordings = sum(g.count(v) for v in values)
+        more = f" ({wordings} wordings)" if wordings > len(values) else ""
+        click.echo(f"  slot {slot}: {len(values)} values{more}, cap {p.cap(slot):g}")
     for beat in p.beats:
         # Distinct expansions: each form times the [a|b] and #rule# choices inside it.
         line = f"  beat {beat.name}: {len(beat.variants)} variants, {sum(g.count(v) for v in beat.variants)} expansions"

@@ -8,6 +8,7 @@ lazily, so memory does not grow with N.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from fabula.checks import MARKUP, NearDuplicates, phrase_pattern, run_checks, wo
 from fabula.errors import FabulaError
 from fabula.packs import Pack
 from fabula.plan import Planner
-from fabula.score import NgramSet
+from fabula.score import CommonGrams, NgramSet
 from fabula.store import Store
 from fabula.write import StoryJob, WriteSettings
 
@@ -85,11 +86,15 @@ def write_corpus(
     pattern = phrase_pattern(avoid)
     near = NearDuplicates(threshold=near_threshold)
     corpus = NgramSet()  # the scorer's novelty term: 4-grams of every story kept
+    # Sampling keeps out 4-grams already in this share of the target corpus (at least 2 stories).
+    common = CommonGrams(math.ceil(settings.ban_common * n)) if settings.ban_common > 0 else None
     for r in records:
         text = (store.root / r["file"]).read_text(encoding="utf-8")
         near.add(r["id"], text)
         corpus.add(text)
-    jobs = _Jobs(store, pack, seed, n, settings, records, corpus)
+        if common is not None:
+            common.add(text)
+    jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
 
     try:
@@ -123,6 +128,8 @@ def write_corpus(
                 })
                 near.add(rec["id"], draft.text)
                 corpus.add(draft.text)
+                if common is not None:
+                    common.add(draft.text)
                 jobs.accepted += 1
                 summary.written += 1
             else:
@@ -138,7 +145,7 @@ def write_corpus(
                             "use --mode steer"
                         )
                 if job.attempt + 1 < max_attempts:
-                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus))
+                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common))
                 else:
                     store.reject({"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason,
                                   "detail": bad.detail, "last_draft": draft.text, **backend.describe()})
@@ -161,8 +168,8 @@ class _Jobs:
     story is already in flight (a batching backend then waits for one to finish)."""
 
     def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict],
-                 corpus: NgramSet | None = None):
-        self.store, self.settings, self.n, self.corpus = store, settings, n, corpus
+                 corpus: NgramSet | None = None, common: CommonGrams | None = None):
+        self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
         planned = store.cards()
         finished = {r["card"]["id"] for r in records} | {r["card"]["id"] for r in store.rejects()}
         self.pending = deque(c for c in planned if c.id not in finished)
@@ -183,7 +190,7 @@ class _Jobs:
                 else:
                     card = self.planner.next()
                     self.store.plan(card)
-                job = StoryJob(card, 0, self.settings, corpus=self.corpus)
+                job = StoryJob(card, 0, self.settings, corpus=self.corpus, common=self.common)
             elif self.in_flight == 0:
                 return
             else:

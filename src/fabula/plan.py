@@ -9,6 +9,11 @@ Steering rule, for every slot, nationality, gender and beat variant: choose at
 random among the values with the lowest count that are still under their cap.
 That spreads values evenly (top share ≈ 1 / pool size) and never passes a cap
 unless the pool is too small, which ``feasibility()`` reports before writing.
+
+Wording rule, for every slot value and opener with a grammar inside: of
+``WORDING_DRAWS`` expansions, take the one whose word 4-grams the openers of
+the cards before have used least (ties: the first drawn). Caps count motifs;
+this keeps the words that carry them from repeating across the corpus.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
+from fabula.checks import words
 from fabula.names import draw_name, is_latin
 from fabula.packs import ENV, Nationality, Pack
 from fabula.records import Card, Character
 
 NAME_DRAWS = 200  # Faker draws per character before the name caps are relaxed
+WORDING_DRAWS = 12  # grammar expansions tried per slot and opener; the least shared wins
 
 
 def cap_count(cap: float, n: int) -> int:
@@ -67,6 +74,7 @@ class Planner:
         self.target = target
         self.tally: dict[str, Counter] = {}
         self.full_names: set[str] = set()
+        self.grams: Counter = Counter()  # word 4-grams of the openers planned so far (a reader sees them)
         self.next_id = 0
         for card in history:
             self._count(card)
@@ -90,6 +98,8 @@ class Planner:
             self._bump(f"beat:{i}", str(v))
         for i, v in enumerate(card.opener_variants):
             self._bump(f"opener:{i}", str(v))
+        for opener in card.openers:
+            self.grams.update(_grams(opener))
 
     def _bump(self, key: str, value: str) -> None:
         self.tally.setdefault(key, Counter())[value] += 1
@@ -105,6 +115,19 @@ class Planner:
         under = [v for v in values if counts[v] < limit] or list(values)
         low = min(counts[v] for v in under)
         return rng.choice([v for v in under if counts[v] == low])
+
+    def _wording(self, src: str, ctx: dict, rng: random.Random) -> str:
+        """``src`` expanded and rendered: the least shared of a few expansions."""
+        g = self.pack.grammar
+        if g.count(src) == 1:
+            return _render(g.expand(src, rng), ctx)
+        best, best_shared = "", math.inf
+        for _ in range(WORDING_DRAWS):
+            text = _render(g.expand(src, rng), ctx)
+            shared = sum(self.grams[x] for x in _grams(text))
+            if shared < best_shared:
+                best, best_shared = text, shared
+        return best
 
     def _optional_cap(self, key: str) -> str | None:
         return key if key in self.pack.caps else None
@@ -140,11 +163,13 @@ class Planner:
         hero = self._character(rng, "hero", [n for n in self.pack.nationalities if n.hero])
         other = self._character(rng, "other", list(self.pack.nationalities))
         raw = {slot: self._pick(rng, slot, list(values), cap_key=slot) for slot, values in self.pack.slots.items()}
-        if "cover" in raw:
-            hero = Character(**{**hero.__dict__, "cover": raw["cover"]})
+        # The caps above count the raw motif; its words vary per card (wording rule).
         chars = {"hero": _View(hero), "other": _View(other)}
+        if "cover" in raw:  # the hero's cover is a slot the character carries
+            hero = Character(**{**hero.__dict__, "cover": self._wording(raw["cover"], chars, rng)})
+            chars = {"hero": _View(hero), "other": _View(other)}
+        slots = {slot: hero.cover if slot == "cover" else self._wording(v, chars, rng) for slot, v in raw.items()}
         g = self.pack.grammar
-        slots = {slot: _render(g.expand(v, rng), chars) for slot, v in raw.items()}
         ctx = {**chars, **slots}
         variants, beats, openers, opener_variants = [], [], [], []
         for i, beat in enumerate(self.pack.beats):
@@ -154,7 +179,7 @@ class Planner:
             if beat.openers:  # least-used opener form, then the grammar inside it
                 k = int(self._pick(rng, f"opener:{i}", [str(j) for j in range(len(beat.openers))]))
                 opener_variants.append(k)
-                openers.append(_tidy(_render(g.expand(beat.openers[k], rng), ctx)))
+                openers.append(_tidy(self._wording(beat.openers[k], ctx, rng)))
             else:
                 openers.append(beats[-1])
                 opener_variants.append(-1)
@@ -195,6 +220,11 @@ class Planner:
                     f"values will repeat beyond the cap ({self.pack.cap(cap_key):g}); add values to the pack or raise caps.{cap_key}"
                 )
         return problems
+
+
+def _grams(text: str) -> list[tuple[str, ...]]:
+    toks = [w.lower() for w in words(text)]
+    return [tuple(toks[i:i + 4]) for i in range(len(toks) - 3)]
 
 
 def _tidy(sentence: str) -> str:

@@ -236,3 +236,38 @@ class NgramSet:
             return 0.0
         seen = (self.bits[(i >> np.uint64(3)).astype(np.int64)] >> (i & np.uint64(7)).astype(np.uint8)) & 1
         return float(1.0 - seen.mean())
+
+
+class CommonGrams:
+    """Word 4-grams that already stand in ``limit`` or more of the stories kept
+    so far: the embedded backend keeps them out of what it samples next (it
+    rewinds to the gram's last word and bans the token there), so the model's
+    own words do not settle into the corpus's stock phrases.
+
+    Story counts live in 2^24 one-byte buckets (16 MiB, saturating at 255)
+    keyed by blake2b, so memory does not grow with the corpus; a bucket shared
+    by two grams can only make one of them banned early. The banned grams
+    themselves are kept as text.
+    """
+
+    BITS = 1 << 24
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(2, int(limit))
+        self.counts = np.zeros(self.BITS, dtype=np.uint8)
+        self.common: set[str] = set()
+
+    def add(self, text: str) -> None:
+        grams = {" ".join(g) for g in _grams(text)}
+        for g in grams:  # once per story: the count is of stories, not of uses
+            i = int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little") & (self.BITS - 1)
+            if self.counts[i] < 255:
+                self.counts[i] += 1
+            if self.counts[i] >= self.limit:
+                self.common.add(g)
+
+    def banned_for(self, card: Card) -> frozenset[str]:
+        """The common grams, less those the card's own phrases hold (a story
+        may always name its own venue, summons or ending again)."""
+        own = {" ".join(g) for p in (*card.slots.values(), *card.openers, card.hero.cover) for g in _grams(p)}
+        return frozenset(self.common - own)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from fabula.backends.base import Completion, Request
 from fabula.records import Card, Draft
-from fabula.score import NgramSet, score_paragraph
+from fabula.score import CommonGrams, NgramSet, score_paragraph
 
 TOKENS_PER_WORD = 1.35  # Gemma 3 tokenizer on English prose, measured on the seeds
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*(?=\s|$)")
@@ -36,6 +36,7 @@ class WriteSettings:
     repeat_penalty: float = 1.18
     ban: tuple[str, ...] = ()  # lower-case phrases the backend keeps out
     best_of: int = 1  # candidates sampled per request; the scorer keeps one (see fabula.score)
+    ban_common: float = 0.0  # keep out 4-grams already in this share of the target corpus (0: off; see score.CommonGrams)
     exemplars: tuple[str, ...] = ()  # beats mode: Exemplar.block() texts, one before each story, rotated by card id
 
     def sampling(self) -> dict:
@@ -80,6 +81,7 @@ class StoryJob:
     done: bool = False
     error: str = ""  # set when the backend gave up on a request
     corpus: NgramSet | None = None  # 4-grams of the stories kept so far (novelty term of the scorer)
+    common: CommonGrams | None = None  # 4-grams common in the stories kept so far (kept out while sampling)
     picked: list[int] = field(default_factory=list)  # which candidate each request kept
 
     @property
@@ -98,7 +100,8 @@ class StoryJob:
             return None
         s = self.settings
         common = dict(seed=derive_seed(self.seed, len(self.paragraphs)), temperature=s.temperature, top_p=s.top_p,
-                      repeat_penalty=s.repeat_penalty, ban=s.ban, n=s.best_of)
+                      repeat_penalty=s.repeat_penalty, ban=s.ban, n=s.best_of,
+                      ban_grams=self.common.banned_for(self.card) if self.common is not None else frozenset())
         if s.mode == "instruct":
             hi = int(s.words * TOKENS_PER_WORD * 1.4)
             return Request(prompt=instruction(self.card, s.words), max_tokens=hi, min_tokens=0, stop_at_newline=False, chat=True, **common)

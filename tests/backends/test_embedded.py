@@ -41,6 +41,21 @@ def test_banned_phrase_is_undone_by_backtracking(model):
     assert phrase not in " ".join(banned.text.lower().split())
 
 
+def test_common_grams_are_kept_out_while_sampling(model):
+    """The corpus's common 4-grams (ban_grams): the greedy text's own 4-grams,
+    banned, are undone where they close and never reach the completion."""
+    from fabula.checks import words
+
+    req = Request(prompt=PROMPT, max_tokens=40, min_tokens=40, seed=1, temperature=0, repeat_penalty=1.0)
+    greedy = model.complete(req)
+    w = [x.lower() for x in words(greedy.text)]
+    grams = frozenset(" ".join(w[i:i + 4]) for i in range(2, 8))  # 4-grams the model certainly writes
+    banned = model.complete(Request(**{**req.__dict__, "ban_grams": grams}))
+    assert banned.backtracks >= 1
+    b = [x.lower() for x in words(banned.text)]
+    assert not grams & {" ".join(b[i:i + 4]) for i in range(len(b) - 4)}  # the last word may still be open
+
+
 def test_missing_model_file_is_a_clear_error(tmp_path):
     from fabula.backends import make_backend
 

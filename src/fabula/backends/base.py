@@ -28,6 +28,7 @@ class Request:
     min_tokens: int = 0  # no end of paragraph / text before this many tokens
     stop_at_newline: bool = True  # a paragraph ends at the first newline
     ban: tuple[str, ...] = ()  # phrases to keep out of the text (lower-case)
+    ban_grams: frozenset[str] = frozenset()  # word 4-grams ("a b c d", lower-case) to keep out: the corpus's common ones
     chat: bool = False  # instruct mode: prompt is a user message
     n: int = 1  # candidates to sample from the same prompt (best of n); candidate j uses candidate_seed(seed, j)
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from fabula.backends import llama_cpu
 from fabula.backends.base import Backend, Completion, Job, OneShot, Request, candidate_seed, merge, now
-from fabula.checks import phrase_pattern
+from fabula.checks import gram_hit, phrase_pattern
 from fabula.errors import BackendError, MissingDependency
 
 MAX_BACKTRACKS = 48  # per request; past it the text goes to the checks as it is
@@ -410,6 +410,12 @@ class EmbeddedBackend(Backend):
             m = ban_re_cache[key].search(text, tail_from)
             if m and m.end() > len(text) - len(piece.decode("utf-8", "ignore")) - 1:
                 self._backtrack(slot, m.start())
+                return None
+        if req.ban_grams and slot.backtracks < MAX_BACKTRACKS:
+            text = b"".join(slot.pieces).decode("utf-8", "ignore")
+            at = gram_hit(text, len(piece.decode("utf-8", "ignore")), req.ban_grams)
+            if at is not None:
+                self._backtrack(slot, at)
                 return None
         if len(slot.gen) >= req.max_tokens:
             return self._finish(slot, "length")
