@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -258,6 +259,70 @@ def plan(count, seed, pack, as_json):
         click.echo()
 
 
+def _warn_if_not_whole(folder: Path) -> None:
+    """A fabula corpus whose records and files disagree: say so (the report
+    counts the stories a reader sees: recorded, present, once)."""
+    from fabula import verify as fsck
+    from fabula.store import MANIFEST
+
+    if not (folder / MANIFEST).exists():
+        return
+    # Temporary and stray files are normal while a writer commits; these are not.
+    faults = [x for x in fsck.verify(folder, hashes=False).faults if x.kind in ("missing", "duplicate")]
+    if faults:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(Counter(x.kind for x in faults).items()))
+        click.echo(f"fabula: warning: {folder}: the records and the story files disagree ({kinds}); counting only "
+                   f"the stories whose file is there, once; run `fabula verify {folder}`", err=True)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--repair", is_flag=True, help="Move damaged and unrecorded stories to FOLDER/quarantine/ and drop their "
+              "records, so that the next write rewrites those cards (nothing is deleted).")
+def verify(folder, repair):
+    """Check that a corpus folder is whole (fsck for a corpus).
+
+    Every record has its story file, once; every file's text matches the
+    hash in its name and record; the records agree with plan.jsonl and
+    fabula.json; no torn line, stray or temporary file. Prints one line per
+    fault and exits 1 if there is any; reading never blocks a writer.
+
+    \b
+    Examples:
+      fabula verify corpus
+      fabula verify corpus --repair && fabula write -n 100 --out corpus
+    """
+    from fabula.store import lock_folder, unlock_folder
+    from fabula import verify as fsck
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder; give the folder `fabula write --out` wrote")
+    check = fsck.verify(folder)
+    for fault in check.faults:
+        click.echo(str(fault))
+    click.echo(f"{folder}: {check.stories} whole stories, {check.records} records, {check.files} story files, "
+               f"{len(check.faults)} fault{'s' * (len(check.faults) != 1)}")
+    if check.writer is not None:
+        click.echo(f"(process {check.writer} is writing this folder: {len(check.in_flight)} file(s) it is committing are not counted)")
+    if not check.faults:
+        return
+    if not repair:
+        click.echo(f"run `fabula verify {folder} --repair` to quarantine what is damaged; the next write rewrites it", err=True)
+        sys.exit(1)
+    lock_folder(folder)  # a writer must not be adding records while they are rewritten
+    try:
+        for line in fsck.repair(folder, fsck.verify(folder)):
+            click.echo(f"repair: {line}")
+        after = fsck.verify(folder)
+    finally:
+        unlock_folder(folder)
+    for fault in after.faults:
+        click.echo(str(fault))
+    click.echo(f"{folder}: {after.stories} whole stories after repair; `fabula write` with the same -n rewrites the rest")
+    if after.faults:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--backend", default="embedded", show_default=True, help="embedded | gguf:PATH")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: all cores].")
@@ -379,6 +444,7 @@ def report(folders, json_path, html_path, first_words, no_semantic):
 
     results = []
     for f in folders:
+        _warn_if_not_whole(Path(f))
         r = measure(Path(f), first_words=first_words, semantic=not no_semantic)
         if r["stories"] == 0:
             raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")

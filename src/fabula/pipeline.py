@@ -20,6 +20,7 @@ from fabula.errors import FabulaError
 from fabula.packs import Pack
 from fabula.plan import Planner
 from fabula.score import CommonGrams, NgramSet
+from fabula.verify import quarantined_attempts
 from fabula.store import Store
 from fabula.write import StoryJob, WriteSettings
 
@@ -113,7 +114,7 @@ def write_corpus(
             draft = job.draft(backend.id, backend.model)
             verdicts = run_checks(draft.text, job.card, lo, hi, pattern, near)
             if all(v.keep for v in verdicts):
-                rec = store.accept(jobs.accepted, draft.text, {
+                rec = store.accept(jobs.next_index(), draft.text, {
                     "card": job.card.to_dict(),
                     "pack": {"name": pack.name, "digest": pack.digest},
                     **backend.describe(),
@@ -176,9 +177,20 @@ class _Jobs:
         self.planner = Planner(pack, seed, n, planned)
         self.retry: deque[StoryJob] = deque()
         self.accepted = len(records)
+        self.taken = {r["index"] for r in records}
+        # Cards whose story `fabula verify --repair` quarantined: rewritten as a new draft.
+        self.restart = quarantined_attempts(store.root)
         self.in_flight = 0
         self.debris = 0  # instruct mode: drafts holding markup or chat-template tokens
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
+
+    def next_index(self) -> int:
+        """The lowest story index not yet taken (a repaired corpus fills its gaps)."""
+        i = 0
+        while i in self.taken:
+            i += 1
+        self.taken.add(i)
+        return i
 
     def __iter__(self) -> Iterator[StoryJob | None]:
         while True:
@@ -190,7 +202,7 @@ class _Jobs:
                 else:
                     card = self.planner.next()
                     self.store.plan(card)
-                job = StoryJob(card, 0, self.settings, corpus=self.corpus, common=self.common)
+                job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common)
             elif self.in_flight == 0:
                 return
             else:

@@ -42,6 +42,8 @@ FAILED = "failed.jsonl"
 STORIES = "stories"
 TMP_SUFFIX = ".tmp"
 LOCK = "writer.lock"
+QUARANTINE = "quarantine"  # damaged or unrecorded stories, moved aside (never deleted); see fabula.verify
+QUARANTINE_LOG = "quarantine.jsonl"
 
 # Locks this process holds, by folder: flock excludes other processes; within
 # one process a folder reopened (a resumed run in the same Python session)
@@ -69,6 +71,26 @@ def lock_folder(root: Path) -> None:
     _HELD[key] = fd
 
 
+def writer_pid(root: Path) -> int | None:
+    """The PID of another process writing ``root``, read without locking (readers
+    never take the lock): the PID in DIR/writer.lock if that process is alive.
+    (A reused PID can make a finished run look alive; readers only use this
+    to tell a writer's in-flight files from leftovers.)"""
+    try:
+        pid = int((Path(root) / LOCK).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None  # this process (verify --repair holds the lock to repair)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return pid
+
+
 def unlock_folder(root: Path) -> None:
     """Release the writer lock early (tests; the OS releases it at exit)."""
     fd = _HELD.pop(Path(root).resolve(), None)
@@ -81,7 +103,7 @@ def _foreign_files(root: Path) -> list[Path]:
     A writer that has the lock but not yet its manifest leaves only the lock
     file and the manifest's temporary file: a second writer that sees them
     must wait for the lock (and be refused by it), not call the folder foreign."""
-    own = {STORIES, LOCK, MANIFEST + TMP_SUFFIX}
+    own = {STORIES, LOCK, QUARANTINE, MANIFEST + TMP_SUFFIX}
     return [p for p in root.iterdir() if p.name not in own]
 
 
@@ -187,12 +209,33 @@ class Store:
         """Undo what a killed run can leave behind (see the module docstring)."""
         for name in (PLAN, CORPUS, REJECTS, FAILED):
             read_jsonl(self.root / name, repair=True)
-        named = {r["file"] for r in self.records()}
+        records = self.records()
+        named = {r["file"] for r in records}
         for p in self.stories_dir.iterdir():
-            if p.name.endswith(TMP_SUFFIX) or f"{STORIES}/{p.name}" not in named:
+            if p.name.endswith(TMP_SUFFIX):
                 p.unlink()
+            elif f"{STORIES}/{p.name}" not in named:
+                # Renamed into place but never recorded (killed between the
+                # two), or put there by hand: not a story of the corpus, and
+                # not ours to delete either.
+                q = self.root / QUARANTINE
+                q.mkdir(exist_ok=True)
+                os.replace(p, q / p.name)
+                append_line(q / QUARANTINE_LOG, {"file": f"{STORIES}/{p.name}", "moved_to": f"{QUARANTINE}/{p.name}", "reason": "stray"})
         for p in self.root.glob("*" + TMP_SUFFIX):
             p.unlink()
+        # The cheap half of `fabula verify`: every record's file is there, once.
+        ids, indexes = set(), set()
+        for r in records:
+            twice = r.get("id") in ids or r.get("index") in indexes
+            if twice or not (self.root / r["file"]).is_file():
+                what = "is recorded twice" if twice else f"has no file ({r['file']})"
+                raise StoreError(
+                    f"{self.root}: story {r.get('id')} {what}, so the corpus does not add up; "
+                    f"run `fabula verify {self.root} --repair`, then write again"
+                )
+            ids.add(r.get("id"))
+            indexes.add(r.get("index"))
 
     # -- reading -------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:

@@ -69,11 +69,18 @@ def iter_folder(folder: Path) -> Iterator[Story]:
     folder = Path(folder)
     corpus = folder / "corpus.jsonl"
     if corpus.exists():
+        seen: set[str] = set()
         with open(corpus, encoding="utf-8") as f:
             for line in f:
                 if line.endswith("\n"):  # a torn last line is not a story yet
                     r = json.loads(line)
-                    yield Story(r["id"], (folder / r["file"]).read_text(encoding="utf-8"), r.get("card"))
+                    path = folder / r["file"]
+                    # What a reader sees: a recorded story whose file is there,
+                    # once (`fabula report` warns when records say otherwise).
+                    if r["id"] in seen or not path.is_file():
+                        continue
+                    seen.add(r["id"])
+                    yield Story(r["id"], path.read_text(encoding="utf-8"), r.get("card"))
         return
     files = sorted(folder.glob("*.txt")) or sorted(folder.glob("stories/*.txt"))
     for p in files:
