@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from fabula.checks import words  # noqa: E402
 from fabula.records import Card  # noqa: E402
-from fabula.report.metrics import measure  # noqa: E402
+from fabula.reporting.metrics import measure  # noqa: E402
 from fabula.score import TERMS, coverage, story_slips  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

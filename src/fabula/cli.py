@@ -13,21 +13,13 @@ import os
 import sys
 import warnings
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from fabula import __version__
+from fabula.api import DEFAULT_BAN_COMMON
 from fabula.errors import FabulaError, FabulaWarning, UsageError
-
-DEFAULT_BATCH = 16
-# Best of 4 in steer and beats modes: on 16 stories (seed 1) the scorer's slips
-# fell from 3.38 per story at k = 1 (1.62 at k = 2) to 0.06, for 3.1x the time.
-# A server (--backend openai, where every candidate is paid for) and instruct
-# mode (a chat model writing whole stories) default to 1.
-DEFAULT_BEST_OF = 4
-DEFAULT_BAN_COMMON = 0.02  # share of the corpus; see score.CommonGrams and the README's diversity bench
 
 EPILOG_WRITE = """\b
 Examples:
@@ -81,18 +73,18 @@ def main() -> None:
     """
 
 
-def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
-    phrases = list(pack.avoid_phrases) + list(pack.avoid_names)
-    if avoid_path:
-        p = Path(avoid_path)
-        if not p.is_file():
-            raise UsageError(f"--avoid {p}: no such file; give a text file with one phrase per line")
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise UsageError(f"--avoid {p}: not UTF-8 text; save it as UTF-8 with one phrase per line") from None
-        phrases += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    return tuple(dict.fromkeys(p.lower() for p in phrases))
+def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
+    """The phrases of an --avoid file: one per line, # comments."""
+    if not avoid_path:
+        return ()
+    p = Path(avoid_path)
+    if not p.is_file():
+        raise UsageError(f"--avoid {p}: no such file; give a text file with one phrase per line")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"--avoid {p}: not UTF-8 text; save it as UTF-8 with one phrase per line") from None
+    return tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
 
 
 @main.command(epilog=EPILOG_WRITE)
@@ -132,94 +124,30 @@ def _load_avoid(pack, avoid_path: str | None) -> tuple[str, ...]:
 def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
           batch, mode, best_of, ban_common, exemplar, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
     """Write stories into a corpus folder until it holds N."""
-    from fabula.backends import make_backend
-    from fabula.packs import load_pack
-    from fabula.pipeline import write_corpus
-    from fabula.plan import Planner
-    from fabula.store import Store
-    from fabula.write import WriteSettings
+    from fabula.api import Corpus, EmbeddedModel, Server, as_backend
 
-    p = load_pack(pack)
-    g = p.generation
-    avoid = _load_avoid(p, avoid_path)
-    mode = mode or ("instruct" if backend == "openai" else g.mode)
-    settings = WriteSettings(
-        words=words or p.words,
-        mode=mode,
-        frame=g.frame,
-        temperature=g.temperature if temperature is None else temperature,
-        top_p=g.top_p if top_p is None else top_p,
-        repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
-        ban=avoid,
-        best_of=best_of or (DEFAULT_BEST_OF if mode != "instruct" and backend != "openai" else 1),
-        ban_common=ban_common,
-    )
-    if settings.mode in ("steer", "beats") and p.exemplars and exemplar:
-        settings = replace(settings, exemplars=tuple(e.block() for e in p.exemplars))
-    planner = Planner(p, seed, count)
-    for problem in planner.feasibility():
-        click.echo(f"fabula: warning: {problem}", err=True)
-    if settings.mode in ("steer", "beats"):
-        lo, hi = p.word_range(settings.words)
-        card = planner.next()
-        pasted, what = (card.openers, "openers") if settings.mode == "steer" and card.openers else (card.beats, "beat sentences")
-        beat_words = len(" ".join(pasted).split())
-        if beat_words + 8 * len(p.beats) > hi:
-            raise UsageError(
-                f"--words {settings.words} allows at most {hi} words, but the {what} of pack {p.name} alone take "
-                f"about {beat_words}; use --words {int((beat_words + 25 * len(p.beats)) * settings.words / hi) + 1} or more"
-            )
-    options = {"threads": threads} if threads else {}
-    if backend == "embedded" or backend.startswith("gguf:"):
-        # Throughput on 2 cores grows up to B = 16 (bench/embedded.py: 2.28x a plain loop).
-        prefix_words = max((len(x.split()) for x in settings.exemplars), default=0)
-        k = settings.best_of
-        if batch is not None and batch < k:
-            raise UsageError(f"--batch {batch} is smaller than --best-of {k}; each candidate takes one sequence: use --batch {k} or more")
-        # Lanes of k sequences: enough for every story to run at once, up to the default batch.
-        options.update(words=settings.words, prefix_words=prefix_words,
-                       batch=batch or max(k, min(DEFAULT_BATCH, count * k) // k * k))
-    elif batch:
-        raise UsageError(f"--batch applies to the embedded and gguf backends, not {backend}")
     if backend == "openai":
-        if api_key_env != "OPENAI_API_KEY" and not os.environ.get(api_key_env):
-            raise UsageError(f"--api-key-env {api_key_env}: that variable is not set; export it, or leave the option out for a server without keys")
-        options = dict(base_url=base_url or "", model=model_name or "", api_key_env=api_key_env, concurrency=concurrency,
-                       timeout=timeout, max_retries=max_retries)
-    elif base_url or model_name:
-        raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
-    be = make_backend(backend, **options)  # before the folder: a bad backend leaves nothing behind
-    if settings.mode == "instruct" and not getattr(be, "chat", True):
-        raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai")
-    if hasattr(be, "preflight"):
-        be.preflight()  # server there, key accepted, model served: before any story
-    store = Store.open(out, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
-
-    bar = None
-    if not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=count, initial=min(len(store.records()), count), unit="story", file=sys.stderr, dynamic_ncols=True)
-
-    def on_story(s):
-        if bar is not None:
-            bar.n = min(s.already + s.written, count)
-            bar.set_postfix_str(f"{s.tokens_per_second:.1f} tok/s, dropped {sum(s.dropped.values())}", refresh=False)
-            bar.refresh()
-
+        be = Server(base_url=base_url or "", model=model_name or "", api_key_env=api_key_env, concurrency=concurrency,
+                    timeout=timeout, max_retries=max_retries)
+    else:
+        if base_url or model_name:
+            raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
+        be = as_backend(backend)
+        if isinstance(be, EmbeddedModel):
+            be = EmbeddedModel(path=be.path, threads=threads, batch=batch)
+        elif batch:
+            raise UsageError(f"--batch applies to the embedded and gguf backends, not {backend}")
+    corpus = Corpus(out)
     try:
-        summary = write_corpus(store, p, be, count, seed, settings, max_attempts or g.max_attempts, avoid=avoid, on_story=on_story)
+        summary = corpus.write(
+            count, pack=pack, backend=be, seed=seed, words=words, mode=mode, best_of=best_of, temperature=temperature,
+            top_p=top_p, repeat_penalty=repeat_penalty, max_attempts=max_attempts, avoid=_read_avoid(avoid_path),
+            ban_common=ban_common, exemplar=exemplar, progress=not quiet,
+            warn=lambda m: click.echo(f"fabula: warning: {m}", err=True),
+        )
     except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        store.repair()  # a story caught between its file and its record is not kept
-        n = len(store.records())
-        click.echo(f"fabula: interrupted; {n} stories kept in {out}; run the same command to continue", err=True)
+        click.echo(f"fabula: interrupted; {len(corpus)} stories kept in {out}; run the same command to continue", err=True)
         sys.exit(130)
-    finally:
-        be.close()
-    if bar is not None:
-        bar.close()
     for line in summary.lines():
         click.echo(line)
     click.echo(f"corpus: {Path(out) / 'stories'}")
@@ -439,20 +367,16 @@ def report(folders, json_path, html_path, first_words, no_semantic):
       fabula report corpus
       fabula report corpus other_stories/ --html report.html --json report.json
     """
-    from fabula.report.metrics import measure
+    from fabula.api import measure_folders
     from fabula.store import write_atomic
 
-    results = []
     for f in folders:
         _warn_if_not_whole(Path(f))
-        r = measure(Path(f), first_words=first_words, semantic=not no_semantic)
-        if r["stories"] == 0:
-            raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
-        results.append(r)
+    results = measure_folders([Path(f) for f in folders], first_words=first_words, semantic=not no_semantic)
     width = max(len(label) for _, label in REPORT_ROWS) + 2
     col = max(14, *(len(str(f)) + 2 for f in folders))
     click.echo("metric".ljust(width) + "".join(str(f).rjust(col) for f in folders))
-    from fabula.report.html import _fmt
+    from fabula.reporting.html import _fmt
 
     for key, label in REPORT_ROWS:
         click.echo(label.ljust(width) + "".join(_fmt(r.get(key)).rjust(col) for r in results))
@@ -463,7 +387,7 @@ def report(folders, json_path, html_path, first_words, no_semantic):
         write_atomic(Path(json_path), json.dumps(public, indent=2, ensure_ascii=False) + "\n")
         click.echo(f"json: {json_path}")
     if html_path:
-        from fabula.report.html import render
+        from fabula.reporting.html import render
 
         write_atomic(Path(html_path), render(results, REPORT_ROWS))
         click.echo(f"html: {html_path}")

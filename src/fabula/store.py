@@ -203,6 +203,11 @@ class Store:
             write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         store.stories_dir.mkdir(exist_ok=True)
         store.repair()
+        try:
+            store.check_whole()
+        except StoreError:
+            unlock_folder(root)  # refused: this process writes nothing more here
+            raise
         return store
 
     def repair(self) -> None:
@@ -224,9 +229,12 @@ class Store:
                 append_line(q / QUARANTINE_LOG, {"file": f"{STORIES}/{p.name}", "moved_to": f"{QUARANTINE}/{p.name}", "reason": "stray"})
         for p in self.root.glob("*" + TMP_SUFFIX):
             p.unlink()
-        # The cheap half of `fabula verify`: every record's file is there, once.
+
+    def check_whole(self) -> None:
+        """The cheap half of `fabula verify`: every record's file is there,
+        once; else refuse rather than count stories that are not there."""
         ids, indexes = set(), set()
-        for r in records:
+        for r in self.records():
             twice = r.get("id") in ids or r.get("index") in indexes
             if twice or not (self.root / r["file"]).is_file():
                 what = "is recorded twice" if twice else f"has no file ({r['file']})"

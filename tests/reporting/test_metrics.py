@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from fabula.report.metrics import compression_ratio, distinct, self_bleu, self_repetition
+from fabula.reporting.metrics import compression_ratio, distinct, self_bleu, self_repetition
 
 A = "a b c d e".split()
 B = "a b c d f".split()
@@ -44,7 +44,7 @@ def test_streaming_measure_equals_the_reference_definitions(tmp_path):
 
     from fabula.backends.fake import filler
     from fabula.checks import words
-    from fabula.report.metrics import measure
+    from fabula.reporting.metrics import measure
 
     rng = random.Random(3)
     texts = [filler(rng, rng.randint(40, 120)) for _ in range(12)]
@@ -63,7 +63,7 @@ def test_streaming_measure_equals_the_reference_definitions(tmp_path):
 
 
 def test_recurrence_and_stock_phrases_on_a_foreign_folder(tmp_path):
-    from fabula.report.metrics import measure
+    from fabula.reporting.metrics import measure
 
     (tmp_path / "a.txt").write_text("Karl met Natalia in Moscow. The rain-soaked street was quiet.")
     (tmp_path / "b.txt").write_text("Then Imanol saw Natalia again, in Tokyo.")

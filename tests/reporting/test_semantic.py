@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fabula.report import semantic
+from fabula.reporting import semantic
 
 
 def test_mean_cosine_and_vendi_by_hand():

@@ -214,6 +214,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
     stock = phrase_pattern(STOCK_PHRASES)
     stock_hits, stock_stories, stock_per = 0, 0, Counter()
     rec: dict[str, Counter] = {}
+    labels: dict[tuple[str, str], str] = {}
     all_cards = True
     n = 0
     for st in iter_folder(folder):
@@ -241,7 +242,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
         stock_stories += bool(found)
         stock_per.update(set(found))
         all_cards = all_cards and bool(st.card)
-        _recur(rec, st, text)
+        _recur(rec, st, text, labels)
         n += 1
     gz_bytes += len(gz.flush())
     total = sum(lens)
@@ -283,7 +284,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
     }
     result["_reading"] = reading.items  # for the HTML pane; not written to JSON
     if semantic and n:
-        from fabula.report import semantic as sem
+        from fabula.reporting import semantic as sem
 
         if sem.available():
             x = sem.story_vectors(sem_sample.items)
@@ -298,15 +299,23 @@ def _distinct(parts: list[np.ndarray]) -> float:
     return len(np.unique(np.concatenate(parts))) / total if total else 0.0
 
 
-def _recur(rec: dict[str, Counter], st: Story, text: str) -> None:
+def _recur(rec: dict[str, Counter], st: Story, text: str, labels: dict[tuple[str, str], str]) -> None:
+    """``labels``: (slot, motif) -> the wording shown for it, per measure() call."""
     c = st.card
     if c:
-        rec.setdefault("first_name", Counter()).update({c["hero"]["first"], c["other"]["first"]})
-        rec.setdefault("surname", Counter()).update({c["hero"]["last"], c["other"]["last"]})
+        # sorted: a set's order changes with each process's hash seed, and
+        # ties in the top-10 lists keep insertion order (same corpus, same report)
+        rec.setdefault("first_name", Counter()).update(sorted({c["hero"]["first"], c["other"]["first"]}))
+        rec.setdefault("surname", Counter()).update(sorted({c["hero"]["last"], c["other"]["last"]}))
         for slot in ("city", "venue", "weather", "summons", "ending"):
             if slot in c.get("choices", {}):
-                rec.setdefault(slot, Counter())[c["choices"][slot]] += 1
-    rec.setdefault("name", Counter()).update(set(_NAME.findall(text)) - _COMMON_CAPS)
+                # Counted by motif (the pack value the caps count); shown as a
+                # reader saw it: the story's own wording of the first story
+                # that used it (a value may hold grammar and placeholders).
+                raw = c["choices"][slot]
+                label = labels.setdefault((slot, raw), c.get("slots", {}).get(slot, raw))
+                rec.setdefault(slot, Counter())[label] += 1
+    rec.setdefault("name", Counter()).update(sorted(set(_NAME.findall(text)) - _COMMON_CAPS))
 
 
 def _histogram(lens: list[int], width: int = 50) -> dict[str, int]:

@@ -1,5 +1,5 @@
 """`fabula report`: diversity metrics for folders of stories, side by side."""
 
-from fabula.report.metrics import measure
+from fabula.reporting.metrics import measure
 
 __all__ = ["measure"]

@@ -1,0 +1,94 @@
+"""The Python API: the README's examples run, and the API and the CLI agree."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fabula
+from fabula.errors import FabulaError, UsageError
+from tests.conftest import run_cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+ARGS = dict(seed=4, words=300)
+
+
+def python_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## From Python"):]
+    section = section[: section.index("\n## ", 4)]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_every_python_example_of_the_readme_runs_and_returns_what_it_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks()
+    assert len(blocks) == 4
+    ns: dict = {}
+    for block in blocks:
+        # The fake backend where an example names a model (no model, no server, in a unit test).
+        code = re.sub(r"fabula\.EmbeddedModel\([^)]*\)", "fabula.FakeModel()", block)
+        code = re.sub(r"fabula\.Server\((?:[^()]|\([^)]*\))*\)", "fabula.FakeModel()", code)
+        exec(compile(code, "README.md", "exec"), ns)
+    assert ns["summary"].written == 3 and ns["summary"].already == 0
+    assert len(ns["corpus"]) == 3
+    first = ns["first"]
+    assert isinstance(first, fabula.Story) and first.index == 0 and first.card.hero.first in first.text
+    assert first.record["id"] == first.id and first.text == (tmp_path / "corpus" / first.record["file"]).read_text()
+    assert len(fabula.Corpus("served")) == 3
+    assert ns["local"]["stories"] == 3 and ns["served"]["stories"] == 3
+    assert 0 < ns["local"]["self_bleu_4"] <= 1
+
+
+def test_the_api_and_the_cli_write_the_same_corpus_and_report_the_same_figures(tmp_path):
+    api = fabula.Corpus(tmp_path / "api")
+    api.write(4, backend=fabula.FakeModel(), progress=False, **ARGS)
+    r = run_cli("write", "-n", "4", "--backend", "fake", "--seed", "4", "--words", "300", "--out", str(tmp_path / "cli"), "-q")
+    assert r.returncode == 0, r.stderr
+    files = {p.name: p.read_bytes() for p in (tmp_path / "api" / "stories").iterdir()}
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "cli" / "stories").iterdir()} and len(files) == 4
+    rep = run_cli("report", str(tmp_path / "cli"), "--no-semantic", "--json", str(tmp_path / "r.json"))
+    assert rep.returncode == 0, rep.stderr
+    from_cli = json.loads((tmp_path / "r.json").read_text())[0]
+    from_api = fabula.report(tmp_path / "cli", semantic=False)[0]
+    assert {k: v for k, v in from_api.items() if k != "folder"} == {k: v for k, v in from_cli.items() if k != "folder"}
+
+
+def test_a_resumed_write_continues_and_reports_what_it_did(tmp_path):
+    c = fabula.Corpus(tmp_path / "c")
+    assert c.write(2, backend="fake", progress=False, **ARGS).written == 2
+    s = c.write(5, backend="fake", progress=False, **ARGS)
+    assert (s.already, s.written, len(c)) == (2, 3, 5)
+    assert [x.index for x in c] == list(range(5))
+
+
+def test_library_errors_are_fabula_errors_never_exits(tmp_path):
+    c = fabula.Corpus(tmp_path / "c")
+    with pytest.raises(UsageError, match="unknown backend 'gpt'"):
+        c.write(1, backend="gpt", progress=False)
+    with pytest.raises(UsageError, match="needs a URL and a model"):
+        c.write(1, backend="openai", progress=False)
+    with pytest.raises(FabulaError, match="no built-in pack named .nope."):
+        c.write(1, pack="nope", backend="fake", progress=False)
+    with pytest.raises(UsageError, match="holds no .txt stories"):
+        fabula.report(tmp_path)
+    assert not (tmp_path / "c").exists()  # nothing written by a refused call
+
+
+def test_a_python_writer_and_a_cli_writer_on_one_folder_at_once(tmp_path):
+    out = tmp_path / "c"
+    n = 120
+    code = f"import fabula; fabula.Corpus({str(out)!r}).write({n}, backend='fake', seed=9, words=300, progress=False)"
+    py = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", str(n), "--backend", "fake", "--seed", "9",
+                            "--words", "300", "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, py_err = py.communicate(timeout=300)
+    _, cli_err = cli.communicate(timeout=300)
+    lock_line = "is being written by process"
+    assert py.returncode == 0 or (lock_line in py_err and "StoreError" in py_err), py_err
+    assert cli.returncode == 0 or (cli.returncode == 2 and lock_line in cli_err), cli_err
+    check = fabula.Corpus(out).verify()
+    assert check.faults == [] and check.stories == n
