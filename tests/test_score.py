@@ -39,6 +39,9 @@ def test_missing_names_what_the_plan_puts_in_the_paragraph(card):
 def test_stranger_is_a_first_name_the_card_does_not_hold(card):
     assert slips("Ilze thought of Katerina, her sister.", card)["stranger"] == 1
     assert slips("Ilze thought of Tomas, and of May.", card)["stranger"] == 0  # Tomas is on the card; May is a month
+    assert slips("Ilze met the minister, Francois Lavigne.", card)["stranger"] == 1  # François, written without accent
+    tomas = replace(card, other=replace(card.other, first="Tomás"))
+    assert slips("Ilze thought of Tomas, and of Tomás.", tomas)["stranger"] == 0  # the card's own name, either way
 
 
 def test_pronoun_of_a_gender_no_character_has(spy, card):
@@ -70,6 +73,14 @@ def test_first_person_outside_dialogue(card):
 
 def test_reportage(card):
     assert slips("Ilze says now that the job was easy.", card)["reportage"] == 1
+
+
+def test_encyclopedic_is_the_voice_of_a_biography_or_a_press_report(card):
+    bio = ("Tomas Berg (born in 1945) was a child of the port. Her book was published by Yuzhna Books and became "
+           "an international bestseller; Ilze told reporters she was tired.")
+    assert slips(bio, card)["encyclopedic"] == 4
+    assert slips("Tomas Berg (b. 1945) is best known for his silence.", card)["encyclopedic"] == 2
+    assert slips("Ilze was born in Riga, and nobody knew what she had published in the old days.", card)["encyclopedic"] == 0
 
 
 def test_markup_and_special_tokens(card):
@@ -115,4 +126,5 @@ def test_coverage_counts_anchors_in_their_own_paragraph(card):
 
 
 def test_every_term_is_weighted():
-    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "markup", "meta", "unfinished"}
+    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "markup",
+                          "meta", "unfinished"}

@@ -18,6 +18,9 @@ Terms (one line each in the README):
 - ``first-person``: I/me/my outside dialogue (the stories are told in the
   third person).
 - ``reportage``: present-tense news voice ("she says now", "I asked him").
+- ``encyclopedic``: the voice of a biography or a press report instead of a
+  story ("(born 1945)", "was published by", "a bestseller", "told reporters",
+  "according to").
 - ``markup``: special tokens, tags, brackets, asterisks, links, headings.
 - ``meta``: text about the text ("this story", "(see story below)", …).
 - ``unfinished``: the paragraph stops mid-sentence (an opener the model
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,7 +47,17 @@ from fabula.records import Card
 # Weights for choosing among candidates: a wrong person or a markup token ruins
 # a paragraph; a missing anchor is bad; a stray year is small.
 WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-person": 1.5,
-           "reportage": 2.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
+           "reportage": 2.0, "encyclopedic": 2.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
+# A small base model drifts into the register of what it read most: biographies
+# and news (seen in the 100-story bench: "Odina Sabrinova (born in 1945)",
+# "Her book ... was published by", "an international bestseller").
+ENCYCLOPEDIC = re.compile(
+    r"\((?:born\b|née\b|died\b|b\. ?\d|d\. ?\d)|\(\d{4}\s*[-–]\s*\d{2,4}\)|\bborn (?:in|on) (?:\w+ )?\d{4}\b|"
+    r"\b(?:was|were|is|are) (?:first )?published\b|\bbest-?sell(?:er|ing)\b|\bcopies sold\b|"
+    r"\btold (?:reporters|journalists|the press|the BBC|[A-Z][A-Za-z]+ (?:News|Times|Post))\b|"
+    r"\baccording to (?:the |a )?(?:report|reports|sources|police|officials|the newspaper)\b|"
+    r"\bis (?:best )?known (?:as|for)\b|\bis portrayed\b|\bwas portrayed\b",
+)
 TERMS = tuple(WEIGHTS)
 
 META_EXTRA = re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE)
@@ -81,6 +95,11 @@ def outside_dialogue(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _fold(word: str) -> str:
+    """The word without accents (NFKD, combining marks dropped)."""
+    return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode()
+
+
 def known_first_names() -> frozenset[str]:
     """First names of every locale fabula draws from, plus English ones."""
     from fabula.names import SUPPORTED_LOCALES, first_names
@@ -88,14 +107,17 @@ def known_first_names() -> frozenset[str]:
     out: set[str] = set()
     for loc in SUPPORTED_LOCALES:
         out.update(n for n in first_names(loc) if len(n) > 2)
-    return frozenset(out)
+    # Also without accents: a model writes "Francois" for "François".
+    out |= {_fold(n) for n in out}
+    return frozenset(n for n in out if len(n) > 2)
 
 
 def card_words(card: Card) -> set[str]:
     """Every word the card itself holds: names, slots, title, beats."""
     parts = [card.title, card.hero.full, card.other.full, card.hero.nationality, card.other.nationality,
              card.hero.service, card.hero.cover, *card.slots.values(), *card.beats]
-    return {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
+    own = {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
+    return own | {_fold(w) for w in own}  # Tomás written Tomas is still Tomás
 
 
 def anchors(card: Card, paragraph: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -159,6 +181,7 @@ def slips(text: str, card: Card) -> Counter:
             out["era"] += 1
     out["first-person"] += len(FIRST_PERSON.findall(narration))
     out["reportage"] += len(REPORTAGE.findall(text))
+    out["encyclopedic"] += len(ENCYCLOPEDIC.findall(text))
     out["markup"] += len(MARKUP.findall(text))
     out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1

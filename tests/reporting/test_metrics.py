@@ -73,3 +73,16 @@ def test_recurrence_and_stock_phrases_on_a_foreign_folder(tmp_path):
     # one stock phrase in 19 words
     assert m["stock_phrases_per_1k_words"] == pytest.approx(1000 / 19, abs=1e-3)
     assert m["stock_phrase_story_share"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_the_most_common_name_is_a_person_not_a_place(tmp_path):
+    """The reference seeds' case: a city in every story, the same adversary in
+    most. The report must name the adversary."""
+    from fabula.reporting.metrics import measure
+
+    (tmp_path / "a.txt").write_text("Years later, in Tokyo, Viktor waited for Natalia at the station.")
+    (tmp_path / "b.txt").write_text("The parcel reached Tokyo on a Monday; Natalia had sent it to Hiroshi.")
+    (tmp_path / "c.txt").write_text("From a hotel in Tokyo, Natasha watched the harbour.")
+    m = measure(tmp_path, semantic=False)
+    assert m["top_name"] == {"value": "Natalia", "share": round(2 / 3, 4)}
+    assert "Tokyo" not in {x["value"] for x in m["recurrence"]["name"]}

@@ -52,6 +52,12 @@ _COMMON_CAPS = set(
     "Russian Soviet Ukrainian Latvian Lithuanian Estonian Georgian Polish Czech Slovak Hungarian Romanian Bulgarian "
     "German English British American French Italian Spanish Swedish Finnish Dutch Turkish Western Eastern".split()
 )
+def _person_names() -> frozenset[str]:
+    from fabula.score import NAME_WORDS, known_first_names
+
+    return known_first_names() - NAME_WORDS
+
+
 SEMANTIC_SAMPLE = 2000  # stories embedded at most (seeded sample); the rest of the report uses all
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for n-gram hashes
 
@@ -315,7 +321,12 @@ def _recur(rec: dict[str, Counter], st: Story, text: str, labels: dict[tuple[str
                 raw = c["choices"][slot]
                 label = labels.setdefault((slot, raw), c.get("slots", {}).get(slot, raw))
                 rec.setdefault(slot, Counter())[label] += 1
-    rec.setdefault("name", Counter()).update(sorted(set(_NAME.findall(text)) - _COMMON_CAPS))
+    # People, not places: a capitalised word counts as a name when the first-name
+    # lists of every locale fabula draws from hold it (Faker's), so "Tokyo" in
+    # every seed is not the "most common name"; words that are also common
+    # nouns or months ("May", "Rose", "Paris") are left out.
+    people = _person_names()
+    rec.setdefault("name", Counter()).update(sorted({w for w in _NAME.findall(text) if w in people} - _COMMON_CAPS))
 
 
 def _histogram(lens: list[int], width: int = 50) -> dict[str, int]:
