@@ -48,6 +48,15 @@ def test_write_and_report_on_the_embedded_model(tmp_path):
         assert not any(b in p for p, b in zip(paras, r["card"]["beats"]))
     rep = run_cli("report", str(out), "--json", str(tmp_path / "r.json"))
     assert rep.returncode == 0 and json.loads((tmp_path / "r.json").read_text())[0]["stories"] == N
+    # The real model's corpus as a dataset, read back as the stories and cards on disk.
+    ex = run_cli("export", str(out), "--to", str(tmp_path / "c.parquet"))
+    assert ex.returncode == 0, ex.stderr
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "c.parquet").to_dict("records")
+    assert [(r["id"], r["text"], json.loads(r["card"])) for r in rows] == [
+        (r["id"], (out / r["file"]).read_text(), r["card"]) for r in recs]
+    assert all(r["model"] == "gemma-3-270m-q4_k_m" for r in rows)
 
 
 def test_sigkill_at_any_moment_resumes_to_exactly_n_valid_stories(tmp_path):

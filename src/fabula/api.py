@@ -138,6 +138,31 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.records())
 
+    # -- as data (the export extra: pip install 'fabula[export]') ---------------
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """One flat row per committed story (see ``fabula.export``)."""
+        from fabula.export import rows
+
+        return rows(self)
+
+    def to_pandas(self):
+        """A pandas DataFrame, one row per committed story."""
+        from fabula.export import to_pandas
+
+        return to_pandas(self)
+
+    def to_dataset(self):
+        """A Hugging Face ``datasets.Dataset``, one row per committed story."""
+        from fabula.export import to_dataset
+
+        return to_dataset(self)
+
+    def export(self, to: str | os.PathLike[str], format: str = "parquet") -> int:
+        """Write parquet, jsonl or a ``datasets`` folder with a dataset card; returns the rows written."""
+        from fabula.export import export
+
+        return export(self, to, format)
+
     def verify(self):
         """Every fault of the folder (`fabula verify`): a ``fabula.verify.Check``."""
         from fabula.verify import verify

@@ -187,6 +187,37 @@ def plan(count, seed, pack, as_json):
         click.echo()
 
 
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="Output file (parquet, jsonl) or folder (hf); must not exist.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "hf"]), default=None,
+              help="[default: from the --to suffix: .parquet, .jsonl, else hf]")
+def export(folder, to, fmt):
+    """Export a corpus as a dataset: one row per committed story.
+
+    Columns: id, index, text, title, hero_* and other_* (name, first, last,
+    gender, nationality, service), every slot of the pack, beats (list), card
+    (JSON), pack, model, backend, seed, attempt, words, tokens. `hf` writes a
+    `datasets` folder (load it with datasets.load_from_disk) with a dataset
+    card whose figures come from `fabula report`. Needs the export extra:
+    pip install 'fabula[export]'.
+
+    \b
+    Examples:
+      fabula export corpus --to corpus.parquet
+      fabula export corpus --to corpus.jsonl
+      fabula export corpus --to corpus_hf --format hf
+    """
+    from fabula.api import Corpus
+    from fabula.store import MANIFEST
+
+    if not (folder / MANIFEST).is_file():
+        raise UsageError(f"{folder} is not a fabula corpus (no {MANIFEST}); give the folder `fabula write --out` wrote")
+    fmt = fmt or {".parquet": "parquet", ".jsonl": "jsonl"}.get(to.suffix, "hf")
+    n = Corpus(folder).export(to, fmt)
+    click.echo(f"exported {n} stories to {to} ({fmt})")
+
+
 def _warn_if_not_whole(folder: Path) -> None:
     """A fabula corpus whose records and files disagree: say so (the report
     counts the stories a reader sees: recorded, present, once)."""

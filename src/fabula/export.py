@@ -1,0 +1,166 @@
+"""A corpus as a dataset: one row per committed story, flat card columns.
+
+    fabula export corpus --to corpus.parquet                 # pyarrow
+    fabula export corpus --to corpus.jsonl --format jsonl
+    fabula export corpus --to corpus_hf --format hf          # datasets.save_to_disk + a dataset card
+
+Rows (``rows()``): ``id``, ``index``, ``text``, ``title``; ``hero_*`` and
+``other_*`` (name, first, last, gender, nationality, service); every slot of
+the pack (city, venue, weather, summons, secret, ending, year, …) as the
+story's own wording; ``beats`` (list), ``card`` (the whole card as JSON);
+``pack``, ``model``, ``backend``, ``seed``, ``attempt``, ``words``,
+``tokens``. A corpus still being written exports only committed stories.
+Nothing is half-written: every format goes to a temporary name first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from fabula.errors import MissingDependency, UsageError
+
+FORMATS = ("parquet", "jsonl", "hf")
+CHARACTER_FIELDS = ("name", "first", "last", "gender", "nationality", "service")
+
+
+def rows(corpus) -> Iterator[dict[str, Any]]:
+    """The export rows of a ``fabula.Corpus``, in story order."""
+    for st in corpus:
+        c, r = st.card, st.record
+        row: dict[str, Any] = {"id": st.id, "index": st.index, "text": st.text, "title": c.title}
+        for role, ch in (("hero", c.hero), ("other", c.other)):
+            for f in CHARACTER_FIELDS:
+                row[f"{role}_{f}"] = ch.full if f == "name" else getattr(ch, f)
+        for slot, value in c.slots.items():
+            row[slot] = value
+        row["beats"] = list(c.beats)
+        row["card"] = json.dumps(c.to_dict(), ensure_ascii=False, sort_keys=True)
+        row["pack"] = (r.get("pack") or {}).get("name", c.pack)
+        for key in ("model", "backend", "seed", "attempt", "words", "tokens"):
+            row[key] = r.get(key)
+        yield row
+
+
+def _need(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingDependency("exporting a corpus", module, extra="export") from None
+
+
+def to_pandas(corpus):
+    pd = _need("pandas")
+    return pd.DataFrame(list(rows(corpus)))
+
+
+def to_dataset(corpus):
+    _need("datasets")
+    import datasets
+
+    data = list(rows(corpus))
+    if not data:
+        raise UsageError(f"{corpus.path} holds no committed story to make a dataset of")
+    return datasets.Dataset.from_list(data)
+
+
+def export(corpus, to: str | os.PathLike[str], fmt: str = "parquet") -> int:
+    """Write the corpus to ``to`` in ``fmt``; returns the number of rows."""
+    to = Path(to)
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
+    if to.exists():
+        raise UsageError(f"{to} exists; choose a new --to (fabula export never overwrites)")
+    if not to.parent.is_dir():
+        raise UsageError(f"{to.parent}: no such folder; create it or choose another --to")
+    data = list(rows(corpus))
+    if not data:
+        raise UsageError(f"{corpus.path} holds no committed story to export")
+    tmp = to.with_name(to.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    try:
+        if fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in data:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif fmt == "parquet":
+            _need("pyarrow")
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(data), tmp)
+        else:
+            ds = to_dataset(corpus)
+            ds.save_to_disk(str(tmp))
+            (tmp / "README.md").write_text(dataset_card(corpus, ds), encoding="utf-8")
+        os.replace(tmp, to)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    return len(data)
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "n>1M"
+
+
+def dataset_card(corpus, ds) -> str:
+    """README.md for the Hub: the YAML header it expects, and the corpus's
+    figures from `fabula report` (semantic metrics left out: they need torch)."""
+    from fabula.api import report
+
+    fig = report(corpus.path, semantic=False)[0]
+    models = sorted({m for m in ds["model"] if m})
+    import datasets
+
+    features = [{"name": name, "dtype": feat.dtype} if isinstance(feat, datasets.Value) else {"name": name, "sequence": "string"}
+                for name, feat in ds.features.items()]  # (beats is the one list column)
+    header = {
+        "license": "other",
+        "license_name": "model-terms",
+        "license_details": "Stories written by " + ", ".join(models or ["a language model"]) + "; their use follows "
+                           "that model's terms" + (" (the Gemma Terms of Use)" if any("gemma" in m.lower() for m in models) else "") + ".",
+        "language": ["en"],
+        "size_categories": [_size_category(len(ds))],
+        "task_categories": ["text-generation"],
+        "tags": ["fiction", "synthetic", "fabula"],
+        "dataset_info": {"features": features, "splits": [{"name": "train", "num_examples": len(ds)}]},
+    }
+    yaml_text = _yaml(header)
+    rows_md = "\n".join(f"| {k} | {fig[k]:.3f} |" if isinstance(fig.get(k), float) else f"| {k} | {fig.get(k)} |"
+                        for k in ("stories", "words_mean", "compression_ratio", "self_repetition_4", "self_bleu_4",
+                                  "distinct_2", "near_duplicate_pairs", "stock_phrase_story_share"))
+    return (
+        f"---\n{yaml_text}---\n\n# {corpus.path.name}\n\n"
+        f"{len(ds)} short stories written with [fabula](https://pypi.org/project/fabula/) by "
+        f"{', '.join(models) or 'a language model'}. One row per story: the text, its card (characters, "
+        f"setting, plan) as flat columns and as JSON, and how it was written.\n\n"
+        f"## Diversity (`fabula report`)\n\n| metric | value |\n|---|---|\n{rows_md}\n"
+    )
+
+
+def _yaml(value: Any, indent: int = 0) -> str:
+    """A small YAML writer for the card header (JSON scalars are YAML)."""
+    pad = " " * indent
+    out = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                out.append(f"{pad}{k}:\n{_yaml(v, indent + 2)}")
+            else:
+                out.append(f"{pad}{k}: {json.dumps(v, ensure_ascii=False)}\n")
+    else:
+        for v in value:
+            if isinstance(v, dict):
+                first, *rest = _yaml(v, indent + 2).splitlines(keepends=True)
+                out.append(f"{pad}- {first.lstrip()}" + "".join(rest))
+            else:
+                out.append(f"{pad}- {json.dumps(v, ensure_ascii=False)}\n")
+    return "".join(out)
