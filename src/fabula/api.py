@@ -57,9 +57,10 @@ class EmbeddedModel:
 
 @dataclass(frozen=True)
 class Server:
-    """An OpenAI-compatible server (vLLM, llama-server, Ollama, a hosted API)."""
+    """An OpenAI-compatible server (vLLM, llama-server, Ollama, a hosted API),
+    or several serving the same model: ``base_url`` a list of API roots."""
 
-    base_url: str
+    base_url: str | tuple[str, ...]
     model: str
     api_key_env: str = "OPENAI_API_KEY"  # the variable that holds the key; never stored
     concurrency: int = 8

@@ -114,7 +114,11 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
                    "share of the N stories (at least 2 stories), except the card's own phrases; 0 turns it off.")
 @click.option("--exemplar/--no-exemplar", default=False, show_default=True,
               help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).")
-@click.option("--base-url", default=None, help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1; give it several times for several "
+                   "servers (each request goes to the one with the fewest in flight).")
+@click.option("--base-urls", "base_urls_file", type=click.Path(dir_okay=False), default=None,
+              help="openai backend: a file of API roots, one a line (# comments), added to --base-url.")
 @click.option("--model", "model_name", default=None, help="openai backend: the model id the server serves.")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="openai backend: environment variable holding the API key.")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="openai backend: requests in flight.")
@@ -122,15 +126,21 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
-          batch, mode, best_of, ban_common, exemplar, base_url, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
+          batch, mode, best_of, ban_common, exemplar, base_urls, base_urls_file, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
     """Write stories into a corpus folder until it holds N."""
     from fabula.api import Corpus, EmbeddedModel, Server, as_backend
 
+    urls = list(base_urls)
+    if base_urls_file:
+        p = Path(base_urls_file)
+        if not p.is_file():
+            raise UsageError(f"--base-urls {p}: no such file; give a text file with one API root per line")
+        urls += [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if backend == "openai":
-        be = Server(base_url=base_url or "", model=model_name or "", api_key_env=api_key_env, concurrency=concurrency,
-                    timeout=timeout, max_retries=max_retries)
+        be = Server(base_url=urls[0] if len(urls) == 1 else tuple(urls), model=model_name or "", api_key_env=api_key_env,
+                    concurrency=concurrency, timeout=timeout, max_retries=max_retries)
     else:
-        if base_url or model_name:
+        if urls or model_name:
             raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
         be = as_backend(backend)
         if isinstance(be, EmbeddedModel):

@@ -37,6 +37,7 @@ class Summary:
     seconds: float = 0.0  # wall time of the run
     retries: int = 0  # transport retries (server backends)
     backtracks: int = 0  # banned phrases undone while sampling
+    servers: list = field(default_factory=list)  # one line per server, when there are several
 
     @property
     def tokens_per_second(self) -> float:
@@ -52,7 +53,7 @@ class Summary:
         out.append(f"{self.tokens} tokens in {self.seconds:.1f} s ({self.tokens_per_second:.1f} tokens/s)")
         if self.retries or self.backtracks:
             out.append(f"retried requests {self.retries}, banned phrases undone {self.backtracks}")
-        return out
+        return out + list(self.servers)
 
 
 class TooManyRejects(FabulaError):
@@ -161,6 +162,7 @@ def write_corpus(
                 on_story(summary)
     finally:
         summary.seconds = time.perf_counter() - t0
+        summary.servers = backend.usage() if hasattr(backend, "usage") else []
     return summary
 
 

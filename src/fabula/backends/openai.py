@@ -9,6 +9,12 @@ are retried with exponential backoff and full jitter, honouring Retry-After;
 a request that still fails after ``max_retries`` fails its job with a reason,
 and the pipeline records it and goes on.
 
+Many servers: ``base_url`` may be a list. Each request goes to the healthy
+server with the fewest requests in flight; a server that fails its preflight
+is skipped with a warning while at least one other answers; one that fails
+``FAILS_TO_REST`` requests in a row rests for ``REST`` seconds (its requests
+go elsewhere) and is then tried again. ``usage()`` says what each server did.
+
 The API key is read from the environment variable named by ``api_key_env``
 and only ever placed in the Authorization header: never in records, progress
 output or error messages.
@@ -20,15 +26,30 @@ import asyncio
 import json
 import os
 import random
-from typing import Iterable, Iterator
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 from fabula.backends.base import Backend, Completion, Job, Request, merge, now, split
-from fabula.errors import BackendError, MissingDependency, UsageError
+from fabula.errors import BackendError, FabulaWarning, MissingDependency, UsageError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 BACKOFF_BASE = 0.5  # seconds; attempt k waits up to base * 2**k
 BACKOFF_CAP = 20.0  # seconds
 RETRY_AFTER_CAP = 60.0  # seconds; a server asking for longer is waited on no longer
+FAILS_TO_REST = 3  # faults in a row before a server (of several) is set aside
+REST = 30.0  # seconds a failing server is set aside before it is tried again
+
+
+@dataclass
+class _Server:
+    url: str
+    in_flight: int = 0
+    fails: int = 0  # faults in a row
+    resting_until: float = 0.0
+    requests: int = 0  # answered
+    tokens: int = 0
+    faults: int = 0
 
 
 class RequestFailed(Exception):
@@ -46,20 +67,48 @@ def _httpx():
 class OpenAIBackend(Backend):
     chat = True
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+    def __init__(self, base_url: str | Sequence[str], model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
                  timeout: float = 120.0, max_retries: int = 6, backoff: float = BACKOFF_BASE):
         super().__init__(id="openai", model=model)
-        if not base_url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url {base_url!r} is not an http(s) URL; give the API root, e.g. http://127.0.0.1:8000/v1")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls or urls == [""]:
+            raise UsageError("--backend openai needs --base-url URL (the API root, e.g. http://127.0.0.1:8000/v1)")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise UsageError(f"--base-url {url!r} is not an http(s) URL; give the API root, e.g. http://127.0.0.1:8000/v1")
         if not model:
             raise UsageError("--backend openai needs --model NAME (the id the server lists at /models)")
-        self.base_url = base_url.rstrip("/")
+        self.servers = [_Server(u.rstrip("/")) for u in dict.fromkeys(urls)]
+        self.base_url = self.servers[0].url
         self.api_key_env = api_key_env
         self._key = os.environ.get(api_key_env) or None  # None: a local server without keys
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
 
     def describe(self) -> dict:
-        return {"backend": self.id, "model": self.model, "base_url": self.base_url, "concurrency": self.concurrency}
+        if len(self.servers) == 1:
+            return {"backend": self.id, "model": self.model, "base_url": self.base_url, "concurrency": self.concurrency}
+        return {"backend": self.id, "model": self.model, "base_urls": [x.url for x in self.servers], "concurrency": self.concurrency}
+
+    def usage(self) -> list[str]:
+        """One line per server: what it answered (printed after a run on several)."""
+        if len(self.servers) == 1:
+            return []
+        return [f"server {x.url}: {x.requests} requests, {x.tokens} tokens, {x.faults} faults" for x in self.servers]
+
+    def _pick(self) -> _Server:
+        """The healthy server with the fewest requests in flight (ties: the
+        first listed); if every one is resting, the one that wakes first."""
+        t = now()
+        awake = [x for x in self.servers if x.resting_until <= t]
+        if not awake:
+            return min(self.servers, key=lambda x: x.resting_until)
+        return min(awake, key=lambda x: x.in_flight)
+
+    def _fault(self, server: _Server) -> None:
+        server.faults += 1
+        server.fails += 1
+        if len(self.servers) > 1 and server.fails >= FAILS_TO_REST:
+            server.resting_until, server.fails = now() + REST, 0
 
     def _headers(self) -> dict:
         h = {"Content-Type": "application/json"}
@@ -69,20 +118,37 @@ class OpenAIBackend(Backend):
 
     # -- before any story --------------------------------------------------------
     def preflight(self) -> None:
-        """One GET /models: is a server there, does it take the key, does it serve the model?"""
+        """GET /models on every server: is it there, does it take the key, does
+        it serve the model? Of several, those that fail are skipped with one
+        warning each, as long as one answers."""
+        errors, live = [], []
+        for server in self.servers:
+            try:
+                self._preflight_one(server.url)
+                live.append(server)
+            except BackendError as e:
+                errors.append(e)
+        if not live:
+            raise errors[0]
+        for e in errors:
+            warnings.warn(f"skipping a server: {e}", FabulaWarning, stacklevel=2)
+        self.servers = live
+        self.base_url = live[0].url
+
+    def _preflight_one(self, base_url: str) -> None:
         httpx = _httpx()
-        url = f"{self.base_url}/models"
+        self_base, url = base_url, f"{base_url}/models"
         try:
             r = httpx.get(url, headers=self._headers(), timeout=min(self.timeout, 15.0))
         except httpx.ConnectError:
-            raise BackendError(f"no server answers at {self.base_url} (connection refused); start the server or fix --base-url") from None
+            raise BackendError(f"no server answers at {self_base} (connection refused); start the server or fix --base-url") from None
         except httpx.TimeoutException:
-            raise BackendError(f"the server at {self.base_url} did not answer GET /models within 15 s; check that it is up and not overloaded") from None
+            raise BackendError(f"the server at {self_base} did not answer GET /models within 15 s; check that it is up and not overloaded") from None
         except httpx.HTTPError as e:
-            raise BackendError(f"cannot reach {self.base_url} ({type(e).__name__}); check --base-url") from None
+            raise BackendError(f"cannot reach {self_base} ({type(e).__name__}); check --base-url") from None
         if r.status_code in (401, 403):
             which = f"the API key in ${self.api_key_env}" if self._key else f"requests without a key (${self.api_key_env} is not set)"
-            raise BackendError(f"the server at {self.base_url} refused {which} (HTTP {r.status_code}); set the right key in ${self.api_key_env} or name another variable with --api-key-env")
+            raise BackendError(f"the server at {self_base} refused {which} (HTTP {r.status_code}); set the right key in ${self.api_key_env} or name another variable with --api-key-env")
         if r.status_code == 404:
             raise BackendError(f"{url} does not exist (HTTP 404); --base-url must be the API root, usually ending in /v1")
         if r.status_code >= 400:
@@ -90,9 +156,9 @@ class OpenAIBackend(Backend):
         try:
             ids = [m["id"] for m in r.json().get("data", [])]
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise BackendError(f"GET {url} did not return an OpenAI model list; is {self.base_url} an OpenAI-compatible API?") from None
+            raise BackendError(f"GET {url} did not return an OpenAI model list; is {self_base} an OpenAI-compatible API?") from None
         if ids and self.model not in ids:
-            raise BackendError(f"model {self.model!r} is not served at {self.base_url}; it serves: {', '.join(ids[:10])}; use --model with one of them")
+            raise BackendError(f"model {self.model!r} is not served at {self_base}; it serves: {', '.join(ids[:10])}; use --model with one of them")
 
     # -- one request, with retries -------------------------------------------------
     def _payload(self, req: Request) -> tuple[str, dict]:
@@ -131,16 +197,19 @@ class OpenAIBackend(Backend):
         last = ""
         for attempt in range(self.max_retries + 1):
             retry_after = None
+            server = self._pick()  # a retry may go to another server
+            server.in_flight += 1
             try:
-                r = await client.post(self.base_url + path, json=payload, headers=self._headers())
+                r = await client.post(server.url + path, json=payload, headers=self._headers())
                 if r.status_code in RETRY_STATUS:
                     last, retry_after = f"HTTP {r.status_code}", r.headers.get("retry-after")
                 elif r.status_code >= 400:
-                    raise BackendError(f"the server rejected a request to {path} (HTTP {r.status_code}: {_error_message(r)}); check --model and the server's limits")
+                    raise BackendError(f"the server at {server.url} rejected a request to {path} (HTTP {r.status_code}: {_error_message(r)}); check --model and the server's limits")
                 else:
                     if not r.content.strip():
                         raise ValueError("empty body")
                     text, tokens, finish = self._text(req, r.json())
+                    server.fails, server.requests, server.tokens = 0, server.requests + 1, server.tokens + tokens
                     return Completion(text=text, tokens=tokens, seconds=now() - t0, finish=finish, retries=attempt)
             except httpx.TimeoutException:
                 last = f"timeout after {self.timeout:g} s"
@@ -148,8 +217,13 @@ class OpenAIBackend(Backend):
                 last = f"connection error ({type(e).__name__})"
             except (ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError):
                 last = "malformed or empty answer"
+            finally:
+                server.in_flight -= 1
+            self._fault(server)
             if attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, retry_after))
+                # Another server is waiting: go there at once rather than back off.
+                if self._pick() is server or len(self.servers) == 1:
+                    await asyncio.sleep(self._delay(attempt, retry_after))
         raise RequestFailed(f"{last}, {self.max_retries} retries spent")
 
     async def _drive(self, client, job: Job) -> Job:
