@@ -112,3 +112,14 @@ def test_wording_rule_keeps_the_pack_words_from_repeating(spy, monkeypatch):
     # the same motif reads differently from card to card
     carnations = [c.slots["summons"] for c in steered if "carnations" in c.choices["summons"]]
     assert len(carnations) >= 5 and len(set(carnations)) == len(carnations)
+
+
+def test_the_plan_is_the_same_in_another_process_whatever_its_hash_seed():
+    """What the README promises across machines: the cards depend on the pack,
+    the seed and the versions only, not on the process (set order, hash seed)."""
+    from tests.conftest import run_cli
+
+    a = run_cli("plan", "-n", "12", "--seed", "5", "--json", env={"PYTHONHASHSEED": "1"})
+    b = run_cli("plan", "-n", "12", "--seed", "5", "--json", env={"PYTHONHASHSEED": "987"})
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout and len(a.stdout.splitlines()) == 12
