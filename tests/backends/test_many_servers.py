@@ -17,7 +17,8 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def servers():
-    a, b = LlamaServer(alias="fabula-test"), LlamaServer(alias="fabula-test")
+    # One thread each: two servers share the machine's cores (2 on the CI machine).
+    a, b = LlamaServer(alias="fabula-test", threads=1), LlamaServer(alias="fabula-test", threads=1)
     yield a, b
     a.stop()
     b.stop()
@@ -41,9 +42,9 @@ def test_requests_spread_over_the_live_servers_and_a_dead_url_is_one_warning(ser
     urls_file = tmp_path / "urls.txt"
     urls_file.write_text(f"# the fleet\n{b.url}\n{dead}\n")
     out = tmp_path / "c"
-    r = run_cli(*args([a.url], out, 8), "--base-urls", str(urls_file))
+    r = run_cli(*args([a.url], out, 4), "--base-urls", str(urls_file))
     assert r.returncode == 0, r.stderr
-    assert_valid_corpus(out, 8)
+    assert_valid_corpus(out, 4)
     warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("fabula: warning:")]
     assert len(warnings) == 1 and dead in warnings[0] and "connection refused" in warnings[0]
     used = per_server(r.stdout)
@@ -51,9 +52,9 @@ def test_requests_spread_over_the_live_servers_and_a_dead_url_is_one_warning(ser
 
 
 def test_a_server_stopped_mid_run_does_not_stop_the_run(servers, tmp_path):
-    a, b = servers[0], LlamaServer(alias="fabula-test")  # its own second server: this test stops it
+    a, b = servers[0], LlamaServer(alias="fabula-test", threads=1)  # its own second server: this test stops it
     out = tmp_path / "c"
-    p = subprocess.Popen([sys.executable, "-m", "fabula", *args([a.url, b.url], out, 6)], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "fabula", *args([a.url, b.url], out, 4)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not ((out / "corpus.jsonl").exists() and (out / "corpus.jsonl").read_text().strip()):
@@ -64,7 +65,7 @@ def test_a_server_stopped_mid_run_does_not_stop_the_run(servers, tmp_path):
     finally:
         b.stop()
     assert p.returncode == 0, stderr
-    assert_valid_corpus(out, 6)
+    assert_valid_corpus(out, 4)
     used = per_server(stdout)
     assert used[a.url] > used[b.url] > 0, stdout
     assert re.search(rf"^server {re.escape(b.url)}: \d+ requests, \d+ tokens, [1-9]\d* faults", stdout, re.M), stdout
