@@ -100,3 +100,33 @@ def test_requests_carry_the_corpus_common_grams_but_not_the_cards_own(spy):
     own = {" ".join(g) for g in _grams(card.openers[0])}
     assert own and not own & req.ban_grams
     assert StoryJob(card, 0, WriteSettings(mode="steer")).request().ban_grams == frozenset()
+
+
+def test_a_continuation_glued_to_the_openers_last_word_loses_the_fragment():
+    from fabula.write import unglue
+
+    assert unglue("Nobody in Tbilisi suspected why Zvezdin Brankov", "idze was in the position.") == " was in the position."
+    assert unglue("Prokhir Zhaivoron", "in, an engineer.") == ", an engineer."
+    assert unglue("Zvezdin Brankov", " was late.") == " was late."  # a new word: untouched
+    assert unglue("Zvezdin Brankov", "'s coat was wet.") == "'s coat was wet."  # a possessive is not a new word
+    assert unglue("It began with", ", oddly, a letter.") == ", oddly, a letter."
+    assert unglue("They met at the station,", "and then left.") == "and then left."  # the opener ends on a comma
+
+
+def test_steer_mode_keeps_the_card_name_when_the_model_extends_it(spy):
+    card = Planner(spy, 1, 3).next()
+    assert card.openers[0][-1].isalnum()
+    fake = FakeBackend()
+    job = StoryJob(card, 0, WriteSettings(mode="steer"))
+    fake.enqueue("xyz went home and slept.", *["He went home." for _ in card.openers[1:]])
+    (done,) = list(fake.run([job]))
+    first = done.draft("fake", "fake").text.split("\n\n")[0]
+    assert first == card.openers[0] + " went home and slept."
+
+
+def test_a_possessive_continuation_joins_the_name_without_a_space(spy):
+    card = Planner(spy, 1, 3).next()
+    fake = FakeBackend()
+    fake.enqueue("'s coat was wet.", *["He went home." for _ in card.openers[1:]])
+    (done,) = list(fake.run([StoryJob(card, 0, WriteSettings(mode="steer"))]))
+    assert done.draft("fake", "fake").text.split("\n\n")[0] == card.openers[0] + "'s coat was wet."

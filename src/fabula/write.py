@@ -62,6 +62,18 @@ def finish_paragraph(text: str) -> str:
     return text
 
 
+GLUED = re.compile(r"^[^\W_]+")  # letters or digits at the very start: the last word of the prompt, continued
+
+
+def unglue(opening: str, text: str) -> str:
+    """A continuation that goes on with the opening's last word ("Zvezdin
+    Brankov" + "idze", "Prokhir Zhaivoron" + "in") loses that fragment: an
+    opener ends on the card's words, and a name must stay as the card has it."""
+    if opening and (opening[-1].isalnum()):
+        return GLUED.sub("", text, count=1)
+    return text
+
+
 EXEMPLAR_END = "* * *\n\n"  # between the exemplar and the story, as between stories in a collection
 
 
@@ -140,8 +152,8 @@ class StoryJob:
         beat = self.opening()
         paragraphs = []
         for t in texts:
-            cont = finish_paragraph(t)
-            joiner = "" if not cont or cont[0] in ",.;:!?" else " "
+            cont = finish_paragraph(unglue(beat, t))
+            joiner = "" if not cont or cont[0] in ",.;:!?" or cont.startswith(("'s ", "’s ")) else " "  # "Brankov's"
             paragraphs.append((beat + joiner + cont).strip())
         j = self._best([([p], len(self.paragraphs)) for p in paragraphs])
         self.paragraphs.append(paragraphs[j])
