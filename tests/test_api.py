@@ -26,7 +26,7 @@ def python_blocks() -> list[str]:
 def test_every_python_example_of_the_readme_runs_and_returns_what_it_says(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     blocks = python_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     ns: dict = {}
     for block in blocks:
         # The fake backend where an example names a model (no model, no server, in a unit test).
@@ -40,6 +40,9 @@ def test_every_python_example_of_the_readme_runs_and_returns_what_it_says(tmp_pa
     assert first.record["id"] == first.id and first.text == (tmp_path / "corpus" / first.record["file"]).read_text()
     assert len(fabula.Corpus("served")) == 3
     assert ns["local"]["stories"] == 3 and ns["served"]["stories"] == 3
+    ds = ns["ds"]
+    assert len(ds) == 3 and ds.column_names[:4] == ["id", "index", "text", "title"]
+    assert len(ns["spies"]) == sum(s.card.hero.gender == "female" for s in fabula.Corpus("corpus"))
     assert 0 < ns["local"]["self_bleu_4"] <= 1
 
 
