@@ -78,6 +78,9 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
     root = Path(root)
     if not (root / MANIFEST).exists():
         raise StoreError(f"{root} is not a fabula corpus (no {MANIFEST}); give the folder `fabula write --out` wrote")
+    # Asked before reading and again after: a writer that commits its last
+    # story and exits in between still counts as at work for what it left in flight.
+    writer_before = writer_pid(root)
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     faults: list[Fault] = []
     records, torn = _lines(root / CORPUS)
@@ -132,7 +135,7 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
     for p in sorted(root.iterdir()):
         if p.name.endswith(TMP_SUFFIX):
             faults.append(Fault("temporary", p.name, "a temporary file a killed run left"))
-    writer = writer_pid(root)
+    writer = writer_pid(root) or writer_before
     if writer is None:
         return Check(stories=whole, records=len(records), files=files, faults=faults)
     # A writer at work: its temporary file, its story renamed into place but
