@@ -24,10 +24,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
-from fabula.checks import words
 from fabula.names import draw_name, is_latin
 from fabula.packs import ENV, Nationality, Pack
 from fabula.records import Card, Character
+from fabula.score import _grams  # word 4-grams, as the scorer and the ban count them
 
 NAME_DRAWS = 200  # Faker draws per character before the name caps are relaxed
 WORDING_DRAWS = 12  # grammar expansions tried per slot and opener; the least shared wins
@@ -220,11 +220,6 @@ class Planner:
                     f"values will repeat beyond the cap ({self.pack.cap(cap_key):g}); add values to the pack or raise caps.{cap_key}"
                 )
         return problems
-
-
-def _grams(text: str) -> list[tuple[str, ...]]:
-    toks = [w.lower() for w in words(text)]
-    return [tuple(toks[i:i + 4]) for i in range(len(toks) - 3)]
 
 
 def _tidy(sentence: str) -> str:
