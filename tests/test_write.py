@@ -42,6 +42,10 @@ def test_finish_paragraph_cuts_half_sentences_and_lines():
     assert finish_paragraph(" He ran.\nChapter 2") == "He ran."
     assert finish_paragraph(" and then more:") == ""
     assert finish_paragraph(' "Go," she said.') == '"Go," she said.'
+    # A title or an initial is not the end of a sentence.
+    assert finish_paragraph(" He waited. Then he went in search of Mr.") == "He waited."
+    assert finish_paragraph(" He met Dr. Kairys and J. Edgar Hoover. They talked of St.") == "He met Dr. Kairys and J. Edgar Hoover."
+    assert finish_paragraph(" It was over. She called Mrs.") == "It was over."
 
 
 def test_instruct_mode_is_one_chat_request(spy):
