@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export]'
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export,ray]'
 	@# pip may have taken a wheel it cached from a build without those flags:
 	@# if the library has AMX compiled in, drop that wheel and build it again.
 	$(BIN)/python -m fabula.backends.llama_cpu --check-build || { \

@@ -30,13 +30,17 @@ def test_bad_inputs_get_one_line_errors_and_exit_2(tmp_path):
         (("write", "--pack", "westerns", "--out", str(tmp_path / "d")), "no built-in pack named 'westerns'"),
         (("write", "--words", "100", "--mode", "beats", "--backend", "fake", "--out", str(tmp_path / "e")), "the beat sentences of pack spy alone take"),
         (("write", "--mode", "instruct", "--out", str(tmp_path / "f")), "instruct mode needs a chat model"),
+        (("write", "--workers", "2", "--backend", "fake", "--out", str(tmp_path / "g")), "--ray-address and --workers are for --executor ray"),
+        (("write", "--executor", "ray", "--backend", "fake", "--out", str(tmp_path / "h")), "--executor ray runs the embedded or a gguf:PATH model"),
+        (("write", "--executor", "ray", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "i")), "nothing answers at --ray-address 127.0.0.1:1"),
+        (("write", "--executor", "ray", "--ray-address", "headnode", "--out", str(tmp_path / "j")), "give auto or HOST:PORT"),
     ]
     for args, expect in cases:
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fabula: error:") and expect in lines[0], r.stderr
-    assert not any((tmp_path / d).exists() for d in "abcdef")
+    assert not any((tmp_path / d).exists() for d in "abcdefghij")
 
 
 def test_continuing_with_another_seed_is_refused(tmp_path):

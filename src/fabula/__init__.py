@@ -13,7 +13,7 @@ Everything the command line does is here too (see ``fabula.api``)::
 
 __version__ = "0.1.0"
 
-from fabula.api import Corpus, EmbeddedModel, FakeModel, Server, Story, report  # noqa: E402
+from fabula.api import Corpus, EmbeddedModel, FakeModel, RayCluster, Server, Story, report  # noqa: E402
 from fabula.errors import BackendError, FabulaError, MissingDependency, PackError, StoreError, UsageError  # noqa: E402
 from fabula.packs import Pack, load_pack  # noqa: E402
 from fabula.plan import Planner  # noqa: E402
@@ -21,6 +21,6 @@ from fabula.records import Card, Character, Draft, Verdict  # noqa: E402
 
 __all__ = [
     "BackendError", "Card", "Character", "Corpus", "Draft", "EmbeddedModel", "FabulaError", "FakeModel",
-    "MissingDependency", "Pack", "PackError", "Planner", "Server", "StoreError", "Story", "UsageError", "Verdict",
+    "MissingDependency", "Pack", "PackError", "Planner", "RayCluster", "Server", "StoreError", "Story", "UsageError", "Verdict",
     "load_pack", "report", "__version__",
 ]

@@ -77,6 +77,18 @@ class FakeModel:
     spec = "fake"
 
 
+@dataclass(frozen=True)
+class RayCluster:
+    """Run the embedded or GGUF model on Ray workers (`--executor ray`): each
+    worker is an actor that loads the model once and runs the batched engine
+    with the ``EmbeddedModel``'s threads and batch; this process keeps the
+    planner, the checks and the store."""
+
+    address: str | None = None  # None: start a local Ray; "auto": join the running cluster; or host:port
+    workers: int = 2
+    runtime_env: dict | None = None  # passed to ray.init, e.g. {"pip": ["fabula[ray]"]}
+
+
 BackendLike = Union[str, EmbeddedModel, Server, FakeModel]
 
 
@@ -191,14 +203,19 @@ class Corpus:
         avoid: tuple[str, ...] | list[str] = (),
         ban_common: float = DEFAULT_BAN_COMMON,
         exemplar: bool = False,
+        executor: str | RayCluster = "local",
         progress: bool = True,
         warn=None,
+        on_story=None,
     ):
         """Continue the folder to ``n`` stories, with every guarantee of `fabula
         write` (one writer, resume, checks, rejects); returns the run's
         ``fabula.pipeline.Summary``. Options and defaults are those of the CLI
         (see `fabula write --help`); ``avoid`` adds phrases to keep out.
-        ``warn`` receives warnings as one-line strings (default: the logger)."""
+        ``warn`` receives warnings as one-line strings (default: the logger).
+        ``executor``: "local" (this process) or a ``RayCluster`` ("ray": a local
+        Ray with two workers). ``on_story`` is called with the run's
+        ``Summary`` after every finished draft (kept, dropped or failed)."""
         from fabula import __version__
         from fabula.backends import make_backend
         from fabula.packs import load_pack
@@ -211,6 +228,13 @@ class Corpus:
         if n < 1:
             raise UsageError(f"n = {n}: a corpus holds at least 1 story")
         be_opts = as_backend(backend)
+        if executor == "ray":
+            executor = RayCluster()
+        elif executor != "local" and not isinstance(executor, RayCluster):
+            raise UsageError(f"executor {executor!r}: use local or ray")
+        if isinstance(executor, RayCluster) and not isinstance(be_opts, EmbeddedModel):
+            raise UsageError("--executor ray runs the embedded or a gguf:PATH model on Ray workers; for model servers "
+                             "give --base-url once per server instead")
         p = load_pack(pack)
         g = p.generation
         phrases = list(p.avoid_phrases) + list(p.avoid_names) + [a for a in avoid if a.strip()]
@@ -261,7 +285,13 @@ class Corpus:
                 raise UsageError(f"--api-key-env {be_opts.api_key_env}: that variable is not set; export it, or leave the option out for a server without keys")
             options = dict(base_url=be_opts.base_url, model=be_opts.model, api_key_env=be_opts.api_key_env,
                            concurrency=be_opts.concurrency, timeout=be_opts.timeout, max_retries=be_opts.max_retries)
-        be = make_backend(be_opts.spec, **options)  # before the folder: a bad backend leaves nothing behind
+        if isinstance(executor, RayCluster):
+            from fabula.backends.ray_pool import RayBackend
+
+            be = RayBackend(path=be_opts.path, workers=executor.workers, address=executor.address,
+                            runtime_env=executor.runtime_env, **options)
+        else:
+            be = make_backend(be_opts.spec, **options)  # before the folder: a bad backend leaves nothing behind
         try:
             if settings.mode == "instruct" and not getattr(be, "chat", True):
                 raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai")
@@ -274,7 +304,11 @@ class Corpus:
 
                 bar = tqdm(total=n, initial=min(len(store.records()), n), unit="story", dynamic_ncols=True)
 
+            user_hook = on_story
+
             def on_story(s) -> None:
+                if user_hook is not None:
+                    user_hook(s)
                 if bar is not None:
                     bar.n = min(s.already + s.written, n)
                     bar.set_postfix_str(f"{s.tokens_per_second:.1f} tok/s, dropped {sum(s.dropped.values())}", refresh=False)

@@ -29,6 +29,7 @@ Examples:
   fabula write -n 20 --backend gguf:/models/qwen.gguf --out corpus2
   fabula write -n 100 --backend openai --base-url http://127.0.0.1:8000/v1 \\
       --model qwen2.5-7b-instruct --concurrency 16 --out served
+  fabula write -n 1000 --executor ray --ray-address auto --workers 8 --out big
 \b
 Re-running a command on the same --out continues where it stopped; stories
 already written are never touched.
@@ -114,6 +115,14 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
                    "share of the N stories (at least 2 stories), except the card's own phrases; 0 turns it off.")
 @click.option("--exemplar/--no-exemplar", default=False, show_default=True,
               help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: run the embedded or gguf model on Ray workers (each loads it once, with --threads and "
+                   "--batch); this process keeps the plan, the checks and the folder. Needs pip install 'fabula[ray]'.")
+@click.option("--ray-address", default=None,
+              help="--executor ray: the cluster to join (auto: the one `ray start` made on this node; or HOST:PORT) "
+                   "[default: start a local Ray on this machine].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--executor ray: workers (actors), each with --threads CPUs [default: 2; threads: the cluster's CPUs / workers].")
 @click.option("--base-url", "base_urls", multiple=True,
               help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1; give it several times for several "
                    "servers (each request goes to the one with the fewest in flight).")
@@ -126,9 +135,15 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
-          batch, mode, best_of, ban_common, exemplar, base_urls, base_urls_file, model_name, api_key_env, concurrency, timeout, max_retries, quiet):
+          batch, mode, best_of, ban_common, exemplar, executor, ray_address, workers, base_urls, base_urls_file, model_name,
+          api_key_env, concurrency, timeout, max_retries, quiet):
     """Write stories into a corpus folder until it holds N."""
-    from fabula.api import Corpus, EmbeddedModel, Server, as_backend
+    from fabula.api import Corpus, EmbeddedModel, RayCluster, Server, as_backend
+
+    if executor == "ray":
+        executor = RayCluster(address=ray_address, workers=workers or 2)
+    elif ray_address or workers:
+        raise UsageError("--ray-address and --workers are for --executor ray")
 
     urls = list(base_urls)
     if base_urls_file:
@@ -152,7 +167,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
         summary = corpus.write(
             count, pack=pack, backend=be, seed=seed, words=words, mode=mode, best_of=best_of, temperature=temperature,
             top_p=top_p, repeat_penalty=repeat_penalty, max_attempts=max_attempts, avoid=_read_avoid(avoid_path),
-            ban_common=ban_common, exemplar=exemplar, progress=not quiet,
+            ban_common=ban_common, exemplar=exemplar, executor=executor, progress=not quiet,
             warn=lambda m: click.echo(f"fabula: warning: {m}", err=True),
         )
     except KeyboardInterrupt:

@@ -263,20 +263,19 @@ class EmbeddedBackend(Backend):
         for lane in lanes:
             for j, slot in enumerate(lane.slots):
                 slot.lane, slot.cand = lane, j
-        self._start(lanes[0], first)
+        self._start(lanes, first)
         ban_re_cache: dict[tuple, object] = {}
         while True:
             # Refill idle lanes: a new job each (a running job's next request
             # starts on its own lane as soon as its last one finishes).
-            for lane in lanes:
-                if lane.job is None and not exhausted:
-                    job = next(source, StopIteration)
-                    if job is StopIteration:
-                        exhausted = True
-                    elif job is None:
-                        break  # nothing to start until an active job finishes
-                    else:
-                        self._start(lane, job)
+            while not exhausted and any(lane.job is None for lane in lanes):
+                job = next(source, StopIteration)
+                if job is StopIteration:
+                    exhausted = True
+                elif job is None:
+                    break  # nothing to start until an active job finishes
+                else:
+                    self._start(lanes, job)
             active = [s for s in self.slots if s.req is not None and not s.waiting]
             if not active:
                 if exhausted:
@@ -337,19 +336,26 @@ class EmbeddedBackend(Backend):
         b.logits[n] = logits
         b.n_tokens = n + 1
 
-    def _start(self, lane: _Lane, job: Job) -> None:
-        lane.job = job
+    def _start(self, lanes: list[_Lane], job: Job) -> None:
+        """Start a job on the idle lane whose KV cells already hold the
+        longest part of its prompt (ties: the first). Locally that is any lane
+        (they share the frame); a Ray worker gets one paragraph at a time, and
+        this sends a story's next paragraph back to the cells of its last one."""
         req = job.request()
         if req is None:  # a job with nothing to ask is finished at once
             raise BackendError("a job asked for nothing")  # the writer never does this
-        self._begin(lane, req)
+        tokens = self.tokenize(req.prompt)
+        idle = [lane for lane in lanes if lane.job is None]
+        lane = max(idle, key=lambda ln: max(_shared(s.cells, tokens) for s in ln.slots))
+        lane.job = job
+        self._begin(lane, req, tokens)
 
-    def _begin(self, lane: _Lane, req: Request) -> None:
+    def _begin(self, lane: _Lane, req: Request, tokens: list[int] | None = None) -> None:
         if req.chat:
             raise BackendError("the embedded backend writes in steer and beats modes only; instruct mode needs a chat model behind --backend openai")
         if max(1, req.n) != len(lane.slots):
             raise BackendError(f"a request asked for {req.n} candidates in a run of best of {len(lane.slots)}")
-        tokens = self.tokenize(req.prompt)
+        tokens = self.tokenize(req.prompt) if tokens is None else tokens
         if len(tokens) + req.max_tokens > self.ctx_per_seq:
             raise BackendError(
                 f"a prompt of {len(tokens)} tokens plus {req.max_tokens} new ones does not fit the {self.ctx_per_seq}-token "
@@ -358,16 +364,8 @@ class EmbeddedBackend(Backend):
         # The sequence whose KV cells already hold the longest prefix decodes
         # the prompt (at least one token, for fresh logits); the others wait
         # for a copy of its cells.
-        def shared(slot: _Slot) -> int:
-            n = 0
-            for a, b in zip(slot.cells, tokens):
-                if a != b:
-                    break
-                n += 1
-            return n
-
-        primary = max(lane.slots, key=shared)  # ties: the first
-        keep = min(shared(primary), len(tokens) - 1)
+        primary = max(lane.slots, key=lambda s: _shared(s.cells, tokens))  # ties: the first
+        keep = min(_shared(primary.cells, tokens), len(tokens) - 1)
         self.L.llama_memory_seq_rm(self.mem, primary.seq, keep, -1)
         del primary.cells[keep:]
         primary.pending = tokens[keep:]
@@ -449,6 +447,16 @@ class EmbeddedBackend(Backend):
 
     def close(self) -> None:
         pass  # cached for the process; freed at exit
+
+
+def _shared(cells: list[int], tokens: list[int]) -> int:
+    """How many leading tokens the KV cells already hold."""
+    n = 0
+    for a, b in zip(cells, tokens):
+        if a != b:
+            break
+        n += 1
+    return n
 
 
 def _available_memory() -> int:
