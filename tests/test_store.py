@@ -101,3 +101,20 @@ def test_two_writers_at_once_leave_exactly_n_stories(tmp_path):
     recs = read_jsonl(out / "corpus.jsonl")
     assert len(recs) == 40 and len({r["id"] for r in recs}) == 40 and len({r["index"] for r in recs}) == 40
     assert sorted(p.name for p in (out / "stories").iterdir()) == sorted(r["file"].split("/")[1] for r in recs)
+
+
+def test_cut_torn_cuts_only_a_last_line_without_its_newline(tmp_path):
+    from fabula.store import cut_torn
+
+    p = tmp_path / "x.jsonl"
+    whole = b'{"a": 1}\n' + b'{"b": "' + b"x" * 200_000 + b'"}\n'
+    for content, expect in [
+        (whole, whole),  # whole: untouched
+        (whole + b'{"c": "' + b"y" * 100_000, whole),  # a torn line longer than the 64 KiB step
+        (b'{"c": 1', b""),  # only a torn line
+        (b"", b""),
+    ]:
+        p.write_bytes(content)
+        cut_torn(p)
+        assert p.read_bytes() == expect
+    cut_torn(tmp_path / "missing.jsonl")  # nothing to cut

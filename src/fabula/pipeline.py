@@ -8,14 +8,14 @@ lazily, so memory does not grow with N.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from fabula.backends.base import Backend
-from fabula.checks import MARKUP, NearDuplicates, phrase_pattern, run_checks, words
+from fabula import index
+from fabula.checks import MARKUP, phrase_pattern, run_checks, words
 from fabula.errors import FabulaError
 from fabula.packs import Pack
 from fabula.plan import Planner
@@ -38,6 +38,8 @@ class Summary:
     retries: int = 0  # transport retries (server backends)
     backtracks: int = 0  # banned phrases undone while sampling
     servers: list = field(default_factory=list)  # one line per server, when there are several
+    opened_from_index: int = 0  # stories already in the folder whose memory came from index.npz
+    opened_from_texts: int = 0  # ... and those whose text was read to rebuild it
 
     @property
     def tokens_per_second(self) -> float:
@@ -86,16 +88,12 @@ def write_corpus(
         return summary
     lo, hi = pack.word_range(settings.words)
     pattern = phrase_pattern(avoid)
-    near = NearDuplicates(threshold=near_threshold)
-    corpus = NgramSet()  # the scorer's novelty term: 4-grams of every story kept
-    # Sampling keeps out 4-grams already in this share of the target corpus (at least 2 stories).
-    common = CommonGrams(math.ceil(settings.ban_common * n)) if settings.ban_common > 0 else None
-    for r in records:
-        text = (store.root / r["file"]).read_text(encoding="utf-8")
-        near.add(r["id"], text)
-        corpus.add(text)
-        if common is not None:
-            common.add(text)
+    # Near-duplicates, the scorer's novelty 4-grams and the common 4-grams that
+    # sampling keeps out (those in ban_common of the target N, at least 2
+    # stories) of every story kept: from DIR/index.npz, the rest from the texts.
+    mem = index.open_memory(store.root, records, near_threshold, settings.ban_common, n)
+    summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
+    near, corpus, common = mem.near, mem.corpus, mem.common
     jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
 
@@ -128,10 +126,9 @@ def write_corpus(
                     **({"best_of": settings.best_of, "picked": job.picked} if settings.best_of > 1 else {}),
                     "checks": [v.to_dict() for v in verdicts],
                 })
-                near.add(rec["id"], draft.text)
-                corpus.add(draft.text)
-                if common is not None:
-                    common.add(draft.text)
+                mem.add(rec["id"], draft.text)
+                if mem.unsaved >= index.SAVE_EVERY:
+                    index.save(store.root, mem)
                 jobs.accepted += 1
                 summary.written += 1
             else:
@@ -161,6 +158,8 @@ def write_corpus(
             if on_story:
                 on_story(summary)
     finally:
+        if mem.unsaved or mem.read:
+            index.save(store.root, mem)  # also on Ctrl-C and errors: it holds committed stories only
         summary.seconds = time.perf_counter() - t0
         summary.servers = backend.usage() if hasattr(backend, "usage") else []
     return summary

@@ -110,7 +110,10 @@ class Planner:
             self.grams.update(_grams(opener))
 
     def _bump(self, key: str, value: str) -> None:
-        self.tally.setdefault(key, Counter())[value] += 1
+        c = self.tally.get(key)
+        if c is None:  # not setdefault: that builds a Counter on every call (32 a card, 100,000s on resume)
+            c = self.tally[key] = Counter()
+        c[value] += 1
 
     def tallies(self) -> dict[str, dict[str, int]]:
         return {k: dict(c.most_common()) for k, c in sorted(self.tally.items())}

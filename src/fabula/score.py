@@ -281,10 +281,17 @@ class CommonGrams:
         self.counts = np.zeros(self.BITS, dtype=np.uint8)
         self.common: set[str] = set()
 
+    def _bucket(self, gram: str) -> int:
+        return int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little") & (self.BITS - 1)
+
+    def count(self, gram: str) -> int:
+        """Stories that hold ``gram`` (an upper bound: buckets are shared; at most 255)."""
+        return int(self.counts[self._bucket(gram)])
+
     def add(self, text: str) -> None:
         grams = {" ".join(g) for g in _grams(text)}
         for g in grams:  # once per story: the count is of stories, not of uses
-            i = int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little") & (self.BITS - 1)
+            i = self._bucket(g)
             if self.counts[i] < 255:
                 self.counts[i] += 1
             if self.counts[i] >= self.limit:

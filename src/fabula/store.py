@@ -163,9 +163,39 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return out
 
 
+def cut_torn(path: Path) -> None:
+    """Cut a torn last line (no newline: the process died mid-write) from a JSONL file."""
+    if not path.exists():
+        return
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if not size:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        # Walk back to the last newline, 64 KiB at a time.
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            at = f.read(end - start).rfind(b"\n")
+            if at >= 0:
+                f.truncate(start + at + 1)
+                break
+            end = start
+        else:
+            f.truncate(0)
+        os.fsync(f.fileno())
+
+
 @dataclass
 class Store:
     root: Path
+    # The records of corpus.jsonl, read once when the folder is opened and
+    # kept up to date by accept(): this process holds the writer lock, so no
+    # one else appends (a 100,000-story corpus.jsonl is ~450 MB of JSON).
+    _records: list | None = None
 
     @property
     def stories_dir(self) -> Path:
@@ -212,10 +242,10 @@ class Store:
 
     def repair(self) -> None:
         """Undo what a killed run can leave behind (see the module docstring)."""
-        for name in (PLAN, CORPUS, REJECTS, FAILED):
-            read_jsonl(self.root / name, repair=True)
-        records = self.records()
-        named = {r["file"] for r in records}
+        for name in (PLAN, REJECTS, FAILED):
+            cut_torn(self.root / name)
+        self._records = read_jsonl(self.root / CORPUS, repair=True)
+        named = {r["file"] for r in self._records}
         for p in self.stories_dir.iterdir():
             if p.name.endswith(TMP_SUFFIX):
                 p.unlink()
@@ -247,7 +277,9 @@ class Store:
 
     # -- reading -------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.root / CORPUS)
+        if self._records is None:
+            return read_jsonl(self.root / CORPUS)
+        return list(self._records)
 
     def rejects(self) -> list[dict[str, Any]]:
         return read_jsonl(self.root / REJECTS)
@@ -266,6 +298,8 @@ class Store:
         write_atomic(self.stories_dir / name, text)
         rec = {"id": f"{index:03d}_{h}", "index": index, "file": f"{STORIES}/{name}", **record}
         append_line(self.root / CORPUS, rec)
+        if self._records is not None:
+            self._records.append(rec)
         return rec
 
     def reject(self, record: dict[str, Any]) -> None:

@@ -240,9 +240,9 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
         bleu.add(toks)
         sem_sample.add(text)
         reading.add(Story(st.id, text, st.card))
-        m = nd.minhash(text)
-        near_pairs += len(nd._lsh.query(m))
-        nd._lsh.insert(f"{n}:{st.id}", m)
+        sig = nd.signature(text)
+        near_pairs += len(nd.candidates(sig))
+        nd.add_signatures([f"{n}:{st.id}"], sig[None, :])
         found = [x.group(0).lower() for x in stock.finditer(text)]
         stock_hits += len(found)
         stock_stories += bool(found)

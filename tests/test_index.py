@@ -1,0 +1,100 @@
+"""DIR/index.npz: the writer's memory of a corpus, saved and loaded instead of
+rebuilt from every text; rebuilt whenever it does not match the records."""
+
+import numpy as np
+import pytest
+
+import fabula
+from fabula import index
+from fabula.store import read_jsonl
+
+
+def write(folder, n, **kw):
+    return fabula.Corpus(folder).write(n, backend="fake", seed=3, progress=False, **kw)
+
+
+def memory(folder, n=40, ban_common=0.02):
+    return index.open_memory(folder, read_jsonl(folder / "corpus.jsonl"), 0.5, ban_common, n)
+
+
+def same_state(a, b):
+    assert a.near.keys == b.near.keys
+    assert np.array_equal(a.near.signatures(), b.near.signatures())
+    assert np.array_equal(a.corpus.bits, b.corpus.bits)
+    assert np.array_equal(a.counts.counts, b.counts.counts)
+    assert a.counts.common == b.counts.common
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "c"
+    write(folder, 30)
+    return folder
+
+
+def test_a_run_saves_the_index_and_a_resume_loads_it_instead_of_the_texts(corpus):
+    assert (corpus / "index.npz").is_file()
+    loaded = memory(corpus)
+    assert (loaded.loaded, loaded.read) == (30, 0)
+    (corpus / "index.npz").unlink()
+    rebuilt = memory(corpus)
+    assert (rebuilt.loaded, rebuilt.read) == (0, 30)
+    same_state(loaded, rebuilt)  # the saved memory is exactly what the texts give
+    s = write(corpus, 40)
+    assert (s.opened_from_index, s.opened_from_texts) == (0, 30)  # no index: read every text once
+    s = write(corpus, 45)
+    assert (s.opened_from_index, s.opened_from_texts) == (40, 0)
+
+
+def test_a_loaded_index_still_finds_near_duplicates_of_old_stories(corpus):
+    mem = memory(corpus)
+    first = read_jsonl(corpus / "corpus.jsonl")[0]
+    text = (corpus / first["file"]).read_text()
+    v = mem.near.check(text.replace(" the ", " a ", 1))
+    assert not v.keep and v.reason == "near-duplicate" and first["id"] in v.detail
+
+
+def test_stories_after_the_last_save_are_read_from_their_texts(corpus):
+    mem = memory(corpus)
+    recs = read_jsonl(corpus / "corpus.jsonl")
+    # An index saved at story 20 (a run killed between saves): the last 10 come from the texts.
+    part = index.open_memory(corpus, recs[:20], 0.5, 0.02, 40)
+    index.save(corpus, part)
+    again = memory(corpus)
+    assert (again.loaded, again.read) == (20, 10)
+    same_state(again, mem)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "repair", "lower-limit"])
+def test_an_index_that_does_not_match_is_rebuilt_from_the_texts(corpus, damage):
+    path = corpus / "index.npz"
+    n, ban = 40, 0.02
+    if damage == "garbage":
+        path.write_bytes(b"not an npz file")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:5000])
+    elif damage == "repair":  # a story lost and its record dropped: the ids no longer match
+        recs = read_jsonl(corpus / "corpus.jsonl")
+        (corpus / recs[3]["file"]).unlink()
+        from fabula.verify import repair, verify
+
+        repair(corpus, verify(corpus))
+    elif damage == "lower-limit":  # saved for N = 400 (ban at 8 stories); a run for N = 40 bans at 2
+        index.save(corpus, index.open_memory(corpus, read_jsonl(corpus / "corpus.jsonl"), 0.5, 0.02, 400))
+    mem = memory(corpus, n, ban)
+    recs = read_jsonl(corpus / "corpus.jsonl")
+    if damage != "lower-limit":
+        assert (mem.loaded, mem.read) == (0, len(recs))
+    else:
+        assert mem.loaded == 0 and mem.counts.limit == 2
+    path.unlink(missing_ok=True)
+    same_state(mem, memory(corpus, n, ban))
+
+
+def test_a_higher_ban_limit_reuses_the_index_and_keeps_only_grams_common_enough(corpus):
+    low = memory(corpus, 40, 0.02)  # limit 2
+    high = memory(corpus, 400, 0.02)  # limit 8
+    assert high.loaded == 30 and high.counts.limit == 8
+    (corpus / "index.npz").unlink()
+    assert high.counts.common == memory(corpus, 400, 0.02).counts.common
+    assert high.counts.common <= low.counts.common
