@@ -45,7 +45,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 # The flags the llama.cpp build gets (tests/backends/test_llama_cpu.py checks them).
 llama-cflags:
