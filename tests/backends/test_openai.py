@@ -46,8 +46,8 @@ def test_beats_mode_writes_real_stories_through_the_server(server, env, tmp_path
     assert r.returncode == 0, r.stderr
     recs = assert_valid_corpus(out, 2)
     assert all(x["backend"] == "openai" and x["model"] == "fabula-test" for x in recs)
-    for where in [r.stdout, r.stderr, *(p.read_text() for p in out.rglob("*") if p.is_file())]:
-        assert KEY not in where  # the key never leaves the Authorization header
+    for where in [r.stdout.encode(), r.stderr.encode(), *(p.read_bytes() for p in out.rglob("*") if p.is_file())]:
+        assert KEY.encode() not in where  # the key never leaves the Authorization header (index.npz is binary)
 
 
 def test_instruct_mode_asks_the_chat_endpoint_and_checks_the_answer(server, env, tmp_path):
