@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from fabula.backends.base import Backend, Completion, Job, OneShot, Request
@@ -60,8 +60,7 @@ class _Box(OneShot):
 
     def feed(self, c: Completion) -> None:
         self.result = c
-        self.worker.in_flight -= 1  # on the engine's thread, like the source's count
-        self.worker.started.discard(self)
+        self.worker.started.discard(self)  # on the engine's thread, like the source
         self.event.set()
 
 
@@ -75,8 +74,7 @@ class Worker:
 
         self.node = _node_ip() or socket.gethostname()
         self.error = ""
-        self.in_flight = 0
-        self.started: set[_Box] = set()  # boxes the engine holds
+        self.started: set[_Box] = set()  # boxes the engine holds (in flight)
         self.q: queue.Queue = queue.Queue()
         try:
             from fabula.backends.embedded import EmbeddedBackend
@@ -112,7 +110,7 @@ class Worker:
 
     def _source(self) -> Iterator[Job | None]:
         while True:
-            if self.in_flight == 0:
+            if not self.started:
                 item = self.q.get()  # nothing decoding: wait for work
             else:
                 try:
@@ -120,7 +118,6 @@ class Worker:
                 except queue.Empty:
                     yield None  # decode the lanes in flight, ask again next step
                     continue
-            self.in_flight += 1
             self.started.add(item)
             yield item
 
@@ -164,7 +161,6 @@ class _Handle:
     tokens: int = 0
     lost: str = ""  # why it was lost, if it was
     redone: int = 0  # its in-flight requests sent to other workers
-    refs: set = field(default_factory=set)
 
 
 class RayBackend(Backend):
