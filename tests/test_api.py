@@ -95,3 +95,13 @@ def test_a_python_writer_and_a_cli_writer_on_one_folder_at_once(tmp_path):
     assert cli.returncode == 0 or (cli.returncode == 2 and lock_line in cli_err), cli_err
     check = fabula.Corpus(out).verify()
     assert check.faults == [] and check.stories == n
+
+
+def test_report_puts_the_reference_first_and_marks_it(tmp_path):
+    for name, town in (("ours", "Riga"), ("humans", "Porto")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "0.txt").write_text(f"Agnieszka waited in {town} for the ferry.\n")
+    rs = fabula.report(tmp_path / "ours", semantic=False, reference=tmp_path / "humans")
+    assert [(r["folder"], r["reference"]) for r in rs] == [(str(tmp_path / "humans"), True), (str(tmp_path / "ours"), False)]
+    r = run_cli("report", str(tmp_path / "ours"), "--reference", str(tmp_path / "humans"), "--no-semantic")
+    assert r.returncode == 0 and f"{tmp_path / 'humans'} (reference)" in r.stdout.splitlines()[0], r.stdout

@@ -329,22 +329,28 @@ class Corpus:
         return summary
 
 
-def report(*paths: str | os.PathLike[str], first_words: int | None = None, semantic: bool = True) -> list[dict[str, Any]]:
+def report(*paths: str | os.PathLike[str], first_words: int | None = None, semantic: bool = True,
+           reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """The figures of `fabula report --json`, one dict per folder (a fabula
-    corpus or any folder of .txt stories)."""
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in measure_folders(paths, first_words, semantic)]
+    corpus or any folder of .txt stories); ``reference`` (human-written
+    stories) comes first, with ``"reference": true``."""
+    rs = measure_folders(paths, first_words, semantic, reference)
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rs]
 
 
-def measure_folders(paths, first_words: int | None = None, semantic: bool = True) -> list[dict[str, Any]]:
+def measure_folders(paths, first_words: int | None = None, semantic: bool = True,
+                    reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Every metric per folder, with the private keys the HTML report draws from."""
     from fabula.reporting.metrics import measure
 
+    paths = ([Path(reference)] if reference else []) + [Path(f) for f in paths if not reference or Path(f) != Path(reference)]
     if not paths:
         raise UsageError("report needs at least one folder")
     out = []
     for f in paths:
-        r = measure(Path(f), first_words=first_words, semantic=semantic)
+        r = measure(f, first_words=first_words, semantic=semantic)
         if r["stories"] == 0:
             raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
+        r["reference"] = r["_reference"] = bool(reference) and not out
         out.append(r)
     return out

@@ -411,7 +411,9 @@ REPORT_ROWS = [
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Write a self-contained HTML report here.")
 @click.option("--first-words", type=click.IntRange(min=1), default=None, help="Measure only the first N words of each story (human references use 250).")
 @click.option("--no-semantic", is_flag=True, help="Skip the embedding metrics even when the semantic extra is installed.")
-def report(folders, json_path, html_path, first_words, no_semantic):
+@click.option("--reference", "reference", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of human-written stories to measure against: the first column, grey and dashed in the plots.")
+def report(folders, json_path, html_path, first_words, no_semantic, reference):
     """Measure the diversity of one or more folders of .txt stories, side by side.
 
     Works on any folder of .txt files (a fabula corpus, the reference seeds,
@@ -422,13 +424,15 @@ def report(folders, json_path, html_path, first_words, no_semantic):
     Examples:
       fabula report corpus
       fabula report corpus other_stories/ --html report.html --json report.json
+      fabula report corpus --reference human_stories/ --first-words 250 --html report.html
     """
     from fabula.api import measure_folders
     from fabula.store import write_atomic
 
-    for f in folders:
+    for f in ([reference] if reference else []) + list(folders):
         _warn_if_not_whole(Path(f))
-    results = measure_folders([Path(f) for f in folders], first_words=first_words, semantic=not no_semantic)
+    results = measure_folders(folders, first_words=first_words, semantic=not no_semantic, reference=reference)
+    folders = [r["folder"] + (" (reference)" if r["reference"] else "") for r in results]
     width = max(len(label) for _, label in REPORT_ROWS) + 2
     col = max(14, *(len(str(f)) + 2 for f in folders))
     click.echo("metric".ljust(width) + "".join(str(f).rjust(col) for f in folders))

@@ -1,6 +1,7 @@
-"""One self-contained HTML file: the metrics table, length histograms as inline
-SVG, the top recurring values, and a reading pane. Every story text is
-escaped, so markup inside a story shows as text and never runs."""
+"""One self-contained HTML file: plots (inline SVG drawn by matplotlib, see
+fabula.reporting.plots), the metrics table, the top recurring values, and a
+reading pane. No script and nothing fetched: it opens offline. Every story
+text is escaped, so markup inside a story shows as text and never runs."""
 
 from __future__ import annotations
 
@@ -9,29 +10,15 @@ from typing import Any
 
 
 
-def _svg_histogram(hist: dict[str, int]) -> str:
-    if not hist:
-        return ""
-    w, h, gap = 24, 100, 4
-    top = max(hist.values())
-    bars = []
-    for i, (label, n) in enumerate(hist.items()):
-        bh = int(h * n / top)
-        x = i * (w + gap)
-        bars.append(f'<rect x="{x}" y="{h - bh}" width="{w}" height="{bh}" fill="#4a6fa5"><title>{html.escape(label)} words: {n}</title></rect>')
-        bars.append(f'<text x="{x}" y="{h + 12}" font-size="8">{html.escape(label.split("-")[0])}</text>')
-    return f'<svg class="hist" width="{len(hist) * (w + gap)}" height="{h + 16}" role="img" aria-label="length histogram">{"".join(bars)}</svg>'
-
-
 def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(r['folder'])}</th>" for r in results)
+    from fabula.reporting import plots
+
+    head = "".join(f"<th>{e(r['folder'])}{' (reference)' if r.get('_reference') else ''}</th>" for r in results)
     body = []
     for key, label in rows:
         cells = "".join(f"<td>{e(_fmt(r.get(key)))}</td>" for r in results)
         body.append(f"<tr><th>{e(label)}</th>{cells}</tr>")
-    hist = "".join(f"<td>{_svg_histogram(r['length_histogram'])}</td>" for r in results)
-    body.append(f"<tr><th>length histogram</th>{hist}</tr>")
     recur = []
     for r in results:
         parts = []
@@ -52,10 +39,14 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
             paras = "".join(f"<p>{e(p)}</p>" for p in s.text.split("\n\n") if p.strip())
             items.append(f"<details><summary>{e(s.id)}</summary>{card}{paras}</details>")
         panes.append(f"<section><h3>{e(r['folder'])}</h3>{''.join(items)}</section>")
+    drawn = (plots.metrics(results), plots.lengths(results), plots.story_map(results), plots.recurrence(results))
+    figures = "".join(f"<figure>{svg}</figure>" for svg in drawn if svg)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>fabula report</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}}
-.card{{color:#555;font-style:italic}}details{{margin:.3em 0}}section{{max-width:60em}}</style></head><body>
-<h1>fabula report</h1><table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>
+.card{{color:#555;font-style:italic}}details{{margin:.3em 0}}section{{max-width:60em}}figure{{margin:1em 0}}figure svg{{max-width:100%;height:auto}}</style></head><body>
+<h1>fabula report</h1>
+<h2>Plots</h2>{figures}
+<h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>
 <h2>Reading pane</h2>{''.join(panes)}</body></html>
 """
 

@@ -260,9 +260,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
         self_rep = float(np.mean([math.log(1 + int(shared[a:b].sum())) for a, b in zip(bounds[:-1], bounds[1:])]))
     else:
         self_rep = 0.0
-    if all_cards and n:
-        rec = {k: v for k, v in rec.items() if k != "name"}
-    else:
+    if not (all_cards and n):  # card fields only where every story has its card
         rec = {"name": rec.get("name", Counter())}
     rec_top = {k: _top(v, n) for k, v in rec.items()}
     top_field = "first_name" if "first_name" in rec_top else "name"
@@ -289,6 +287,8 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
         "length_histogram": _histogram(lens),
     }
     result["_reading"] = reading.items  # for the HTML pane; not written to JSON
+    result["_lengths"] = lens  # words per story, for the length plot
+    result["_vectors"] = None  # story embeddings (semantic sample), for the map
     if semantic and n:
         from fabula.reporting import semantic as sem
 
@@ -297,6 +297,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
             result["mean_cosine"] = round(sem.mean_cosine(x), 4)
             result["vendi_per_n"] = round(sem.vendi_per_n(x), 4)
             result["semantic_stories"] = len(sem_sample.items)
+            result["_vectors"] = x
     return result
 
 
