@@ -6,7 +6,8 @@ backend: records, cards and texts repeated with new ids, indexes and card
 numbers, each text made unique (so ids, hashes and near-duplicate signatures
 differ). Then, twice each, interleaved: resume it by one story with its
 index.npz (saved by the resume before) and without one (deleted). Prints the
-seconds to the first new story committed, and where the time goes.
+seconds to the first new story committed, then the seconds to export the
+corpus to parquet, each beside the seconds to read the files it needs alone.
 
     python bench/open_speed.py              # about 10 minutes on 2 cores
     python bench/open_speed.py --n 20000
@@ -25,7 +26,7 @@ from pathlib import Path
 import _common  # noqa: F401 (sets sys.path)
 
 import fabula  # noqa: E402
-from fabula.store import CORPUS, PLAN, STORIES, read_jsonl, text_hash  # noqa: E402
+from fabula.store import CORPUS, PLAN, STORIES, read_heads, read_jsonl, text_hash  # noqa: E402
 
 
 def build(folder: Path, n: int) -> None:
@@ -43,8 +44,8 @@ def build(folder: Path, n: int) -> None:
             r["index"], r["id"], r["file"] = i, f"{i:06d}_{h}", f"{STORIES}/{i:06d}_{h}.txt"
             r["card"]["id"] = i
             (folder / r["file"]).write_text(text, encoding="utf-8")
-            fc.write(json.dumps(r, ensure_ascii=False) + "\n")
-            fp.write(json.dumps(r["card"], ensure_ascii=False) + "\n")
+            fc.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")  # as fabula writes (store.append_line)
+            fp.write(json.dumps(r["card"], ensure_ascii=False, separators=(",", ":")) + "\n")
     shutil.rmtree(seedling)
 
 
@@ -59,6 +60,25 @@ def resume(folder: Path, target: int) -> tuple[float, object]:
 
     s = fabula.Corpus(folder).write(target, backend="fake", seed=1, progress=False, warn=lambda m: None, on_story=on_story)
     return first[0], s
+
+
+def read_alone(folder: Path, texts: bool) -> float:
+    """Seconds to read the bytes an open needs, and nothing more: corpus.jsonl,
+    plan.jsonl and index.npz (write), or corpus.jsonl and every story (export)."""
+    t0 = time.perf_counter()
+    names = [CORPUS] + ([r["file"] for r in read_heads(folder / CORPUS)] if texts else [PLAN, "index.npz"])
+    for name in names:
+        (folder / name).read_bytes()
+    return time.perf_counter() - t0
+
+
+def export_seconds(folder: Path) -> float:
+    out = folder.parent / "export.parquet"
+    t0 = time.perf_counter()
+    fabula.Corpus(folder).export(out, format="parquet")
+    sec = time.perf_counter() - t0
+    out.unlink()
+    return sec
 
 
 def main() -> None:
@@ -85,7 +105,14 @@ def main() -> None:
                   f"{s.opened_from_texts} from texts)", flush=True)
         w = sum(runs["with index.npz"]) / 2
         wo = sum(runs["without (rebuild from texts)"]) / 2
-        print(f"open {args.n} stories: {w:.1f} s with index.npz, {wo:.1f} s without; ratio {wo / w:.1f}x")
+        floor_w = read_alone(folder, texts=False)
+        ex = export_seconds(folder)
+        floor_x = read_alone(folder, texts=True)
+        print(f"  export to parquet: {ex:.1f} s (reading corpus.jsonl and every story alone: {floor_x:.1f} s)")
+        print(f"open {args.n} stories: {w:.1f} s with index.npz, {wo:.1f} s without; ratio {wo / w:.1f}x; "
+              f"reading its files alone {floor_w:.1f} s (goal <= 10 s: {'met' if w <= 10 else 'MISSED'})")
+        print(f"export {args.n} stories: {ex:.1f} s (goal <= 60 s: {'met' if ex <= 60 else 'MISSED'}); "
+              f"reading its files alone {floor_x:.1f} s")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

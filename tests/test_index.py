@@ -98,3 +98,68 @@ def test_a_higher_ban_limit_reuses_the_index_and_keeps_only_grams_common_enough(
     (corpus / "index.npz").unlink()
     assert high.counts.common == memory(corpus, 400, 0.02).counts.common
     assert high.counts.common <= low.counts.common
+
+
+# -- the planner's state ---------------------------------------------------------
+
+def test_a_resume_restores_the_planner_from_the_index_and_plans_what_a_full_recount_plans(tmp_path, monkeypatch):
+    """Two copies of a 30-story corpus resume to 40: one restores the planner's
+    tallies from index.npz (and parses no card planned before it), the other
+    has no planner state and counts every card. Same plan, same stories."""
+    import shutil
+
+    from fabula.records import Card
+
+    a = tmp_path / "a"
+    write(a, 30)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    saved = index.load_planner(a, (a / "plan.jsonl").read_bytes())
+    assert saved is not None and saved[0]["counted"] == 30 and saved[1] == (a / "plan.jsonl").stat().st_size
+    parsed = []
+    real = Card.from_dict
+    monkeypatch.setattr(Card, "from_dict", staticmethod(lambda d: parsed.append(d["id"]) or real(d)))
+    write(a, 40)
+    assert not [i for i in parsed if i < 30]  # no card of the saved plan was parsed to resume
+    monkeypatch.setattr(index, "load_planner", lambda root, plan: None)  # b: counted from plan.jsonl
+    write(b, 40)
+    for name in ("plan.jsonl", "corpus.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+@pytest.mark.parametrize("edit", ["rewrite", "truncate", "append"])
+def test_a_planner_state_is_used_only_while_the_plan_starts_with_what_it_counted(corpus, edit):
+    data = (corpus / "plan.jsonl").read_bytes()
+    if edit == "rewrite":  # same length, one card changed
+        at = data.rfind(b'"pack":"spy"')
+        edited = data[:at] + b'"pack":"spz"' + data[at + 12:]
+    elif edit == "truncate":  # the last card gone
+        edited = data[: data.rfind(b"\n", 0, len(data) - 1) + 1]
+    else:  # a card planned after the save: counted from the card, the state still used
+        edited = data + data.split(b"\n")[0] + b"\n"
+    assert index.load_planner(corpus, data) is not None
+    assert (index.load_planner(corpus, edited) is not None) == (edit == "append")
+
+
+def test_a_card_planned_before_the_saved_state_and_still_waiting_is_written(tmp_path, monkeypatch):
+    """A card whose story is not in corpus.jsonl (here: its record removed by
+    hand) sits in the counted part of the plan: the resume finds it by its id,
+    parses that card alone, and writes it."""
+    import json
+
+    from fabula.records import Card
+
+    folder = tmp_path / "c"
+    write(folder, 12)
+    lines = (folder / "corpus.jsonl").read_bytes().split(b"\n")[:-1]
+    dropped = json.loads(lines[3])
+    (folder / "corpus.jsonl").write_bytes(b"\n".join(lines[:3] + lines[4:]) + b"\n")
+    (folder / dropped["file"]).unlink()
+    assert index.load_planner(folder, (folder / "plan.jsonl").read_bytes())[0]["counted"] == 12
+    parsed = []
+    real = Card.from_dict
+    monkeypatch.setattr(Card, "from_dict", staticmethod(lambda d: parsed.append(d["id"]) or real(d)))
+    s = write(folder, 12)
+    assert parsed[:1] == [dropped["card"]["id"]] and s.written == 1
+    recs = read_jsonl(folder / "corpus.jsonl")
+    assert len(recs) == 12 and dropped["card"]["id"] in {r["card"]["id"] for r in recs}

@@ -302,7 +302,7 @@ class Corpus:
             if progress:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=n, initial=min(len(store.records()), n), unit="story", dynamic_ncols=True)
+                bar = tqdm(total=n, initial=min(len(store.heads()), n), unit="story", dynamic_ncols=True)
 
             user_hook = on_story
 

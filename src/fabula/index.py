@@ -17,10 +17,18 @@ its ids are exactly the first ids of corpus.jsonl, in order; anything else -
 a missing or damaged file, records dropped by ``fabula verify --repair``, a
 lower ban limit than the one it was saved with - rebuilds it from the texts.
 The index is a cache: deleting it loses nothing.
+
+It also holds the planner's state (its tallies of every card planned, see
+Planner.state) with the length of plan.jsonl it was counted from and a hash of
+that length's last 4 KiB: a resumed run restores it and parses only the cards
+planned after it (and any still waiting for their story), instead of the
+whole plan. If plan.jsonl no longer starts with what was counted, the planner
+is rebuilt from every card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -32,7 +40,7 @@ import numpy as np
 
 from fabula.checks import NearDuplicates
 from fabula.score import CommonGrams, NgramSet
-from fabula.store import TMP_SUFFIX
+from fabula.store import PLAN, TMP_SUFFIX
 
 INDEX = "index.npz"
 VERSION = 1
@@ -111,16 +119,52 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
     return mem
 
 
-def save(root: Path, mem: Memory) -> None:
-    """Write the index whole, then rename it into place."""
+PLAN_TAIL = 4096  # bytes of plan.jsonl, before the length the planner counted, that must still match
+
+
+def _plan_tail(data: bytes, end: int) -> str:
+    return hashlib.sha256(data[max(0, end - PLAN_TAIL):end]).hexdigest()
+
+
+def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
+    """(planner state, bytes of ``plan`` it counted) when the saved state
+    still describes the start of plan.jsonl (``plan``: its bytes); else None."""
+    try:
+        with np.load(root / INDEX, allow_pickle=False) as z:
+            if "planner" not in z.files:
+                return None
+            saved = json.loads(bytes(z["planner"]).decode())
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    end = saved.get("plan_bytes", -1)
+    if not 0 <= end <= len(plan) or (end and plan[end - 1:end] != b"\n"):
+        return None
+    if saved.get("plan_tail") != _plan_tail(plan, end) or plan.count(b"\n", 0, end) != saved["state"]["counted"]:
+        return None
+    return saved["state"], end
+
+
+def save(root: Path, mem: Memory, planner=None) -> None:
+    """Write the index whole (with ``planner``'s state when given), then
+    rename it into place."""
     path = root / INDEX
     tmp = path.with_name(path.name + TMP_SUFFIX)
     header = json.dumps(mem._header()).encode()
+    extra = {}
+    if planner is not None:
+        data, size = b"", 0
+        if (root / PLAN).exists():
+            with open(root / PLAN, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - PLAN_TAIL))
+                data = f.read()
+        saved = {"plan_bytes": size, "plan_tail": hashlib.sha256(data).hexdigest(), "state": planner.state()}
+        extra["planner"] = np.frombuffer(json.dumps(saved, ensure_ascii=False).encode(), dtype=np.uint8)
     with open(tmp, "wb") as f:
         np.savez(f, header=np.frombuffer(header, dtype=np.uint8),
                  ids=np.array([k.encode() for k in mem.near.keys], dtype=bytes),
                  signatures=mem.near.signatures(), ngram_bits=mem.corpus.bits, counts=mem.counts.counts,
-                 common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8))
+                 common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8), **extra)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -82,7 +82,7 @@ def write_corpus(
     on_story: Callable[[Summary], None] | None = None,
 ) -> Summary:
     t0 = time.perf_counter()
-    records = store.records()
+    records = store.heads()  # id, index, file, card id: the rest of a record is not needed to go on
     summary = Summary(target=n, already=len(records))
     if len(records) >= n:
         return summary
@@ -128,7 +128,7 @@ def write_corpus(
                 })
                 mem.add(rec["id"], draft.text)
                 if mem.unsaved >= index.SAVE_EVERY:
-                    index.save(store.root, mem)
+                    index.save(store.root, mem, jobs.planner)
                 jobs.accepted += 1
                 summary.written += 1
             else:
@@ -159,7 +159,7 @@ def write_corpus(
                 on_story(summary)
     finally:
         if mem.unsaved or mem.read:
-            index.save(store.root, mem)  # also on Ctrl-C and errors: it holds committed stories only
+            index.save(store.root, mem, jobs.planner)  # also on Ctrl-C and errors: it holds committed stories only
         summary.seconds = time.perf_counter() - t0
         summary.servers = backend.usage() if hasattr(backend, "usage") else []
     return summary
@@ -172,10 +172,17 @@ class _Jobs:
     def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict],
                  corpus: NgramSet | None = None, common: CommonGrams | None = None):
         self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
-        planned = store.cards()
-        finished = {r["card"]["id"] for r in records} | {r["card"]["id"] for r in store.rejects()}
-        self.pending = deque(c for c in planned if c.id not in finished)
-        self.planner = Planner(pack, seed, n, planned)
+        # The planner's tallies come from index.npz where they still describe
+        # plan.jsonl's start; only the cards planned since are parsed and
+        # counted (and those still waiting for a story, wherever they stand).
+        finished = {r["card"]["id"] for r in records} | store.rejected_card_ids()
+        plan = store.plan_bytes()
+        saved = index.load_planner(store.root, plan)
+        self.planner = Planner.restore(pack, seed, n, saved[0]) if saved else Planner(pack, seed, n)
+        after, waiting = store.plan_since(plan, saved[1] if saved else 0, finished)
+        for card in after:
+            self.planner.count(card)
+        self.pending = deque(waiting)
         self.retry: deque[StoryJob] = deque()
         self.accepted = len(records)
         self.taken = {r["index"] for r in records}

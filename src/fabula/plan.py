@@ -84,13 +84,36 @@ class Planner:
         self.full_names: set[str] = set()
         self.grams: Counter = Counter()  # word 4-grams of the openers planned so far (a reader sees them)
         self.next_id = 0
+        self.counted = 0  # cards counted: those of history, then each one next() plans
         for card in history:
-            self._count(card)
-            self.next_id = max(self.next_id, card.id + 1)
+            self.count(card)
         self.avoid_names = {n.lower() for n in pack.avoid_names}
 
     # -- tallies -------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything the cards planned so far left in the planner, as JSON
+        data: a 100,000-card plan resumes from it instead of re-counting every
+        card (see fabula.index)."""
+        return {"tally": {k: dict(c) for k, c in self.tally.items()}, "full_names": sorted(self.full_names),
+                "grams": {" ".join(g): c for g, c in self.grams.items()}, "next_id": self.next_id, "counted": self.counted}
+
+    @classmethod
+    def restore(cls, pack: Pack, seed: int, target: int, state: dict) -> "Planner":
+        """The planner whose state() this was; count() the cards planned after it."""
+        p = cls(pack, seed, target)
+        p.tally = {k: Counter(v) for k, v in state["tally"].items()}
+        p.full_names = set(state["full_names"])
+        p.grams = Counter({tuple(g.split(" ")): c for g, c in state["grams"].items()})
+        p.next_id, p.counted = state["next_id"], state["counted"]
+        return p
+
+    def count(self, card: Card) -> None:
+        """Add a card planned before (plan.jsonl) to the tallies."""
+        self._count(card)
+        self.next_id = max(self.next_id, card.id + 1)
+
     def _count(self, card: Card) -> None:
+        self.counted += 1
         for ch in (card.hero, card.other):
             self.full_names.add(ch.full)
             self._bump("first_name", ch.first)

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,9 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Records of a JSONL file. A torn last line (no newline: the process died
-    mid-write) is dropped, and with ``repair`` cut from the file."""
+def _whole_lines(path: Path, repair: bool = False) -> list[bytes]:
+    """The complete lines of a JSONL file. A torn last line (no newline: the
+    process died mid-write) is dropped, and with ``repair`` cut from the file."""
     if not path.exists():
         return []
     raw = path.read_bytes()
@@ -152,14 +153,54 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         with open(path, "r+b") as f:
             f.truncate(len(keep))
             os.fsync(f.fileno())
+    return keep.split(b"\n")[:-1]
+
+
+def _loads(path: Path, i: int, line: bytes) -> dict[str, Any]:
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise StoreError(f"{path}, line {i}: not valid JSON; the file was edited by hand: restore it or move the folder aside") from None
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Records of a JSONL file (a torn last line dropped; see _whole_lines)."""
+    return [_loads(path, i, line) for i, line in enumerate(_whole_lines(path, repair), 1) if line.strip()]
+
+
+# The head of a corpus.jsonl line as append_line writes it (compact JSON, keys
+# in this order): enough to open a corpus for writing without parsing the
+# rest (a record is ~4.6 KB, its card most of it: 100,000 lines of json.loads
+# cost ~7 s). Any other line is parsed whole.
+_HEAD = re.compile(rb'\{"id":"([^"\\]+)","index":(\d+),"file":"([^"\\]+)","card":\{"id":(\d+)[,}]')
+_CARD_ID = re.compile(rb'\{"id":(\d+)[,}]')  # a plan.jsonl line (a card) as append_line writes it
+_REJECT_CARD_ID = re.compile(rb'\{"card":\{"id":(\d+)[,}]')  # a rejects.jsonl line
+
+
+def read_heads(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """id, index, file and card id of every corpus.jsonl record, in order."""
     out = []
-    for i, line in enumerate(keep.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise StoreError(f"{path}, line {i}: not valid JSON; the file was edited by hand: restore it or move the folder aside") from None
+    for i, line in enumerate(_whole_lines(path, repair), 1):
+        m = _HEAD.match(line)
+        if m:
+            out.append({"id": m[1].decode(), "index": int(m[2]), "file": m[3].decode(), "card": {"id": int(m[4])}})
+        elif line.strip():
+            r = _loads(path, i, line)
+            out.append({"id": r.get("id"), "index": r.get("index"), "file": r["file"], "card": {"id": r.get("card", {}).get("id")}})
+    return out
+
+
+def card_ids(path: Path, pattern: re.Pattern = _CARD_ID) -> list[tuple[int, int]]:
+    """(card id, line number from 0) of every line of plan.jsonl (or, with
+    _REJECT_CARD_ID, rejects.jsonl), without parsing the cards."""
+    out = []
+    for i, line in enumerate(_whole_lines(path)):
+        m = pattern.match(line)
+        if m:
+            out.append((int(m[1]), i))
+        elif line.strip():
+            d = _loads(path, i + 1, line)
+            out.append((int(d["card"]["id"] if "card" in d else d["id"]), i))
     return out
 
 
@@ -192,10 +233,11 @@ def cut_torn(path: Path) -> None:
 @dataclass
 class Store:
     root: Path
-    # The records of corpus.jsonl, read once when the folder is opened and
-    # kept up to date by accept(): this process holds the writer lock, so no
-    # one else appends (a 100,000-story corpus.jsonl is ~450 MB of JSON).
-    _records: list | None = None
+    # The heads of corpus.jsonl's records (see read_heads), read once when the
+    # folder is opened and kept up to date by accept(): this process holds the
+    # writer lock, so no one else appends (100,000 stories: ~450 MB of JSON).
+    _heads: list | None = None
+    _files: set | None = None  # the story files that records name, as repair() found them
 
     @property
     def stories_dir(self) -> Path:
@@ -244,12 +286,15 @@ class Store:
         """Undo what a killed run can leave behind (see the module docstring)."""
         for name in (PLAN, REJECTS, FAILED):
             cut_torn(self.root / name)
-        self._records = read_jsonl(self.root / CORPUS, repair=True)
-        named = {r["file"] for r in self._records}
+        self._heads = read_heads(self.root / CORPUS, repair=True)
+        named = {r["file"] for r in self._heads}
+        self._files = set()
         for p in self.stories_dir.iterdir():
             if p.name.endswith(TMP_SUFFIX):
                 p.unlink()
-            elif f"{STORIES}/{p.name}" not in named:
+            elif f"{STORIES}/{p.name}" in named:
+                self._files.add(f"{STORIES}/{p.name}")
+            else:
                 # Renamed into place but never recorded (killed between the
                 # two), or put there by hand: not a story of the corpus, and
                 # not ours to delete either.
@@ -264,9 +309,11 @@ class Store:
         """The cheap half of `fabula verify`: every record's file is there,
         once; else refuse rather than count stories that are not there."""
         ids, indexes = set(), set()
-        for r in self.records():
+        files = self._files  # one listing of stories/ (not 100,000 stats)
+        for r in self.heads():
             twice = r.get("id") in ids or r.get("index") in indexes
-            if twice or not (self.root / r["file"]).is_file():
+            there = r["file"] in files if files is not None else (self.root / r["file"]).is_file()
+            if twice or not there:
                 what = "is recorded twice" if twice else f"has no file ({r['file']})"
                 raise StoreError(
                     f"{self.root}: story {r.get('id')} {what}, so the corpus does not add up; "
@@ -276,16 +323,50 @@ class Store:
             indexes.add(r.get("index"))
 
     # -- reading -------------------------------------------------------------
+    def heads(self) -> list[dict[str, Any]]:
+        """id, index, file and card id of every committed record (see read_heads)."""
+        if self._heads is None:
+            return read_heads(self.root / CORPUS)
+        return list(self._heads)
+
     def records(self) -> list[dict[str, Any]]:
-        if self._records is None:
-            return read_jsonl(self.root / CORPUS)
-        return list(self._records)
+        """Every committed record, whole (parses corpus.jsonl)."""
+        return read_jsonl(self.root / CORPUS)
 
     def rejects(self) -> list[dict[str, Any]]:
         return read_jsonl(self.root / REJECTS)
 
     def cards(self) -> list[Card]:
         return [Card.from_dict(d) for d in read_jsonl(self.root / PLAN)]
+
+    def plan_bytes(self) -> bytes:
+        path = self.root / PLAN
+        return path.read_bytes() if path.exists() else b""
+
+    def plan_since(self, plan: bytes, start: int, finished: set[int]) -> tuple[list[Card], list[Card]]:
+        """From plan.jsonl's bytes ``plan``: (the cards after byte ``start``,
+        every card of the plan whose story is not ``finished``), in plan
+        order. A line before ``start`` is parsed only when its card still
+        waits for its story; the others give just their id."""
+        after, waiting = [], []
+        at = 0
+        for i, line in enumerate(plan.split(b"\n")[:-1], 1):  # repair() cut a torn last line
+            here, at = at, at + len(line) + 1
+            if not line.strip():
+                continue
+            if here < start:
+                m = _CARD_ID.match(line)
+                if m and int(m[1]) in finished:
+                    continue
+            card = Card.from_dict(_loads(self.root / PLAN, i, line))
+            if here >= start:
+                after.append(card)
+            if card.id not in finished:
+                waiting.append(card)
+        return after, waiting
+
+    def rejected_card_ids(self) -> set[int]:
+        return {cid for cid, _ in card_ids(self.root / REJECTS, _REJECT_CARD_ID)}
 
     # -- writing -------------------------------------------------------------
     def plan(self, card: Card) -> None:
@@ -298,8 +379,10 @@ class Store:
         write_atomic(self.stories_dir / name, text)
         rec = {"id": f"{index:03d}_{h}", "index": index, "file": f"{STORIES}/{name}", **record}
         append_line(self.root / CORPUS, rec)
-        if self._records is not None:
-            self._records.append(rec)
+        if self._files is not None:
+            self._files.add(rec["file"])
+        if self._heads is not None:
+            self._heads.append({"id": rec["id"], "index": index, "file": rec["file"], "card": {"id": record.get("card", {}).get("id")}})
         return rec
 
     def reject(self, record: dict[str, Any]) -> None:
