@@ -110,8 +110,9 @@ def test_wording_rule_keeps_the_pack_words_from_repeating(spy, monkeypatch):
     assert [c.choices for c in steered][:1] == [c.choices for c in random_words][:1]
     assert shared(steered) < 0.8 * shared(random_words), (shared(steered), shared(random_words))
     # the same motif reads differently from card to card
-    carnations = [c.slots["summons"] for c in steered if "carnations" in c.choices["summons"]]
-    assert len(carnations) >= 5 and len(set(carnations)) == len(carnations)
+    top = Counter(c.choices["summons"] for c in steered).most_common(1)[0][0]
+    same = [c.slots["summons"] for c in steered if c.choices["summons"] == top]
+    assert len(same) >= 3 and len(set(same)) == len(same), same
 
 
 def test_the_plan_is_the_same_in_another_process_whatever_its_hash_seed():
