@@ -186,6 +186,7 @@ class _Jobs:
         self.retry: deque[StoryJob] = deque()
         self.accepted = len(records)
         self.taken = {r["index"] for r in records}
+        self.free = 0  # no index below this one is free
         # Cards whose story `fabula verify --repair` quarantined: rewritten as a new draft.
         self.restart = quarantined_attempts(store.root)
         self.in_flight = 0
@@ -193,12 +194,13 @@ class _Jobs:
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
 
     def next_index(self) -> int:
-        """The lowest story index not yet taken (a repaired corpus fills its gaps)."""
-        i = 0
-        while i in self.taken:
-            i += 1
-        self.taken.add(i)
-        return i
+        """The lowest story index not yet taken (a repaired corpus fills its
+        gaps). Indexes are only ever taken, so the search goes on from the last
+        one found (not from 0: 100,000 lookups a story in a large corpus)."""
+        while self.free in self.taken:
+            self.free += 1
+        self.taken.add(self.free)
+        return self.free
 
     def __iter__(self) -> Iterator[StoryJob | None]:
         while True:
