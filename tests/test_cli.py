@@ -86,3 +86,25 @@ def test_report_on_a_folder_of_plain_stories(tmp_path):
 def test_help_teaches():
     r = run_cli("write", "--help")
     assert r.returncode == 0 and "Examples:" in r.stdout and "--words" in r.stdout
+
+
+def test_packs_new_writes_a_starter_pack_that_validates_and_writes_stories(tmp_path):
+    r = run_cli("packs", "new", "harbour", "--dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    pack = tmp_path / "harbour.toml"
+    assert 'name = "harbour"' in pack.read_text() and pack.read_text().count("\n#") > 5  # commented
+    check = run_cli("packs", "--check", str(pack), "--n", "500")
+    assert check.returncode == 0, check.stderr
+    assert "distinct cards:" in check.stdout and "wordings of one card's paragraphs" in check.stdout
+    assert "every cap holds" in check.stdout
+    (tmp_path / "small.toml").write_text(pack.read_text().replace('"1979", "1984", ', ""))
+    small = run_cli("packs", "--check", str(tmp_path / "small.toml"), "--n", "40")
+    assert "caps at 40 stories: year: 6 values x cap 6 = 36 stories < 40" in small.stdout, small.stdout
+    w = run_cli("write", "-n", "2", "--backend", "fake", "--pack", str(pack), "--out", str(tmp_path / "c"), "-q")
+    assert w.returncode == 0, w.stderr
+    assert len(list((tmp_path / "c" / "stories").glob("*.txt"))) == 2
+    again = run_cli("packs", "new", "harbour", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    bad = run_cli("packs", "new", "Harbour Noir", "--dir", str(tmp_path))
+    assert bad.returncode == 2 and "lower-case letters" in bad.stderr
+    assert not (tmp_path / "Harbour Noir.toml").exists()

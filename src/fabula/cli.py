@@ -342,26 +342,43 @@ def doctor(backend, threads):
     click.echo(f"decode:     ok ({os.path.basename(path)})")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--show", "show", default=None, metavar="NAME|PATH", help="Validate one pack and print its pools and placeholders.")
-def packs(show):
-    """List the built-in premise packs, or validate and describe one.
+@click.option("--check", "check", default=None, metavar="NAME|PATH",
+              help="--show, plus how many distinct cards and wordings the pack can make and which caps cannot hold for --n stories.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True, help="--check: the corpus size the caps must hold for.")
+@click.pass_context
+def packs(ctx, show, check, n):
+    """List the built-in premise packs, validate and describe one, or start a new one.
 
     \b
     Examples:
       fabula packs
       fabula packs --show spy
       fabula packs --show ./my_pack.toml     # exit 2 and one line if it is broken
+      fabula packs new harbour               # writes harbour.toml, a commented starter pack
+      fabula packs --check harbour.toml --n 500
     """
-    from fabula.packs import CHARACTER_FIELDS, builtin_names, load_pack
+    from fabula.packs import builtin_names, load_pack
 
-    if show is None:
+    if ctx.invoked_subcommand is not None:
+        return
+    if show is None and check is None:
         for name in builtin_names():
             p = load_pack(name)
             click.echo(f"{name:<10} {p.title} ({p.words} words, {len(p.beats)} beats) - {p.description}")
-        click.echo("\nUse --pack NAME or --pack PATH.toml with write and plan; `fabula packs --show NAME` describes one.")
+        click.echo("\nUse --pack NAME or --pack PATH.toml with write and plan; `fabula packs --show NAME` describes one;"
+                   " `fabula packs new NAME` starts your own.")
         return
-    p = load_pack(show)
+    p = load_pack(check or show)
+    _describe(p)
+    if check:
+        _check(p, n)
+
+
+def _describe(p) -> None:
+    from fabula.packs import CHARACTER_FIELDS
+
     click.echo(f"{p.name}: {p.title} ({p.source}, digest {p.digest})")
     click.echo(f"  words {p.words} ({p.min_words}-{p.max_words}), mode {p.generation.mode}")
     click.echo(f"  nationalities: {len(p.nationalities)} ({sum(n.hero for n in p.nationalities)} for the hero)")
@@ -381,6 +398,60 @@ def packs(show):
         click.echo(f"  grammar: {len(g.rules)} rules ({', '.join(g.rules)})")
     click.echo(f"  avoid: {len(p.avoid_phrases)} phrases, {len(p.avoid_names)} names")
     click.echo("  placeholders: " + ", ".join([f"hero.{f}" for f in sorted(CHARACTER_FIELDS)] + ["other.* (the same fields)"] + list(p.slots)))
+
+
+def _check(p, n: int) -> None:
+    """Counts a pack author needs: distinct cards (its motifs, before names and
+    wording), wordings of a story's paragraphs, and the caps that cannot hold."""
+    import math
+
+    from fabula.plan import Planner
+
+    g = p.grammar
+    heroes, everyone = sum(x.hero for x in p.nationalities), len(p.nationalities)
+    cards = heroes * everyone * 4 * math.prod(len(v) for v in p.slots.values())  # x 4: the two genders each
+    wordings = math.prod(sum(g.count(v) for v in (b.openers if p.generation.mode == "steer" and b.openers else b.variants))
+                         for b in p.beats)
+    click.echo(f"  distinct cards: {_big(cards)} (nationalities, genders and slot values; names come on top)")
+    click.echo(f"  wordings of one card's paragraphs ({p.generation.mode} mode): {_big(wordings)}")
+    problems = Planner(p, 1, n).feasibility()
+    if not problems:
+        click.echo(f"  caps at {n} stories: every cap holds")
+    for line in problems:
+        click.echo(f"  caps at {n} stories: {line}")
+
+
+def _big(x: int) -> str:
+    return f"{x:,}" if x < 10**9 else f"about 10^{len(str(x)) - 1}"
+
+
+@packs.command("new")
+@click.argument("name")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True, help="Where to write NAME.toml.")
+def packs_new(name, folder):
+    """Write NAME.toml: a commented starter pack that validates, to edit into your own.
+
+    \b
+    Example:
+      fabula packs new harbour && fabula packs --check harbour.toml
+    """
+    import re as _re
+    from importlib import resources
+
+    from fabula.packs import load_pack
+
+    if not _re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise UsageError(f"pack name {name!r}: use lower-case letters, digits, - and _ (starting with a letter), e.g. harbour")
+    path = Path(folder) / f"{name}.toml"
+    if path.exists():
+        raise UsageError(f"{path} already exists; choose another NAME or --dir, or move the file aside")
+    text = resources.files("fabula.packs").joinpath("starter.txt").read_text(encoding="utf-8").replace("__NAME__", name)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    from fabula.store import write_atomic
+
+    write_atomic(path, text)
+    load_pack(str(path))  # what it writes validates (tests/test_cli.py checks it too)
+    click.echo(f"wrote {path}: edit it, then `fabula packs --check {path}` and `fabula write -n 2 --backend fake --pack {path}`")
 
 
 REPORT_ROWS = [
