@@ -7,7 +7,7 @@ import pytest
 
 from fabula.plan import Planner
 from fabula.records import Character
-from fabula.score import TERMS, CommonGrams, NgramSet, coverage, score_paragraph, slips
+from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt, score_paragraph, slips
 
 
 @pytest.fixture
@@ -42,6 +42,16 @@ def test_stranger_is_a_first_name_the_card_does_not_hold(card):
     assert slips("Ilze met the minister, Francois Lavigne.", card)["stranger"] == 1  # François, written without accent
     tomas = replace(card, other=replace(card.other, first="Tomás"))
     assert slips("Ilze thought of Tomas, and of Tomás.", tomas)["stranger"] == 0  # the card's own name, either way
+
+
+def test_a_card_name_misspelt_is_a_stranger(card):
+    """Seen in a 40-story read: Maglakelidze for Maghlakelidze, Shavaika for Shvaika."""
+    c = replace(card, hero=replace(card.hero, last="Shvaika"), other=replace(card.other, last="Maghlakelidze"))
+    assert misspelt("Ilze Shavaika wrote to Tomas Maglakelidze.", c) == ["Shavaika", "Maglakelidze"]
+    assert slips("Ilze Shavaika wrote to Tomas.", c)["stranger"] == 1
+    assert misspelt("Ilze Shvaika wrote to Tomas Maghlakelidze in Russia; Tomasz did not.", c) == ["Tomasz"]
+    assert misspelt("Shvaika's letter reached Tomás, and Maghlakelidze's too.", c) == []  # the names, with accents or 's
+    assert misspelt("Ilze wrote to Tomas about Berlin and Toledo.", c) == []  # other words, however close in length
 
 
 def test_pronoun_of_a_gender_no_character_has(spy, card):

@@ -11,7 +11,8 @@ Terms (one line each in the README):
   paragraph but the text does not name (names by first or last name; the city
   and venue by their own words).
 - ``stranger``: a person's first name that no card character has (checked
-  against the first names of every name locale the packs use).
+  against the first names of every name locale the packs use), or a card
+  character's name misspelt (one edit away; two for long names).
 - ``pronoun``: he/him/his or she/her used outside dialogue where no card
   character has that gender.
 - ``era``: a year after the card's present, or before 1900.
@@ -191,14 +192,53 @@ def slips(text: str, card: Card) -> Counter:
 
 def strangers(text: str, card: Card) -> list[str]:
     """First names in the text that no card character has: capitalised words
-    inside a sentence (a sentence's first word may be any word: "Said", "Tea")."""
+    inside a sentence (a sentence's first word may be any word: "Said", "Tea");
+    and, anywhere, a card name misspelt (see misspelt)."""
     own, names = card_words(card), known_first_names()
     out = []
     for m in CAPITAL.finditer(text):
         w = m.group(1)
         if w in names and w not in own and w not in NAME_WORDS and not SENTENCE_START.search(text[:m.start()]):
             out.append(w)
+    return out + misspelt(text, card, own)
+
+
+NAME_LIKE = re.compile(r"\b([^\W\d_][^\W\d_'’-]{4,})\b")
+
+
+def misspelt(text: str, card: Card, own: set[str] | None = None) -> list[str]:
+    """Capitalised words one edit from a card character's first or last name
+    (two edits for names of 9 letters or more), not the name itself with or
+    without accents: in the 40-story read, "Maglakelidze" for Maghlakelidze,
+    "Shavaika" for Shvaika, "Yustim" for Yustym. A reader sees a second
+    person, or a typo."""
+    names = {n for ch in (card.hero, card.other) for n in (ch.first, ch.last) if len(n) >= 5}
+    own = card_words(card) if own is None else own
+    out = []
+    for m in NAME_LIKE.finditer(text):
+        w = m.group(1)
+        if not w[0].isupper() or w in own or _fold(w) in own:
+            continue
+        for n in names:
+            limit = 2 if len(n) >= 9 else 1
+            if _fold(w[0]).lower() == _fold(n[0]).lower() and abs(len(w) - len(n)) <= limit \
+                    and _fold(w).lower() != _fold(n).lower() and _edits(w.lower(), n.lower(), limit) <= limit:
+                out.append(w)
+                break
     return out
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance of a and b, or limit + 1 once it must exceed limit."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        if min(cur) > limit:
+            return limit + 1
+        prev = cur
+    return prev[-1]
 
 
 def story_slips(paragraphs: list[str], card: Card) -> Counter:
