@@ -54,6 +54,17 @@ def test_a_card_name_misspelt_is_a_stranger(card):
     assert misspelt("Ilze wrote to Tomas about Berlin and Toledo.", c) == []  # other words, however close in length
 
 
+def test_a_year_that_contradicts_a_dated_event_is_an_era_slip(card):
+    """From the 100-story reads: a small model misdates the events of the era."""
+    c = replace(card, slots={**card.slots, "year": "2009"})
+    assert slips("Ilze's lover vanished the week the Wall opened on March 16, 2004.", c)["era"] == 1
+    assert slips("Tomas fought in World War II from 1940 to 1953.", c)["era"] == 1  # 1953: after the war
+    assert slips("Tomas was killed during World War II at 14 June 1937.", c)["era"] == 1
+    assert slips("Tomas had stolen secrets during World War 14.", c)["era"] == 1
+    assert slips("Ilze joined in 1975; the Wall fell in 1989 and the Soviet Union collapsed in 1991.", c)["era"] == 0
+    assert slips("Tomas fought in the Second World War, from 1941 to 1945, and came home in 1946.", c)["era"] == 0
+
+
 def test_pronoun_of_a_gender_no_character_has(spy, card):
     both_women = replace(card, other=replace(card.other, gender="female"))
     assert slips("Ilze opened the door and he sat down.", both_women)["pronoun"] == 1

@@ -15,7 +15,9 @@ Terms (one line each in the README):
   character's name misspelt (one edit away; two for long names).
 - ``pronoun``: he/him/his or she/her used outside dialogue where no card
   character has that gender.
-- ``era``: a year after the card's present, or before 1900.
+- ``era``: a year after the card's present, or before 1900, or next to an
+  event of the era it contradicts ("the Wall opened in 2004"); a world war
+  past the second.
 - ``first-person``: I/me/my outside dialogue (the stories are told in the
   third person).
 - ``reportage``: present-tense news voice ("she says now", "I asked him").
@@ -67,6 +69,25 @@ FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\bI['’](?:d|m|ve|ll)\b
 HE = re.compile(r"\b(?:he|him|his|himself)\b", re.IGNORECASE)
 SHE = re.compile(r"\b(?:she|her|hers|herself)\b", re.IGNORECASE)
 YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
+# Dated events of the era a small model misdates ("the week the Wall opened on
+# March 16, 2004", "World War II from 1940 to 1953"): a year written within
+# EVENT_REACH characters after the event (or half that before it) must fall in
+# its span. (pattern, first year, last year)
+EVENTS = [(re.compile(p), lo, hi) for p, lo, hi in (
+    (r"\b(?:Berlin )?Wall (?:opened|fell|came down|was opened|was torn down|collapsed)", 1989, 1989),
+    (r"\bfall of the (?:Berlin )?Wall\b", 1989, 1989),
+    (r"\b(?:Berlin )?Wall (?:was built|went up|was raised|rose)", 1961, 1961),
+    (r"\b(?:World War (?:II|2|Two)|Second World War)\b", 1939, 1945),
+    (r"\b(?:World War (?:I|1|One)|First World War|Great War)\b(?! ?I)", 1914, 1918),
+    (r"\bChernobyl\b", 1986, 1986),
+    (r"\bSputnik\b", 1957, 1957),
+    (r"\bPrague Spring\b", 1968, 1968),
+    (r"\bCuban [Mm]issile [Cc]risis\b", 1962, 1962),
+    (r"\bHungarian (?:[Uu]prising|[Rr]evolution)\b", 1956, 1956),
+    (r"\bSoviet Union (?:collapsed|fell|dissolved|broke up|ended)|\b(?:collapse|fall|end|dissolution) of the Soviet Union\b", 1991, 1991),
+)]
+NO_SUCH_WAR = re.compile(r"\bWorld War (?:[3-9]|\d\d+|III|IV|V|Three|Four)\b")
+EVENT_REACH = 40
 CAPITAL = re.compile(r"\b([A-Z][a-zà-ÿ]{2,})\b")
 SENTENCE_START = re.compile(r"(?:^|[.!?…:;][\"'”’)]*)\s*[\"“‘(]?\s*$")  # what precedes a sentence's first word
 # First names that are also everyday English words (or months): not strangers.
@@ -179,8 +200,9 @@ def slips(text: str, card: Card) -> Counter:
     year = _card_year(card)
     for m in YEAR.finditer(text):
         y = int(m.group(1))
-        if y < 1900 or (year and y > year):
+        if y < 1900 or (year and y > year) or _misdated(text, m, y):
             out["era"] += 1
+    out["era"] += len(NO_SUCH_WAR.findall(text))
     out["first-person"] += len(FIRST_PERSON.findall(narration))
     out["reportage"] += len(REPORTAGE.findall(text))
     out["encyclopedic"] += len(ENCYCLOPEDIC.findall(text))
@@ -188,6 +210,26 @@ def slips(text: str, card: Card) -> Counter:
     out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
     return +out
+
+
+CLAUSE_END = re.compile(r"[;:.!?]")
+
+
+def _misdated(text: str, year: re.Match, y: int) -> bool:
+    """Whether the dated event nearest the year in its clause (see EVENTS)
+    has a span the year falls outside."""
+    a = max(0, year.start() - EVENT_REACH)
+    cuts = [m.end() for m in CLAUSE_END.finditer(text, a, year.start())]
+    a = cuts[-1] if cuts else a
+    end = CLAUSE_END.search(text, year.end(), year.end() + EVENT_REACH // 2)
+    b = end.start() if end else year.end() + EVENT_REACH // 2
+    nearest = None  # (distance in characters, first year, last year)
+    for pattern, lo, hi in EVENTS:
+        for m in pattern.finditer(text, a, b):
+            d = year.start() - m.end() if m.end() <= year.start() else m.start() - year.end()
+            if d >= 0 and (nearest is None or d < nearest[0]):
+                nearest = (d, lo, hi)
+    return nearest is not None and not nearest[1] <= y <= nearest[2]
 
 
 def strangers(text: str, card: Card) -> list[str]:
