@@ -93,13 +93,22 @@ def test_same_seed_and_batch_give_the_same_stories_byte_for_byte(tmp_path):
 
 def test_ctrl_c_keeps_finished_stories_and_exits_130(tmp_path):
     out = tmp_path / "c"
+    # A shell that runs the suite in the background (`make test &`, nohup) starts
+    # it with SIGINT ignored, and a child inherits that: Python then never turns
+    # SIGINT into KeyboardInterrupt. The writer must see the Ctrl-C a user's
+    # terminal sends, so its default action is restored in the child.
     p = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", "20", "--words", "250", "--batch", "1", "--best-of", "1", "--out", str(out), "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (out / "corpus.jsonl").exists():
-        time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=180)  # a hang guard, not a speed test: a busy disk slows the index fsync
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "corpus.jsonl").exists():
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()  # never leave a writer running after a failed test
     assert p.returncode == 130
     kept = len((out / "corpus.jsonl").read_text().splitlines())
     assert f"interrupted; {kept} stories kept" in err and kept >= 1
