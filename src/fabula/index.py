@@ -158,7 +158,7 @@ def save(root: Path, mem: Memory, planner=None) -> None:
                 size = f.seek(0, os.SEEK_END)
                 f.seek(max(0, size - PLAN_TAIL))
                 data = f.read()
-        saved = {"plan_bytes": size, "plan_tail": hashlib.sha256(data).hexdigest(), "state": planner.state()}
+        saved = {"plan_bytes": size, "plan_tail": _plan_tail(data, len(data)), "state": planner.state()}
         extra["planner"] = np.frombuffer(json.dumps(saved, ensure_ascii=False).encode(), dtype=np.uint8)
     with open(tmp, "wb") as f:
         np.savez(f, header=np.frombuffer(header, dtype=np.uint8),

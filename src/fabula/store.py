@@ -190,17 +190,15 @@ def read_heads(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return out
 
 
-def card_ids(path: Path, pattern: re.Pattern = _CARD_ID) -> list[tuple[int, int]]:
-    """(card id, line number from 0) of every line of plan.jsonl (or, with
-    _REJECT_CARD_ID, rejects.jsonl), without parsing the cards."""
-    out = []
-    for i, line in enumerate(_whole_lines(path)):
-        m = pattern.match(line)
+def _rejected_ids(path: Path) -> set[int]:
+    """The card id of every line of rejects.jsonl, without parsing the cards."""
+    out = set()
+    for i, line in enumerate(_whole_lines(path), 1):
+        m = _REJECT_CARD_ID.match(line)
         if m:
-            out.append((int(m[1]), i))
+            out.add(int(m[1]))
         elif line.strip():
-            d = _loads(path, i + 1, line)
-            out.append((int(d["card"]["id"] if "card" in d else d["id"]), i))
+            out.add(int(_loads(path, i, line)["card"]["id"]))
     return out
 
 
@@ -309,11 +307,9 @@ class Store:
         """The cheap half of `fabula verify`: every record's file is there,
         once; else refuse rather than count stories that are not there."""
         ids, indexes = set(), set()
-        files = self._files  # one listing of stories/ (not 100,000 stats)
         for r in self.heads():
             twice = r.get("id") in ids or r.get("index") in indexes
-            there = r["file"] in files if files is not None else (self.root / r["file"]).is_file()
-            if twice or not there:
+            if twice or r["file"] not in self._files:  # repair()'s one listing of stories/, not 100,000 stats
                 what = "is recorded twice" if twice else f"has no file ({r['file']})"
                 raise StoreError(
                     f"{self.root}: story {r.get('id')} {what}, so the corpus does not add up; "
@@ -366,7 +362,7 @@ class Store:
         return after, waiting
 
     def rejected_card_ids(self) -> set[int]:
-        return {cid for cid, _ in card_ids(self.root / REJECTS, _REJECT_CARD_ID)}
+        return _rejected_ids(self.root / REJECTS)
 
     # -- writing -------------------------------------------------------------
     def plan(self, card: Card) -> None:
