@@ -23,3 +23,10 @@ def spy():
     from fabula.packs import load_pack
 
     return load_pack("spy")
+
+
+def recast(card, **people):
+    """``card`` with some of its people replaced, by role: recast(card, other=...)."""
+    from dataclasses import replace
+
+    return replace(card, cast={**card.cast, **people})

@@ -2,6 +2,7 @@ import pytest
 
 from fabula.checks import NearDuplicates, adherence, degeneration, length, phrase_pattern, repeated_ngram_share, stock_phrases, words
 from fabula.plan import Planner
+from tests.conftest import recast
 
 
 @pytest.fixture
@@ -106,11 +107,11 @@ def test_cast_drops_strangers_and_pronouns_no_character_can_take(spy):
     from fabula.plan import Planner
 
     card = Planner(spy, 1, 3).next()
-    h, o = card.hero, card.other
+    h, o = card.hero, card.cast["other"]
     assert cast(f"{h.first} met {o.first} in the rain.", card).keep
     v = cast(f"{h.first} met Katerina in the rain.", card)
     assert not v.keep and v.reason == "stranger-name" and "Katerina" in v.detail
-    both_women = replace(card, hero=replace(h, gender="female"), other=replace(o, gender="female"))
+    both_women = recast(card, hero=replace(h, gender="female"), other=replace(o, gender="female"))
     v = cast(f"{h.first} waited, and he came late.", both_women)
     assert not v.keep and v.reason == "pronoun"
     assert cast(f'{h.first} said: "He came late."', both_women).keep  # dialogue may speak of anyone

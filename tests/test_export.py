@@ -29,8 +29,9 @@ def assert_rows_match(rows, corpus):
     for r in rows:
         text, card = disk[r["id"]]
         assert r["text"] == text and json.loads(r["card"]) == card
-        assert r["hero_name"] == f"{card['hero']['first']} {card['hero']['last']}" and r["hero_gender"] == card["hero"]["gender"]
-        assert r["other_nationality"] == card["other"]["nationality"]
+        hero, other = card["cast"]["hero"], card["cast"]["other"]
+        assert r["hero_name"] == f"{hero['first']} {hero['last']}" and r["hero_gender"] == hero["gender"]
+        assert r["other_nationality"] == other["nationality"] and r["hero_service"] == hero["traits"]["service"]
         assert r["city"] == card["slots"]["city"] and r["summons"] == card["slots"]["summons"]
         assert list(r["beats"]) == card["beats"] and r["pack"] == "spy" and r["model"] == "fake"
 

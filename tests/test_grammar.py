@@ -59,7 +59,7 @@ def test_rules_that_loop_or_name_unknown_rules_are_refused():
 
 def test_pack_errors_name_the_line():
     tail = GOOD_TAIL.replace("{{ hero }} lived in {{ city }}.", "{{ hero }} [lived|stayed in {{ city }}.")
-    with pytest.raises(PackError, match=r"t.toml, line 15: beats.one: .*has no closing \]; "):
+    with pytest.raises(PackError, match=r"t.toml, line 25: beats\[0\].variants: .*has no closing \]; "):
         parse_pack(pack_text(tail=tail), "t.toml")
     tail = GOOD_TAIL + '\n[grammar]\nplace = ["#nowhere#"]\n'
     with pytest.raises(PackError, match=r"line \d+: grammar: .*#nowhere#"):

@@ -5,10 +5,20 @@ from fabula.packs import builtin_names, load_pack, parse_pack
 from tests.conftest import run_cli
 
 GOOD_TAIL = """
+[[roles]]
+name = "hero"
+nationalities = true
+traits = ["service"]
+
+[[roles]]
+name = "friend"
+first_names = { female = ["Pip", "Hazel"], male = ["Bramble", "Moss"] }
+surname = false
+
 [[nationalities]]
 key = "latvian"
 locale = "lv_LV"
-services = ["the KGB"]
+traits.service = ["the KGB"]
 
 [slots]
 city = ["Riga", "Turku"]
@@ -31,7 +41,7 @@ def test_builtin_spy_pack_has_the_raw_material_of_diversity(spy):
     assert len(spy.slots["venue"]) >= 30
     assert len(spy.slots["summons"]) >= 12
     assert len(spy.slots["ending"]) >= 12
-    services = " ".join(s for n in spy.nationalities for s in n.services)
+    services = " ".join(s for n in spy.nationalities for s in n.traits.get("service", ()))
     for svc in ("KGB", "Stasi", "StB", "GRU", "SB", "Securitate"):
         assert svc in services
     assert (spy.min_words, spy.words, spy.max_words) == (350, 450, 550)
@@ -43,17 +53,31 @@ def test_minimal_pack_parses():
     assert p.word_range() == (78, 122)
 
 
+def T(old, new):  # GOOD_TAIL with one change
+    assert old in GOOD_TAIL
+    return pack_text(tail=GOOD_TAIL.replace(old, new, 1))
+
+
 @pytest.mark.parametrize(
     "text, expect",
     [
         (pack_text(head='[pack]\nname = "t"\nwords = = 3\n'), "t.toml: invalid TOML"),
-        (pack_text(head='[pack]\nname = "t"\nwords = "many"\n'), "t.toml, line 3: pack.words: must be a positive integer"),
-        (pack_text(tail=GOOD_TAIL.replace('city = ["Riga", "Turku"]', "city = []")), "t.toml, line 11: slots.city: must be a non-empty list"),
-        (pack_text(tail=GOOD_TAIL.replace("{{ city }}", "{{ town }}")), "t.toml, line 15: beats.one: unknown placeholder {{ town }}"),
-        (pack_text(tail=GOOD_TAIL.replace("{{ hero }}", "{{ hero.age }}")), "line 15: beats.one: unknown placeholder {{ hero.age }}"),
-        (pack_text(tail=GOOD_TAIL.replace('"lv_LV"', '"xx_XX"')), "line 7: nationalities[0].locale: 'xx_XX' is not a name locale"),
-        (pack_text(tail=GOOD_TAIL.replace('"Riga", "Turku"', '"Riga", "Riga"')), "slots.city: lists 'Riga' twice"),
-        (pack_text(tail=GOOD_TAIL.replace("{{ city }}.", "{{ city }.")), "beats.one: template"),
+        (pack_text(head='[pack]\nname = "t"\nwords = "many"\n'), "t.toml, line 3: pack.words: input should be a valid integer, got 'many'"),
+        (pack_text(head='[pack]\nname = "t"\nwrods = 3\n'), "t.toml, line 3: pack.wrods: is not a known key; use one of: name, title"),
+        (T("traits = [", "trait = ["), "t.toml, line 8: roles[0].trait: is not a known key; use one of: name, label, genders"),
+        (T('surname = false', 'surname = "no"'), "t.toml, line 13: roles[1].surname: input should be a valid boolean"),
+        (T('male = ["Bramble", "Moss"]', 'men = ["Bramble"]'), "line 12: roles[1].first_names.men: input should be 'female' or 'male'"),
+        (T('first_names = { female = ["Pip", "Hazel"], male = ["Bramble", "Moss"] }', 'locale = "en_US"\nnationalities = true'),
+         "line 10: roles[1]: has nationalities and locale; give exactly one of"),
+        (T('city = ["Riga", "Turku"]', "city = []"), "t.toml, line 21: slots.city: list should have at least 1 item"),
+        (T("{{ city }}", "{{ town }}"), "t.toml, line 25: beats[0].variants: unknown placeholder {{ town }}"),
+        (T("{{ hero }}", "{{ hero.age }}"), "line 25: beats[0].variants: unknown placeholder {{ hero.age }}; a character has: He, Him"),
+        (T("{{ hero }}", "{{ friend.service }}"), "unknown placeholder {{ friend.service }}"),  # a trait of the hero only
+        (T('"lv_LV"', '"xx_XX"'), "line 17: nationalities[0].locale: 'xx_XX' is not a name locale"),
+        (T('traits.service = ["the KGB"]', 'traits.rank = ["major"]'), "line 8: roles[0].traits: nationality 'latvian' has no traits.service"),
+        (T('"Riga", "Turku"', '"Riga", "Riga"'), "line 21: slots.city: lists 'Riga' twice"),
+        (T("{{ city }}.", "{{ city }."), "beats[0].variants: template"),
+        (T("[slots]", '[checks]\nrequired = ["town"]\n\n[slots]'), "checks.required: 'town' is not a slot"),
         (pack_text(tail=GOOD_TAIL + "[caps]\ntown = 0.1\n"), "caps.town: names no slot"),
     ],
 )

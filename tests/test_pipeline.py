@@ -28,7 +28,7 @@ def test_writes_n_valid_stories_with_full_records(tmp_path, spy):
     assert s.written == 4 and [r["index"] for r in recs] == [0, 1, 2, 3]
     for r in recs:
         text = (store.root / r["file"]).read_text()
-        assert r["card"]["hero"]["first"] in text and r["card"]["slots"]["city"] in text
+        assert r["card"]["cast"]["hero"]["first"] in text and r["card"]["slots"]["city"] in text
         assert {"card", "pack", "backend", "model", "sampling", "seed", "tokens", "seconds", "checks", "words"} <= r.keys()
         assert all(c["keep"] for c in r["checks"])
 

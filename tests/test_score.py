@@ -7,6 +7,7 @@ import pytest
 
 from fabula.plan import Planner
 from fabula.records import Character
+from tests.conftest import recast
 from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt, score_paragraph, slips
 
 
@@ -14,11 +15,11 @@ from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt, score
 def card(spy):
     c = Planner(spy, 1, 5).next()
     # A card we can write against by hand: a woman hero, a man other, Riga, 1994.
-    hero = Character(first="Ilze", last="Ozola", gender="female", nationality="Latvian", locale="lv_LV", service="the KGB")
+    hero = Character(first="Ilze", last="Ozola", gender="female", nationality="Latvian", locale="lv_LV", traits={"service": "the KGB"})
     other = Character(first="Tomas", last="Berg", gender="male", nationality="Swedish", locale="sv_SE")
     slots = {**c.slots, "city": "Riga", "year": "1994", "venue": "the back room of a chess club",
              "summons": "a postcard of a lighthouse with a single date written on the back"}
-    return replace(c, hero=hero, other=other, slots=slots, anchors=[["hero", "city"], ["other"], ["summons"], ["venue"]])
+    return replace(c, cast={"hero": hero, "other": other}, slots=slots, anchors=[["hero", "city"], ["other"], ["summons"], ["venue"]])
 
 
 CLEAN = "Ilze Ozola mended radios in Riga. She kept to herself, and Tomas Berg was a name she never said."
@@ -40,13 +41,13 @@ def test_stranger_is_a_first_name_the_card_does_not_hold(card):
     assert slips("Ilze thought of Katerina, her sister.", card)["stranger"] == 1
     assert slips("Ilze thought of Tomas, and of May.", card)["stranger"] == 0  # Tomas is on the card; May is a month
     assert slips("Ilze met the minister, Francois Lavigne.", card)["stranger"] == 1  # François, written without accent
-    tomas = replace(card, other=replace(card.other, first="Tomás"))
+    tomas = recast(card, other=replace(card.cast["other"], first="Tomás"))
     assert slips("Ilze thought of Tomas, and of Tomás.", tomas)["stranger"] == 0  # the card's own name, either way
 
 
 def test_a_card_name_misspelt_is_a_stranger(card):
     """Seen in a 40-story read: Maglakelidze for Maghlakelidze, Shavaika for Shvaika."""
-    c = replace(card, hero=replace(card.hero, last="Shvaika"), other=replace(card.other, last="Maghlakelidze"))
+    c = recast(card, hero=replace(card.hero, last="Shvaika"), other=replace(card.cast["other"], last="Maghlakelidze"))
     assert misspelt("Ilze Shavaika wrote to Tomas Maglakelidze.", c) == ["Shavaika", "Maglakelidze"]
     assert slips("Ilze Shavaika wrote to Tomas.", c)["stranger"] == 1
     assert misspelt("Ilze Shvaika wrote to Tomas Maghlakelidze in Russia; Tomasz did not.", c) == ["Tomasz"]
@@ -66,15 +67,15 @@ def test_a_year_that_contradicts_a_dated_event_is_an_era_slip(card):
 
 
 def test_pronoun_of_a_gender_no_character_has(spy, card):
-    both_women = replace(card, other=replace(card.other, gender="female"))
+    both_women = recast(card, other=replace(card.cast["other"], gender="female"))
     assert slips("Ilze opened the door and he sat down.", both_women)["pronoun"] == 1
     assert slips("Ilze opened the door and he sat down.", card)["pronoun"] == 0  # Tomas is a man
     assert slips('Ilze said: "He never came."', both_women)["pronoun"] == 0  # dialogue may speak of anyone
 
 
 def test_pronouns_and_names_the_card_itself_holds_are_not_slips(card):
-    two_men = replace(card, hero=replace(card.hero, gender="male", first="Ernst-August"),
-                      other=replace(card.other, gender="male"),
+    two_men = replace(recast(card, hero=replace(card.hero, gender="male", first="Ernst-August"),
+                             other=replace(card.cast["other"], gender="male")),
                       slots={**card.slots, "secret": "a child who did not know who her father was"})
     text = "Ernst met Tomas about a child who did not know who her father was."
     assert slips(text, two_men)["pronoun"] == 0 and slips(text, two_men)["stranger"] == 0

@@ -1,7 +1,7 @@
 """Checks: each takes a draft and returns a Verdict (keep, or drop with a reason).
 
 Reasons are short slugs (``too-short``, ``off-card``, ``degenerate``,
-``unfinished``, ``markup``, ``meta-text``, ``stranger-name``, ``pronoun``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
+``required-word``, ``unfinished``, ``markup``, ``meta-text``, ``stranger-name``, ``pronoun``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
 ``rejects.jsonl`` can count them.
 """
 
@@ -47,14 +47,31 @@ def length(text: str, lo: int, hi: int) -> Verdict:
 
 def adherence(text: str, card: Card) -> Verdict:
     missing = []
-    if card.hero.first not in text and card.hero.last not in text:
-        missing.append(f"protagonist {card.hero.full}")
+    hero = card.hero
+    # A first-person narrator may never say their own name.
+    if card.voice == "third" and hero.first not in text and (not hero.last or hero.last not in text):
+        missing.append(f"protagonist {hero.full}")
     city = card.slots.get("city")
     if city and city not in text:
         missing.append(f"city {city}")
     if missing:
         return Verdict("adherence", False, "off-card", "missing " + ", ".join(missing))
+    absent = [card.slots[k] for k in card.required if not holds_word(text, card.slots[k])]
+    if absent:
+        return Verdict("adherence", False, "required-word", "missing " + ", ".join(repr(w) for w in absent))
     return Verdict("adherence", True)
+
+
+def holds_word(text: str, word: str) -> bool:
+    """Whether ``text`` holds ``word`` or a form of it: a word that starts with
+    it, or with it less a final e or y, at most 4 letters longer ("jump":
+    jumped, jumping; "dance": danced; "happy": happily; "box": boxes; "hop":
+    hopped). Case aside; a phrase must appear as written."""
+    w = word.lower().strip()
+    if " " in w:
+        return w in " ".join(words(text.lower()))
+    stems = {w, w[:-1]} if len(w) > 3 and w[-1] in "ey" else {w}
+    return any(t.startswith(s) and len(t) <= len(w) + 4 for t in (x.lower() for x in words(text)) for s in stems)
 
 
 def cast(text: str, card: Card) -> Verdict:
@@ -94,14 +111,14 @@ REPORTAGE = re.compile(
 PARAGRAPH_END = re.compile(r"[.!?…][\"'”’)]*\s*$")
 
 
-def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 1) -> Verdict:
+def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 1, voice: str = "third") -> Verdict:
     m = MARKUP.search(text)
     if m:
         return Verdict("degeneration", False, "markup", f"contains {m.group(0)!r}")
     m = META.search(text)
     if m:
         return Verdict("degeneration", False, "meta-text", f"contains {m.group(0)!r}")
-    m = REPORTAGE.search(text)
+    m = REPORTAGE.search(text) if voice == "third" else None  # a narrator says "I asked him"
     if m:
         return Verdict("degeneration", False, "reportage", f"contains {m.group(0)!r}")
     for para in (p for p in re.split(r"\n\s*\n", text) if p.strip()):
@@ -264,7 +281,7 @@ def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | None
     for check in (
         lambda: length(text, lo, hi),
         lambda: adherence(text, card),
-        lambda: degeneration(text),
+        lambda: degeneration(text, voice=card.voice),
         lambda: cast(text, card),
         lambda: stock_phrases(text, avoid),
         lambda: near.check(text) if near is not None else Verdict("near-duplicate", True),

@@ -202,11 +202,12 @@ def plan(count, seed, pack, as_json):
         if as_json:
             click.echo(json.dumps(card.to_dict(), ensure_ascii=False))
             continue
-        h, o = card.hero, card.other
+        from fabula.write import person
+
         click.echo(f"#{card.id}  {card.title}")
-        click.echo(f"  hero:  {h.full} ({h.nationality}, {h.gender}, {h.service})")
-        click.echo(f"  other: {o.full} ({o.nationality}, {o.gender})")
-        click.echo("  " + "; ".join(f"{k}: {v}" for k, v in card.slots.items() if k not in ("summons", "tie", "secret", "ending", "cover")))
+        for role, ch in card.cast.items():
+            click.echo(f"  {role + ':':7}{person(ch)}")
+        click.echo("  " + "; ".join(f"{k}: {v}" for k, v in card.slots.items() if len(v) <= 40))
         for i, beat in enumerate(card.beats, 1):
             click.echo(f"  {i}. {beat}")
         click.echo()
@@ -381,7 +382,10 @@ def _describe(p) -> None:
 
     click.echo(f"{p.name}: {p.title} ({p.source}, digest {p.digest})")
     click.echo(f"  words {p.words} ({p.min_words}-{p.max_words}), mode {p.generation.mode}")
-    click.echo(f"  nationalities: {len(p.nationalities)} ({sum(n.hero for n in p.nationalities)} for the hero)")
+    for r in p.roles:
+        source = (f"{len(p.nationalities_for(r))} nationalities" if r.nationalities else f"Faker {r.locale}" if r.locale
+                  else f"{sum(len(v) for v in r.first_names.values())} first names in the pack")
+        click.echo(f"  role {r.name}: {'/'.join(r.genders)}, names from {source}" + (f", traits {', '.join(r.traits)}" if r.traits else ""))
     g = p.grammar
     for slot, values in p.slots.items():
         # Caps count values; the grammar inside a value varies its words per card.
@@ -397,7 +401,9 @@ def _describe(p) -> None:
     if g.rules:
         click.echo(f"  grammar: {len(g.rules)} rules ({', '.join(g.rules)})")
     click.echo(f"  avoid: {len(p.avoid_phrases)} phrases, {len(p.avoid_names)} names")
-    click.echo("  placeholders: " + ", ".join([f"hero.{f}" for f in sorted(CHARACTER_FIELDS)] + ["other.* (the same fields)"] + list(p.slots)))
+    r0 = p.roles[0]
+    click.echo("  placeholders: " + ", ".join([f"{r0.name}.{f}" for f in sorted(CHARACTER_FIELDS | set(r0.traits))]
+                                              + [f"{r.name}.*" for r in p.roles[1:]] + list(p.slots)))
 
 
 def _check(p, n: int) -> None:
@@ -408,8 +414,8 @@ def _check(p, n: int) -> None:
     from fabula.plan import Planner
 
     g = p.grammar
-    heroes, everyone = sum(x.hero for x in p.nationalities), len(p.nationalities)
-    cards = heroes * everyone * 4 * math.prod(len(v) for v in p.slots.values())  # x 4: the two genders each
+    cast = math.prod(max(1, len(p.nationalities_for(r))) * len(r.genders) for r in p.roles)
+    cards = cast * math.prod(len(v) for v in p.slots.values())
     wordings = math.prod(sum(g.count(v) for v in (b.openers if p.generation.mode == "steer" and b.openers else b.variants))
                          for b in p.beats)
     click.echo(f"  distinct cards: {_big(cards)} (nationalities, genders and slot values; names come on top)")

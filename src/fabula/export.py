@@ -4,8 +4,9 @@
     fabula export corpus --to corpus.jsonl --format jsonl
     fabula export corpus --to corpus_hf --format hf          # datasets.save_to_disk + a dataset card
 
-Rows (``rows()``): ``id``, ``index``, ``text``, ``title``; ``hero_*`` and
-``other_*`` (name, first, last, gender, nationality, service); every slot of
+Rows (``rows()``): ``id``, ``index``, ``text``, ``title``; for every role of
+the pack (spy: ``hero_*`` and ``other_*``) its name, first, last, gender,
+nationality and each trait (spy: ``hero_service``); every slot of
 the pack (city, venue, weather, summons, secret, ending, year, …) as the
 story's own wording; ``beats`` (list), ``card`` (the whole card as JSON);
 ``pack``, ``model``, ``backend``, ``seed``, ``attempt``, ``words``,
@@ -24,7 +25,7 @@ from typing import Any, Iterator
 from fabula.errors import MissingDependency, UsageError
 
 FORMATS = ("parquet", "jsonl", "hf")
-CHARACTER_FIELDS = ("name", "first", "last", "gender", "nationality", "service")
+CHARACTER_FIELDS = ("name", "first", "last", "gender", "nationality")
 
 
 def rows(corpus) -> Iterator[dict[str, Any]]:
@@ -32,9 +33,11 @@ def rows(corpus) -> Iterator[dict[str, Any]]:
     for st in corpus:
         c, r = st.card, st.record
         row: dict[str, Any] = {"id": st.id, "index": st.index, "text": st.text, "title": c.title}
-        for role, ch in (("hero", c.hero), ("other", c.other)):
+        for role, ch in c.cast.items():
             for f in CHARACTER_FIELDS:
                 row[f"{role}_{f}"] = ch.full if f == "name" else getattr(ch, f)
+            for trait, value in ch.traits.items():
+                row[f"{role}_{trait}"] = value
         for slot, value in c.slots.items():
             row[slot] = value
         row["beats"] = list(c.beats)

@@ -122,6 +122,9 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
 PLAN_TAIL = 4096  # bytes of plan.jsonl, before the length the planner counted, that must still match
 
 
+STATE_FORMAT = 2  # Planner.state()'s layout; 2: tallies per role ("gender:hero")
+
+
 def _plan_tail(data: bytes, end: int) -> str:
     return hashlib.sha256(data[max(0, end - PLAN_TAIL):end]).hexdigest()
 
@@ -138,6 +141,8 @@ def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
         return None
     end = saved.get("plan_bytes", -1)
     if not 0 <= end <= len(plan) or (end and plan[end - 1:end] != b"\n"):
+        return None
+    if saved["state"].get("format") != STATE_FORMAT:  # tallies kept under other keys: count the plan again
         return None
     if saved.get("plan_tail") != _plan_tail(plan, end) or plan.count(b"\n", 0, end) != saved["state"]["counted"]:
         return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from fabula.names import draw_name, is_latin
-from fabula.packs import ENV, Nationality, Pack
+from fabula.packs import ENV, Pack, Role
 from fabula.records import Card, Character
 from fabula.score import _grams  # word 4-grams, as the scorer and the ban count them
 
@@ -58,10 +58,8 @@ class _View:
             return pron[attr]
         if attr[:1].isupper() and attr.lower() in pron:
             return pron[attr.lower()].capitalize()
-        if attr == "full":
-            return c.full
-        if attr == "nationality":
-            return c.nationality
+        if attr in c.traits:
+            return c.traits[attr]
         return getattr(c, attr)
 
 
@@ -95,7 +93,8 @@ class Planner:
         data: a 100,000-card plan resumes from it instead of re-counting every
         card (see fabula.index)."""
         return {"tally": {k: dict(c) for k, c in self.tally.items()}, "full_names": sorted(self.full_names),
-                "grams": {" ".join(g): c for g, c in self.grams.items()}, "next_id": self.next_id, "counted": self.counted}
+                "grams": {" ".join(g): c for g, c in self.grams.items()}, "next_id": self.next_id, "counted": self.counted,
+                "format": 2}  # fabula.index.STATE_FORMAT
 
     @classmethod
     def restore(cls, pack: Pack, seed: int, target: int, state: dict) -> "Planner":
@@ -114,15 +113,16 @@ class Planner:
 
     def _count(self, card: Card) -> None:
         self.counted += 1
-        for ch in (card.hero, card.other):
+        for role, ch in card.cast.items():
             self.full_names.add(ch.full)
             self._bump("first_name", ch.first)
-            self._bump("surname", ch.last)
-        self._bump("nationality", card.hero.nationality)
-        self._bump("other_nationality", card.other.nationality)
-        self._bump("gender", card.hero.gender)
-        self._bump("other_gender", card.other.gender)
-        self._bump("service", card.hero.service)
+            if ch.last:
+                self._bump("surname", ch.last)
+            self._bump(f"gender:{role}", ch.gender)
+            if ch.nationality:
+                self._bump(f"nationality:{role}", ch.nationality)
+            for trait, value in ch.traits.items():
+                self._bump(f"{trait}:{role}", value)
         for slot, choice in card.choices.items():
             self._bump(slot, choice)
         for i, v in enumerate(card.beat_variants):
@@ -166,19 +166,21 @@ class Planner:
     def _optional_cap(self, key: str) -> str | None:
         return key if key in self.pack.caps else None
 
-    def _character(self, rng: random.Random, role: str, nats: list[Nationality]) -> Character:
-        nat_key = "nationality" if role == "hero" else "other_nationality"
-        by_key = {n.key: n for n in nats}
-        nat = by_key[self._pick(rng, nat_key, list(by_key), cap_key=self._optional_cap("nationality"))]
-        gender = self._pick(rng, "gender" if role == "hero" else "other_gender", ["female", "male"])
+    def _character(self, rng: random.Random, role: Role) -> Character:
+        nat = None
+        if role.nationalities:
+            by_key = {n.key: n for n in self.pack.nationalities_for(role)}
+            nat = by_key[self._pick(rng, f"nationality:{role.name}", list(by_key), cap_key=self._optional_cap("nationality"))]
+        gender = self._pick(rng, f"gender:{role.name}", list(role.genders))
+        locale = nat.locale if nat else role.locale or ""
         first_cap = cap_count(self.pack.cap("first_name"), self.target)
         last_cap = cap_count(self.pack.cap("surname"), self.target)
         firsts, lasts = self.tally.get("first_name", Counter()), self.tally.get("surname", Counter())
         best = None
         for _ in range(NAME_DRAWS):
-            first, last = draw_name(nat.locale, gender, rng)
-            full = f"{first} {last}"
-            if not is_latin(full) or full in self.full_names or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
+            first, last = self._name(role, locale, gender, rng)
+            full = f"{first} {last}" if last else first
+            if not is_latin(full) or (last and full in self.full_names) or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
                 best = (first, last)
@@ -186,23 +188,29 @@ class Planner:
             if best is None:  # remember a unique fallback in case the caps cannot hold
                 best = (first, last)
         if best is None:
-            raise RuntimeError(f"no unused {nat.adjective} name found in {NAME_DRAWS} draws")
-        service = self._pick(rng, "service", list(nat.services)) if role == "hero" else ""  # evenness only
-        return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective, locale=nat.locale, service=service)
+            raise RuntimeError(f"no unused name for the role {role.name!r} found in {NAME_DRAWS} draws")
+        traits = {t: self._pick(rng, f"{t}:{role.name}", list(nat.traits[t])) for t in role.traits}  # evenness only
+        return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective if nat else "",
+                         locale=locale, traits=traits)
+
+    def _name(self, role: Role, locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
+        if locale:
+            first, last = draw_name(locale, gender, rng)
+        else:  # the pack's own lists, whose items may use the grammar
+            g = self.pack.grammar
+            first = _tidy(g.expand(rng.choice(role.first_names[gender]), rng))
+            last = _tidy(g.expand(rng.choice(role.last_names), rng)) if role.last_names else ""
+        return first, last if role.surname else ""
 
     # -- cards ---------------------------------------------------------------
     def next(self) -> Card:
         card_id = self.next_id
         rng = random.Random(f"fabula:{self.pack.name}:{self.seed}:{card_id}")
-        hero = self._character(rng, "hero", [n for n in self.pack.nationalities if n.hero])
-        other = self._character(rng, "other", list(self.pack.nationalities))
+        cast = {role.name: self._character(rng, role) for role in self.pack.roles}
         raw = {slot: self._pick(rng, slot, list(values), cap_key=slot) for slot, values in self.pack.slots.items()}
         # The caps above count the raw motif; its words vary per card (wording rule).
-        chars = {"hero": _View(hero), "other": _View(other)}
-        if "cover" in raw:  # the hero's cover is a slot the character carries
-            hero = Character(**{**hero.__dict__, "cover": self._wording(raw["cover"], chars, rng)})
-            chars = {"hero": _View(hero), "other": _View(other)}
-        slots = {slot: hero.cover if slot == "cover" else self._wording(v, chars, rng) for slot, v in raw.items()}
+        chars = {name: _View(c) for name, c in cast.items()}
+        slots = {slot: self._wording(v, chars, rng) for slot, v in raw.items()}
         g = self.pack.grammar
         ctx = {**chars, **slots}
         variants, beats, openers, opener_variants = [], [], [], []
@@ -224,8 +232,7 @@ class Planner:
             seed=rng.getrandbits(31),
             pack=self.pack.name,
             title=title,
-            hero=hero,
-            other=other,
+            cast=cast,
             slots=slots,
             choices=raw,
             beats=beats,
@@ -234,6 +241,8 @@ class Planner:
             openers=openers,
             opener_variants=opener_variants,
             anchors=[list(beat.anchors) for beat in self.pack.beats],
+            voice=self.pack.voice,
+            required=list(self.pack.required),
         )
         self._count(card)
         self.next_id += 1
@@ -245,7 +254,7 @@ class Planner:
         n = self.target
         checks = [(slot, len(values), slot) for slot, values in self.pack.slots.items()]
         if "nationality" in self.pack.caps:
-            checks.append(("hero nationality", sum(1 for x in self.pack.nationalities if x.hero), "nationality"))
+            checks += [(f"{r.name} nationality", len(self.pack.nationalities_for(r)), "nationality") for r in self.pack.roles if r.nationalities]
         for label, pool, cap_key in checks:
             limit = cap_count(self.pack.cap(cap_key), n)
             if pool * limit < n:

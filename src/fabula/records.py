@@ -14,16 +14,28 @@ from typing import Any
 @dataclass(frozen=True)
 class Character:
     first: str
-    last: str
+    last: str  # "" for a role without surnames
     gender: str  # "male" | "female"; picks pronouns
-    nationality: str  # adjective, e.g. "Latvian"
-    locale: str  # Faker locale the name came from
-    service: str = ""  # former service (hero) or "" (other)
-    cover: str = ""  # the hero's cover life, a predicate ("repaired pianos ...")
+    nationality: str = ""  # adjective, e.g. "Latvian"; "" for a role without nationalities
+    locale: str = ""  # Faker locale the name came from; "" for names from the pack's lists
+    traits: dict[str, str] = field(default_factory=dict)  # from its nationality: {"service": "the StB"}
 
     @property
     def full(self) -> str:
-        return f"{self.first} {self.last}"
+        return f"{self.first} {self.last}" if self.last else self.first
+
+    @property
+    def service(self) -> str:  # the spy pack's trait, read by old code and old notebooks
+        return self.traits.get("service", "")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Character":
+        d = dict(d)
+        service = d.pop("service", "")  # plans written before roles: service and cover were fields
+        d.pop("cover", None)
+        if service and "traits" not in d:
+            d["traits"] = {"service": service}
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,7 @@ class Card:
     seed: int  # sampling seed base for this card
     pack: str
     title: str
-    hero: Character
-    other: Character
+    cast: dict[str, Character]  # role -> character, in the pack's order; the first is the protagonist
     slots: dict[str, str]  # slot name → rendered value (city, venue, ...)
     choices: dict[str, str]  # slot name → the pack's value before rendering (what tallies count)
     beats: list[str]  # rendered beat sentences, one per paragraph, in order
@@ -44,6 +55,13 @@ class Card:
     anchors: list[list[str]] = field(default_factory=list)  # card fields each paragraph must name
     openers: list[str] = field(default_factory=list)  # steer mode: each paragraph's opening words; [] in old plans
     opener_variants: list[int] = field(default_factory=list)  # which opener form of each beat (-1: none)
+    voice: str = "third"  # the pack's narration: "third" or "first" person
+    required: list[str] = field(default_factory=list)  # slots whose value the story must hold (a word drawn per story)
+
+    @property
+    def hero(self) -> Character:
+        """The protagonist: the pack's first role."""
+        return next(iter(self.cast.values()))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,8 +69,9 @@ class Card:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Card":
         d = dict(d)
-        d["hero"] = Character(**d["hero"])
-        d["other"] = Character(**d["other"])
+        if "cast" not in d:  # plans written before roles: a hero and an other
+            d["cast"] = {"hero": d.pop("hero"), "other": d.pop("other")}
+        d["cast"] = {role: Character.from_dict(c) for role, c in d["cast"].items()}
         return cls(**d)
 
 

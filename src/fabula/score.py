@@ -137,8 +137,8 @@ def known_first_names() -> frozenset[str]:
 
 def card_words(card: Card) -> set[str]:
     """Every word the card itself holds: names, slots, title, beats."""
-    parts = [card.title, card.hero.full, card.other.full, card.hero.nationality, card.other.nationality,
-             card.hero.service, card.hero.cover, *card.slots.values(), *card.beats]
+    parts = [card.title, *(x for ch in card.cast.values() for x in (ch.full, ch.nationality, *ch.traits.values())),
+             *card.slots.values(), *card.beats]
     own = {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
     return own | {_fold(w) for w in own}  # Tomás written Tomas is still Tomás
 
@@ -150,9 +150,9 @@ def anchors(card: Card, paragraph: int) -> list[tuple[str, tuple[str, ...]]]:
     keys = card.anchors[paragraph] if paragraph < len(card.anchors) else ()
     out = []
     for k in keys:
-        if k in ("hero", "other"):
-            c = getattr(card, k)
-            out.append((k, (c.first, c.last)))
+        if k in card.cast:
+            c = card.cast[k]
+            out.append((k, tuple(x for x in (c.first, c.last) if x)))
         elif k in card.slots:
             content = _content_words(card.slots[k])
             if content:
@@ -173,7 +173,7 @@ def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | N
     s = Score()
     low = text.lower()
     for label, alts in anchors(card, paragraph):
-        if label in ("hero", "other"):
+        if label in card.cast:
             if not any(a in text for a in alts):
                 s.slips["missing"] += 1
         elif not any(a.lower() in low for a in alts):
@@ -189,7 +189,7 @@ def slips(text: str, card: Card) -> Counter:
     out: Counter = Counter()
     narration = outside_dialogue(text)
     out["stranger"] += len(strangers(text, card))
-    genders = {card.hero.gender, card.other.gender}
+    genders = {ch.gender for ch in card.cast.values()}
     told = narration
     for value in card.slots.values():  # the card's own words ("who her father was") are not the model's slip
         told = told.replace(value, " ")
@@ -203,8 +203,9 @@ def slips(text: str, card: Card) -> Counter:
         if y < 1900 or (year and y > year) or _misdated(text, m, y):
             out["era"] += 1
     out["era"] += len(NO_SUCH_WAR.findall(text))
-    out["first-person"] += len(FIRST_PERSON.findall(narration))
-    out["reportage"] += len(REPORTAGE.findall(text))
+    if card.voice == "third":  # a first-person narrator says "I" and "I asked him"
+        out["first-person"] += len(FIRST_PERSON.findall(narration))
+        out["reportage"] += len(REPORTAGE.findall(text))
     out["encyclopedic"] += len(ENCYCLOPEDIC.findall(text))
     out["markup"] += len(MARKUP.findall(text))
     out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
@@ -254,7 +255,7 @@ def misspelt(text: str, card: Card, own: set[str] | None = None) -> list[str]:
     without accents: in the 40-story read, "Maglakelidze" for Maghlakelidze,
     "Shavaika" for Shvaika, "Yustim" for Yustym. A reader sees a second
     person, or a typo."""
-    names = {n for ch in (card.hero, card.other) for n in (ch.first, ch.last) if len(n) >= 5}
+    names = {n for ch in card.cast.values() for n in (ch.first, ch.last) if len(n) >= 5}
     own = card_words(card) if own is None else own
     out = []
     for m in NAME_LIKE.finditer(text):
@@ -296,7 +297,7 @@ def coverage(paragraphs: list[str], card: Card) -> tuple[int, int]:
     for i, p in enumerate(paragraphs):
         for label, alts in anchors(card, i):
             planned += 1
-            if label in ("hero", "other"):
+            if label in card.cast:
                 held += any(a in p for a in alts)
             else:
                 held += any(a.lower() in p.lower() for a in alts)
@@ -382,5 +383,5 @@ class CommonGrams:
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story
         may always name its own venue, summons or ending again)."""
-        own = {" ".join(g) for p in (*card.slots.values(), *card.openers, card.hero.cover) for g in _grams(p)}
+        own = {" ".join(g) for p in (*card.slots.values(), *card.openers) for g in _grams(p)}
         return frozenset(self.common - own)

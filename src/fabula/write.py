@@ -211,15 +211,26 @@ class StoryJob:
 def instruction(card: Card, words: int) -> str:
     """The card as one request for a chat model (instruct mode): who, where,
     what happens in each paragraph, how long; never sentences to copy."""
-    h, o = card.hero, card.other
     notes = card.notes or card.beats  # plans made before notes existed
     plan = "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1))
+    people = "".join(f"{_label(role, i)}: {person(ch)}.\n" for i, (role, ch) in enumerate(card.cast.items()))
+    setting = ", ".join(v for k, v in card.slots.items() if k in ("city", "place", "year"))
+    voice = "first person (the protagonist tells it), past tense" if card.voice == "first" else "third person, past tense"
     return (
         f"Write a short story of about {words} words titled \"{card.title}\", in {len(notes)} paragraphs.\n"
-        f"Protagonist: {h.full} ({h.gender}), {h.nationality}, formerly of {h.service}." + (f" Now {'he' if h.gender == 'male' else 'she'} {h.cover}." if h.cover else "") + "\n"
-        f"Other character: {o.full} ({o.gender}), {o.nationality}.\n"
-        f"Setting: {card.slots.get('city', '')}" + (f", {card.slots['year']}" if card.slots.get("year") else "") + ".\n"
-        f"What happens, paragraph by paragraph:\n{plan}\n"
-        "Tell it in your own words: third person, past tense, concrete and specific, with the plan's people, places "
+        + people + (f"Setting: {setting}.\n" if setting else "")
+        + (f"Use these words: {', '.join(card.slots[k] for k in card.required)}.\n" if card.required else "")
+        + f"What happens, paragraph by paragraph:\n{plan}\n"
+        f"Tell it in your own words: {voice}, concrete and specific, with the plan's people, places "
         "and objects. Plain prose paragraphs separated by blank lines: no title, no headings, no notes before or after the story."
     )
+
+
+def _label(role: str, i: int) -> str:
+    return "Protagonist" if i == 0 else f"Character ({role})"
+
+
+def person(ch) -> str:
+    """'Ilona Kovács (female), Hungarian, service: the AVH' - a character in one line."""
+    return f"{ch.full} ({ch.gender})" + (f", {ch.nationality}" if ch.nationality else "") + "".join(
+        f", {k}: {v}" for k, v in ch.traits.items())

@@ -35,7 +35,9 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
             card = ""
             if s.card:
                 c = s.card
-                card = f"<p class=card>{e(c['title'])} - {e(c['hero']['first'])} {e(c['hero']['last'])} ({e(c['hero']['nationality'])}), {e(c['slots'].get('city', ''))}</p>"
+                h = next(iter(c["cast"].values())) if "cast" in c else c["hero"]  # the protagonist (plans before roles: hero)
+                where = ", ".join(x for x in (h.get("nationality", ""), c["slots"].get("city", "")) if x)
+                card = f"<p class=card>{e(c['title'])} - {e(h['first'])} {e(h['last'])}" + (f" ({e(where)})" if where else "") + "</p>"
             paras = "".join(f"<p>{e(p)}</p>" for p in s.text.split("\n\n") if p.strip())
             items.append(f"<details><summary>{e(s.id)}</summary>{card}{paras}</details>")
         panes.append(f"<section><h3>{e(r['folder'])}</h3>{''.join(items)}</section>")

@@ -312,16 +312,15 @@ def _recur(rec: dict[str, Counter], st: Story, text: str, labels: dict[tuple[str
     if c:
         # sorted: a set's order changes with each process's hash seed, and
         # ties in the top-10 lists keep insertion order (same corpus, same report)
-        rec.setdefault("first_name", Counter()).update(sorted({c["hero"]["first"], c["other"]["first"]}))
-        rec.setdefault("surname", Counter()).update(sorted({c["hero"]["last"], c["other"]["last"]}))
-        for slot in ("city", "venue", "weather", "summons", "ending"):
-            if slot in c.get("choices", {}):
-                # Counted by motif (the pack value the caps count); shown as a
-                # reader saw it: the story's own wording of the first story
-                # that used it (a value may hold grammar and placeholders).
-                raw = c["choices"][slot]
-                label = labels.setdefault((slot, raw), c.get("slots", {}).get(slot, raw))
-                rec.setdefault(slot, Counter())[label] += 1
+        cast = list(c["cast"].values()) if "cast" in c else [c["hero"], c["other"]]  # plans before roles: hero, other
+        rec.setdefault("first_name", Counter()).update(sorted({ch["first"] for ch in cast}))
+        rec.setdefault("surname", Counter()).update(sorted({ch["last"] for ch in cast if ch["last"]}))
+        for slot, raw in c.get("choices", {}).items():
+            # Counted by motif (the pack value the caps count); shown as a
+            # reader saw it: the story's own wording of the first story
+            # that used it (a value may hold grammar and placeholders).
+            label = labels.setdefault((slot, raw), c.get("slots", {}).get(slot, raw))
+            rec.setdefault(slot, Counter())[label] += 1
     # People, not places: a capitalised word counts as a name when the first-name
     # lists of every locale fabula draws from hold it (Faker's), so "Tokyo" in
     # every seed is not the "most common name"; words that are also common

@@ -29,7 +29,7 @@ METRIC_BARS = [
     ("mean_cosine", "mean pairwise cosine", True),
     ("stock_phrases_per_1k_words", "stock phrases / 1,000 words", True),
 ]
-RECURRENCE_FIELDS = ("name", "first_name", "city", "venue", "weather", "summons", "ending")
+RECURRENCE_FIRST = ("name", "first_name")  # then every slot of the pack, in its order; surnames are left out
 REFERENCE_GREY = "#8c8c8c"
 LABEL_CHARS = 48  # a recurrence label longer than this is cut with an ellipsis
 
@@ -128,7 +128,8 @@ def recurrence(results: list[dict], k: int = 10) -> str:
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
-    fields = [f for f in RECURRENCE_FIELDS if any(r["recurrence"].get(f) for r in results)]
+    seen = dict.fromkeys([*RECURRENCE_FIRST, *(f for r in results for f in r["recurrence"] if f != "surname")])
+    fields = [f for f in seen if any(r["recurrence"].get(f) for r in results)]
     if not fields:
         return ""
     labels, cs = names(results), colours(results)
