@@ -186,3 +186,15 @@ def test_cards_of_plans_written_before_roles_still_load(spy):
                      "cover": new["slots"]["cover"] if role == "hero" else ""}
     card = Card.from_dict(old)
     assert card.to_dict() == new and card.hero.service == new["cast"]["hero"]["traits"]["service"]
+
+
+def test_nationalities_are_drawn_evenly_per_role(spy):
+    """The steering rule holds for nationalities too: 36 cards, 18 hero
+    nationalities, each twice (before, the tally and the choice used
+    different names, so the draw was plain random)."""
+    heroes = [r for r in spy.roles if r.name == "hero"][0]
+    n = len(spy.nationalities_for(heroes))
+    cards = plan(spy, 2 * n)
+    assert set(Counter(c.hero.nationality for c in cards).values()) == {2}
+    others = Counter(c.cast["other"].nationality for c in cards)
+    assert max(others.values()) - min(others.values()) <= 1 and len(others) == min(2 * n, len(spy.nationalities))

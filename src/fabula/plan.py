@@ -169,8 +169,9 @@ class Planner:
     def _character(self, rng: random.Random, role: Role) -> Character:
         nat = None
         if role.nationalities:
-            by_key = {n.key: n for n in self.pack.nationalities_for(role)}
-            nat = by_key[self._pick(rng, f"nationality:{role.name}", list(by_key), cap_key=self._optional_cap("nationality"))]
+            # By adjective: that is what a card keeps and _count tallies.
+            by_name = {n.adjective: n for n in self.pack.nationalities_for(role)}
+            nat = by_name[self._pick(rng, f"nationality:{role.name}", list(by_name), cap_key=self._optional_cap("nationality"))]
         gender = self._pick(rng, f"gender:{role.name}", list(role.genders))
         locale = nat.locale if nat else role.locale or ""
         first_cap = cap_count(self.pack.cap("first_name"), self.target)
