@@ -24,6 +24,25 @@ def test_adherence_needs_protagonist_and_city(card):
     assert adherence(f"{card.hero.last} stayed home.", card).reason == "off-card"
 
 
+def test_required_words_must_appear_in_some_form(spy):
+    """[checks] required: the TinyStories recipe's verb, noun and adjective
+    drawn per story; a draft without one is dropped, its forms count."""
+    from dataclasses import replace
+
+    from fabula.checks import holds_word
+
+    assert holds_word("She jumped over it.", "jump") and holds_word("They were dancing.", "dance")
+    assert holds_word("Two boxes.", "box") and holds_word("He hopped.", "hop") and holds_word("A happier day.", "happy")
+    assert holds_word("The Paper Crown fell.", "paper crown") and not holds_word("The paper boat.", "paper crown")
+    assert not holds_word("A jumbo jet.", "jump") and not holds_word("The boxer slept.", "boxer ring")
+    card = Planner(spy, 1, 5).next()
+    card = replace(card, slots={**card.slots, "noun": "kite", "verb": "swim"}, required=["noun", "verb"])
+    base = f"{card.hero.first} walked through {card.slots['city']}"
+    assert adherence(f"{base} with a kite and went swimming.", card).keep
+    v = adherence(f"{base} with a kite.", card)
+    assert not v.keep and v.reason == "required-word" and "'swim'" in v.detail
+
+
 @pytest.mark.parametrize("text", [
     "He left. This story was originally published in 1994.",
     "Chapter 2\n\nHe left.",

@@ -35,7 +35,7 @@ def assert_valid_corpus(out, n, target_words=250):
         text = (out / r["file"]).read_text()
         assert r["file"].endswith(f"_{text_hash(text)}.txt")
         assert lo <= len(words(text)) <= hi
-        assert r["card"]["hero"]["first"] in text and r["card"]["slots"]["city"] in text
+        assert r["card"]["cast"]["hero"]["first"] in text and r["card"]["slots"]["city"] in text
     return recs
 
 

@@ -33,6 +33,20 @@ def pack_text(head='[pack]\nname = "t"\nwords = 100\n', tail=GOOD_TAIL):
     return head + tail
 
 
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_builtin_pack_loads_plans_and_its_caps_hold_at_100(name):
+    from fabula.plan import Planner
+
+    p = load_pack(name)
+    assert p.source == f"builtin:{name}" and p.roles and p.beats
+    planner = Planner(p, 1, 100)
+    assert planner.feasibility() == []
+    for card in (planner.next() for _ in range(20)):
+        text = " ".join(card.openers + card.beats + card.notes + [card.title])
+        assert "{{" not in text and "#" not in text and "[" not in text
+        assert all(card.slots[k] for k in card.required)
+
+
 def test_builtin_spy_pack_has_the_raw_material_of_diversity(spy):
     assert "spy" in builtin_names()
     assert len(spy.beats) >= 6
@@ -91,7 +105,7 @@ def test_broken_packs_name_file_line_and_fix(text, expect):
 
 
 def test_unknown_builtin_pack_lists_the_known_ones():
-    with pytest.raises(PackError, match="use one of: spy"):
+    with pytest.raises(PackError, match="use one of: bedtime, spy"):
         load_pack("westerns")
 
 
@@ -108,7 +122,7 @@ def test_cli_broken_pack_exits_2_with_one_line_and_writes_nothing(tmp_path):
 
 def test_cli_packs_lists_and_shows(tmp_path):
     r = run_cli("packs")
-    assert r.returncode == 0 and r.stdout.startswith("spy")
+    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()[:len(builtin_names())]] == builtin_names()
     r = run_cli("packs", "--show", "spy")
     assert r.returncode == 0 and "slot city: 48 values" in r.stdout
     import re

@@ -206,7 +206,7 @@ def plan(count, seed, pack, as_json):
 
         click.echo(f"#{card.id}  {card.title}")
         for role, ch in card.cast.items():
-            click.echo(f"  {role + ':':7}{person(ch)}")
+            click.echo(f"  {role}: {person(ch)}")
         click.echo("  " + "; ".join(f"{k}: {v}" for k, v in card.slots.items() if len(v) <= 40))
         for i, beat in enumerate(card.beats, 1):
             click.echo(f"  {i}. {beat}")
