@@ -4,6 +4,7 @@ first 250 words of each story as the published human references use.
 
     python bench/diversity.py --n 100                    # writes bench/out/diversity-100 (resumable)
     python bench/diversity.py --n 100 --seeds PATH       # reference folder (default ../shared/reference/seeds)
+    python bench/diversity.py --pack bedtime --n 100     # another pack: bench/out/diversity-bedtime-100
 
 Prints the side-by-side table, the ratio corpus / reference for each lexical
 metric, every goal with met / missed, and the card-based recurrence.
@@ -21,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from fabula.checks import words  # noqa: E402
+from fabula.checks import holds_word, words  # noqa: E402
+from fabula.packs import load_pack  # noqa: E402
 from fabula.records import Card  # noqa: E402
 from fabula.reporting.metrics import measure  # noqa: E402
 from fabula.score import TERMS, coverage, story_slips  # noqa: E402
@@ -37,20 +39,26 @@ GOALS = [
     ("near_duplicate_pairs", "near-duplicate pairs", 0),
     ("stock_phrase_story_share", "stories with a stock phrase", 0.02),
 ]
-RECUR_GOALS = [("first_name", 0.02), ("city", 0.10), ("weather", 0.15), ("venue", 0.15), ("summons", 0.15), ("ending", 0.15)]
+
+def recur_goals(pack, n: int) -> list[tuple[str, float]]:
+    """The top share each recurrence may reach: the pack's caps (first names,
+    every slot), a count cap (>= 1) as its share of n."""
+    return [(k, c if c < 1 else c / n) for k, c in [("first_name", pack.cap("first_name"))] + [(s, pack.cap(s)) for s in pack.slots]]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pack", default="spy", help="built-in pack name or a .toml path")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seeds", type=Path, default=HERE.parent.parent / "shared" / "reference" / "seeds")
     ap.add_argument("--first-words", type=int, default=250)
     ap.add_argument("extra", nargs="*", help="more options for fabula write (after --), e.g. -- --mode beats")
     a = ap.parse_args()
-    out = a.out or HERE / "out" / f"diversity-{a.n}"
-    cmd = [sys.executable, "-m", "fabula", "write", "-n", str(a.n), "--seed", str(a.seed), "--out", str(out), *a.extra]
+    pack = load_pack(a.pack)
+    out = a.out or HERE / "out" / (f"diversity-{a.n}" if a.pack == "spy" else f"diversity-{pack.name}-{a.n}")
+    cmd = [sys.executable, "-m", "fabula", "write", "-n", str(a.n), "--seed", str(a.seed), "--pack", a.pack, "--out", str(out), *a.extra]
     print("$", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -66,14 +74,14 @@ def main() -> None:
         missed += [] if ok else [label]
         show = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
         print(f"{label:<30}{show(c):>10}{show(r):>10}{ratio:>8}{goal:>8}  {'met' if ok else 'MISSED'}")
-    for field, goal in RECUR_GOALS:
+    for field, goal in recur_goals(pack, a.n):
         top = (corpus["recurrence"].get(field) or [{"value": None, "share": 0.0}])[0]
         ok = top["share"] <= goal
         missed += [] if ok else [f"top {field}"]
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
     print(f"{'distinct-2':<30}{corpus['distinct_2']:>10.3f}{ref['distinct_2']:>10.3f}{corpus['distinct_2'] / ref['distinct_2']:>8.2f}")
     print(f"{'stories / words mean':<30}{corpus['stories']:>5}/{corpus['words_mean']:<4.0f}{ref['stories']:>5}/{ref['words_mean']:<4.0f}")
-    held, planned, slips, n = 0, 0, {t: 0 for t in TERMS}, 0
+    held, planned, slips, n, whole = 0, 0, {t: 0 for t in TERMS}, 0, 0
     pasted_df: Counter = Counter()  # stories holding each word 4-gram that the pack wrote (opener or beat sentence)
     with open(out / "corpus.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -88,6 +96,7 @@ def main() -> None:
                         break
             toks = [w.lower() for w in words(" ".join(pasted))]
             pasted_df.update({tuple(toks[i:i + 4]) for i in range(len(toks) - 3)})
+            whole += all(holds_word(" ".join(paragraphs), card.slots[k]) for k in card.required)
             h, p = coverage(paragraphs, card)
             held, planned, n = held + h, planned + p, n + 1
             for k, v in story_slips(paragraphs, card).items():
@@ -95,6 +104,10 @@ def main() -> None:
     cov = held / planned if planned else 0.0
     missed += [] if cov >= 0.9 else ["plan coverage"]
     print(f"{'plan coverage':<30}{cov:>10.0%}{'':>10}{'':>8}{0.9:>8.0%}  {'met' if cov >= 0.9 else 'MISSED'}")
+    if pack.required:
+        ok = whole == n
+        missed += [] if ok else ["required words"]
+        print(f"{'stories with every required word':<30}{whole / max(n, 1):>10.0%}{'':>10}{'':>8}{1:>8.0%}  {'met' if ok else 'MISSED'}  ({', '.join(pack.required)})")
     gram, df = (pasted_df.most_common(1) or [((), 0)])[0]
     ok = df / max(n, 1) <= 0.10
     missed += [] if ok else ["pack 4-grams"]
