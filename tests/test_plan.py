@@ -1,5 +1,8 @@
 from collections import Counter
 
+import pytest
+
+from fabula.packs import builtin_names, load_pack
 from fabula.names import is_latin
 from fabula.plan import Planner, cap_count
 from fabula.records import Card
@@ -51,10 +54,28 @@ def test_caps_hold_for_a_hundred_cards(spy):
         assert max(uses.values()) - min(uses.values()) <= 1
 
 
-def test_history_continues_the_same_sequence(spy):
-    full = plan(spy, 10)
-    resumed = Planner(spy, 1, 10, history=full[:6])
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_pack_plans_the_same_cards_again_and_after_a_resume(name):
+    pack = load_pack(name)
+    full = plan(pack, 10)
+    assert [c.to_dict() for c in plan(pack, 10)] == [c.to_dict() for c in full]
+    resumed = Planner(pack, 1, 10, history=full[:6])
     assert [resumed.next().to_dict() for _ in range(4)] == [c.to_dict() for c in full[6:]]
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_pack_spreads_every_slot_and_role_under_its_caps(name):
+    pack = load_pack(name)
+    cards = plan(pack, 100)
+    for slot, values in pack.slots.items():
+        uses = Counter(c.choices[slot] for c in cards)
+        assert max(uses.values()) <= cap_count(pack.cap(slot), 100), slot
+        assert max(uses.values()) - min(uses[v] for v in values) <= 1, slot  # evenly: least-used first
+    for role in pack.roles:
+        genders = Counter(c.cast[role.name].gender for c in cards)
+        assert max(genders.values()) - min(genders[g] for g in role.genders) <= 1
+        firsts = Counter(c.cast[role.name].first for c in cards)
+        assert firsts.most_common(1)[0][1] <= max(2, cap_count(pack.cap("first_name"), 100))
 
 
 def test_feasibility_reports_caps_that_cannot_hold(spy):
