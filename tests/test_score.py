@@ -45,6 +45,13 @@ def test_stranger_is_a_first_name_the_card_does_not_hold(card):
     assert slips("Ilze thought of Tomas, and of Tomás.", tomas)["stranger"] == 0  # the card's own name, either way
 
 
+def test_contractions_and_quoted_speech_openings_are_not_names(card):
+    """From the bedtime bench: "Don't" read as the name Don dropped 37 drafts."""
+    assert slips('Ilze sat down. Tomas said, "Don\'t worry, Ilze."', card)["stranger"] == 0
+    assert slips('Tomas said, "Wait here." Ilze waited, and Don\'t was all he said.', card)["stranger"] == 0
+    assert slips("Ilze waited for Don and Tomas.", card)["stranger"] == 1  # Don, the name, is still a stranger
+
+
 def test_a_card_name_misspelt_is_a_stranger(card):
     """Seen in a 40-story read: Maglakelidze for Maghlakelidze, Shavaika for Shvaika."""
     c = recast(card, hero=replace(card.hero, last="Shvaika"), other=replace(card.cast["other"], last="Maghlakelidze"))

@@ -57,6 +57,18 @@ def test_instruct_mode_is_one_chat_request(spy):
     assert job.request() is None and job.paragraphs == ["Para one.", "Para two."]
 
 
+def test_instruct_prompts_follow_the_pack_cast_voice_and_required_words():
+    from fabula.packs import load_pack
+
+    noir = Planner(load_pack("noir"), 1, 3).next()
+    prompt = instruction(noir, 400)
+    assert "first person" in prompt and "third person" not in prompt
+    assert all(ch.full in prompt for ch in noir.cast.values()) and noir.slots["city"] in prompt
+    bed = Planner(load_pack("bedtime"), 1, 3).next()
+    prompt = instruction(bed, 180)
+    assert "third person" in prompt and f"Use these words: {bed.slots['verb']}, {bed.slots['noun']}, {bed.slots['adjective']}." in prompt
+
+
 def test_instruct_prompts_describe_what_happens_and_quote_no_beat_sentence(spy):
     planner = Planner(spy, 1, 20)
     for _ in range(20):

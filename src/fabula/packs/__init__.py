@@ -27,7 +27,6 @@ __all__ = ["Beat", "Exemplar", "Generation", "Nationality", "Pack", "Role", "bui
 
 # Fields every character has in a template: {{ hero.first }}, {{ friend.his }}, ...
 CHARACTER_FIELDS = frozenset("first last full nationality he him his He Him His".split())
-MODES = ("steer", "beats", "instruct")
 # Default caps (share of the corpus); `city` is tighter because it is the most
 # visible repeat in model-written fiction.
 DEFAULT_CAPS = {"full_name": 1.0, "first_name": 0.02, "surname": 0.02, "slot": 0.15, "city": 0.10}
