@@ -76,6 +76,8 @@ def test_every_pack_spreads_every_slot_and_role_under_its_caps(name):
         assert max(genders.values()) - min(genders[g] for g in role.genders) <= 1
         firsts = Counter(c.cast[role.name].first for c in cards)
         assert firsts.most_common(1)[0][1] <= max(2, cap_count(pack.cap("first_name"), 100))
+    for c in cards:  # no two people of one story share a first name
+        assert len({ch.first for ch in c.cast.values()}) == len(c.cast)
 
 
 def test_feasibility_reports_caps_that_cannot_hold(spy):

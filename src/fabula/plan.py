@@ -166,7 +166,9 @@ class Planner:
     def _optional_cap(self, key: str) -> str | None:
         return key if key in self.pack.caps else None
 
-    def _character(self, rng: random.Random, role: Role) -> Character:
+    def _character(self, rng: random.Random, role: Role, taken: set[str] = frozenset()) -> Character:
+        """One person for ``role``; ``taken``: first names of the card's earlier roles
+        (two Jeans in one story read as one person: seen in a noir card)."""
         nat = None
         if role.nationalities:
             # By adjective: that is what a card keeps and _count tallies.
@@ -181,7 +183,8 @@ class Planner:
         for _ in range(NAME_DRAWS):
             first, last = self._name(role, locale, gender, rng)
             full = f"{first} {last}" if last else first
-            if not is_latin(full) or (last and full in self.full_names) or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
+            if not is_latin(full) or (last and full in self.full_names) or first in taken \
+                    or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
                 best = (first, last)
@@ -207,7 +210,9 @@ class Planner:
     def next(self) -> Card:
         card_id = self.next_id
         rng = random.Random(f"fabula:{self.pack.name}:{self.seed}:{card_id}")
-        cast = {role.name: self._character(rng, role) for role in self.pack.roles}
+        cast: dict[str, Character] = {}
+        for role in self.pack.roles:  # in order: a later role never takes a first name an earlier one has
+            cast[role.name] = self._character(rng, role, {c.first for c in cast.values()})
         raw = {slot: self._pick(rng, slot, list(values), cap_key=slot) for slot, values in self.pack.slots.items()}
         # The caps above count the raw motif; its words vary per card (wording rule).
         chars = {name: _View(c) for name, c in cast.items()}
