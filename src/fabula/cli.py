@@ -25,6 +25,7 @@ EPILOG_WRITE = """\b
 Examples:
   fabula write -n 3 --out corpus                 # 3 spy stories, embedded model
   fabula write -n 50 --out corpus --seed 7       # same folder, same seed: extends to 50
+  fabula write -n 10 --pack bedtime --out bedtime  # built-in packs: spy, bedtime, noir, outpost (fabula packs)
   fabula write -n 5 --pack my_pack.toml --words 300 --out westerns
   fabula write -n 20 --backend gguf:/models/qwen.gguf --out corpus2
   fabula write -n 100 --backend openai --base-url http://127.0.0.1:8000/v1 \\
@@ -92,7 +93,7 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Stories the corpus should hold.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="corpus", show_default=True, help="Corpus folder (created, or continued).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Plans and sampling derive from it; same seed, same corpus.")
-@click.option("--pack", default="spy", show_default=True, help="Built-in pack name or path to a pack .toml.")
+@click.option("--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml.")
 @click.option("--backend", default="embedded", show_default=True, help="embedded | gguf:PATH | fake")
 @click.option("--words", type=click.IntRange(min=40), default=None, help="Target length in words [default: the pack's, 450 for spy].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Sampling temperature [default: the pack's].")
@@ -181,7 +182,7 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
 @main.command()
 @click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Cards to plan.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--pack", default="spy", show_default=True, help="Built-in pack name or path to a pack .toml.")
+@click.option("--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON card per line instead of text.")
 def plan(count, seed, pack, as_json):
     """Print the cards a run would write, without writing.

@@ -184,7 +184,7 @@ class Planner:
             first, last = self._name(role, locale, gender, rng)
             full = f"{first} {last}" if last else first
             if not is_latin(full) or (last and full in self.full_names) or first in taken \
-                    or first.lower() in self.avoid_names or full.lower() in self.avoid_names:
+                    or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
                 best = (first, last)
