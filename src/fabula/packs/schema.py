@@ -118,7 +118,7 @@ class Exemplar(Strict):
 
 class Avoid(Strict):
     phrases: list[Text] = []  # banned while sampling; a draft that holds one is drawn again
-    names: list[Text] = []  # never given to a character
+    names: list[Text] = []  # never given to a character (as a first name, surname or full name)
 
 
 class Titles(Strict):
