@@ -385,7 +385,7 @@ def _describe(p) -> None:
     click.echo(f"  words {p.words} ({p.min_words}-{p.max_words}), mode {p.generation.mode}")
     for r in p.roles:
         source = (f"{len(p.nationalities_for(r))} nationalities" if r.nationalities else f"Faker {r.locale}" if r.locale
-                  else f"{sum(len(v) for v in r.first_names.values())} first names in the pack")
+                  else f"{sum(p.grammar.count(x) for v in r.first_names.values() for x in v)} first names in the pack")  # grammar expansions
         click.echo(f"  role {r.name}: {'/'.join(r.genders)}, names from {source}" + (f", traits {', '.join(r.traits)}" if r.traits else ""))
     g = p.grammar
     for slot, values in p.slots.items():
