@@ -71,7 +71,12 @@ class Pack:
         return round(words * self.min_words / self.words), round(words * self.max_words / self.words)
 
     def nationalities_for(self, role: Role) -> list[Nationality]:
-        return [n for n in self.nationalities if n.roles is None or role.name in n.roles] if role.nationalities else []
+        return _open_to(self.nationalities, role)
+
+
+def _open_to(nationalities, role: Role) -> list[Nationality]:
+    """The nationalities a role may draw (none unless it draws nationalities)."""
+    return [n for n in nationalities if n.roles is None or role.name in n.roles] if role.nationalities else []
 
 
 def builtin_names() -> list[str]:
@@ -134,7 +139,7 @@ def _dotted(loc: tuple) -> str:
     return "".join(f"[{s}]" if isinstance(s, int) else (f".{s}" if i else s) for i, s in enumerate(loc)) or "pack"
 
 
-def _schema_error(e: pydantic.ValidationError, w: _Where, data: dict) -> PackError:
+def _schema_error(e: pydantic.ValidationError, w: _Where) -> PackError:
     err = e.errors()[0]
     loc = tuple(s for s in err["loc"] if s != "[key]")  # pydantic's marker for a dict key (the key is the last step)
     kind, msg = err["type"], err["msg"].removeprefix("Value error, ")
@@ -158,7 +163,7 @@ def parse_pack(text: str, source: str = "<pack>") -> Pack:
     try:
         f = PackFile.model_validate(data)
     except pydantic.ValidationError as e:
-        raise _schema_error(e, w, data) from None
+        raise _schema_error(e, w) from None
     try:
         grammar = Grammar({k: tuple(v) for k, v in f.grammar.items()})
     except GrammarError as e:
@@ -187,7 +192,7 @@ def _check_cast(f: PackFile, w: _Where) -> None:
             raise w.err(("roles", i, "name"), f"{r.name!r} is used twice (roles and slots share one namespace)", "rename one")
         if r.locale and r.locale not in SUPPORTED_LOCALES:
             raise w.err(("roles", i, "locale"), f"{r.locale!r} is not a name locale fabula supports", f"use one of: {', '.join(sorted(SUPPORTED_LOCALES))}")
-        mine = [n for n in f.nationalities if n.roles is None or r.name in n.roles] if r.nationalities else []
+        mine = _open_to(f.nationalities, r)
         if r.nationalities and not mine:
             raise w.err(("roles", i, "nationalities"), "no [[nationalities]] table is open to this role", f'add one, or list "{r.name}" in its roles')
         for t in r.traits:
