@@ -60,6 +60,7 @@ def test_meta_text_is_dropped(text):
     "For many years he kept a stall. I met him at one of his stalls.",
     "What exactly is the story about?",
     "Later he told me about the informer.",
+    "\u201cI just don\u2019t see it,\u201d says Odina, who has worked on some TV shows.",
 ])
 def test_reportage_voice_is_dropped(text):
     v = degeneration(text)

@@ -45,6 +45,17 @@ def test_stranger_is_a_first_name_the_card_does_not_hold(card):
     assert slips("Ilze thought of Tomas, and of Tomás.", tomas)["stranger"] == 0  # the card's own name, either way
 
 
+def test_a_surname_no_character_has_is_a_stranger(card):
+    """From the 100-story bench: invented people the first-name term missed."""
+    assert slips("Ilze met Colonel Gabrielov at the club.", card)["stranger"] == 1
+    assert slips("Tomas had worked for Zaremska, and later for Kollaevsky.", card)["stranger"] == 2
+    assert slips("Ilze Ozola took the train from Rostov, past a portrait of Brezhnev.", card)["stranger"] == 0  # a city, a leader
+    assert slips("Ilze spoke Russian with Tomas Berg.", card)["stranger"] == 0  # -ian is an adjective's ending too
+    ozolova = recast(card, hero=replace(card.hero, last="Ozolova"))
+    assert slips("The neighbours knew her as Ozolova.", ozolova)["stranger"] == 0  # the card's own surname
+    assert slips("Gabrielov was waiting.", card)["stranger"] == 0  # a sentence's first word may be any word
+
+
 def test_contractions_and_quoted_speech_openings_are_not_names(card):
     """From the bedtime bench: "Don't" read as the name Don dropped 37 drafts."""
     assert slips('Ilze sat down. Tomas said, "Don\'t worry, Ilze."', card)["stranger"] == 0
@@ -102,6 +113,8 @@ def test_first_person_outside_dialogue(card):
 
 def test_reportage(card):
     assert slips("Ilze says now that the job was easy.", card)["reportage"] == 1
+    assert slips('"I just do not see it anymore," says Ilze, who has worked in television.', card)["reportage"] == 1
+    assert slips('"I do not see it," said Ilze.', card)["reportage"] == 0
 
 
 def test_encyclopedic_is_the_voice_of_a_biography_or_a_press_report(card):
@@ -110,6 +123,9 @@ def test_encyclopedic_is_the_voice_of_a_biography_or_a_press_report(card):
     assert slips(bio, card)["encyclopedic"] == 4
     assert slips("Tomas Berg (b. 1945) is best known for his silence.", card)["encyclopedic"] == 2
     assert slips("Ilze was born in Riga, and nobody knew what she had published in the old days.", card)["encyclopedic"] == 0
+    news = "Ilze works for the Interfax agency and writes for the largest media outlet in Riga."
+    assert slips(news, card)["encyclopedic"] == 2
+    assert slips("Tomas had been the Reuters correspondent in Riga.", card)["encyclopedic"] == 0  # an old cover, not a source
 
 
 def test_markup_and_special_tokens(card):

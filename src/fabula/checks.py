@@ -75,7 +75,7 @@ def holds_word(text: str, word: str) -> bool:
 
 
 def cast(text: str, card: Card) -> Verdict:
-    """The story's people are the card's: no first name that no character has
+    """The story's people are the card's: no first name or surname that no character has
     (``stranger-name``), and no he/she outside dialogue for a gender that no
     character has (``pronoun``). The scorer's terms, as a check."""
     from fabula.score import slips  # score builds on this module's patterns
@@ -102,7 +102,7 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
 # News-report voice instead of fiction: present-tense attribution ("she says
 # now"), an interviewer ("I met him", "I asked"), questions about the story.
 REPORTAGE = re.compile(
-    r"\b(?:he|she|they|[A-Z][a-z]+) says\b|\bsays now\b|\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b|"
+    r"\b(?:he|she|they|[A-Z][a-z]+) says\b|\bsays now\b|\bsays (?:he|she|[A-Z][a-z]+)\b|\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b|"
     r"\b[Ww]hat (?:exactly )?is the story\b|\btold (?:me|us) (?:about|that)\b",
 )
 

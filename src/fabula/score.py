@@ -11,8 +11,9 @@ Terms (one line each in the README):
   paragraph but the text does not name (names by first or last name; the city
   and venue by their own words).
 - ``stranger``: a person's first name that no card character has (checked
-  against the first names of every name locale the packs use), or a card
-  character's name misspelt (one edit away; two for long names).
+  against the first names of every name locale the packs use), a surname no
+  card character has (a word of a surname's ending: -ov, -enko, -ski, -idze,
+  ...), or a card character's name misspelt (one edit away; two for long names).
 - ``pronoun``: he/him/his or she/her used outside dialogue where no card
   character has that gender.
 - ``era``: a year after the card's present, or before 1900, or next to an
@@ -53,13 +54,15 @@ WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-p
            "reportage": 2.0, "encyclopedic": 2.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
 # A small base model drifts into the register of what it read most: biographies
 # and news (seen in the 100-story bench: "Odina Sabrinova (born in 1945)",
-# "Her book ... was published by", "an international bestseller").
+# "Her book ... was published by", "an international bestseller"; in a 10-story
+# read: "works for the Interfax news agency", "largest media outlet - Reuters").
 ENCYCLOPEDIC = re.compile(
     r"\((?:born\b|née\b|died\b|b\. ?\d|d\. ?\d)|\(\d{4}\s*[-–]\s*\d{2,4}\)|\bborn (?:in|on) (?:\w+ )?\d{4}\b|"
     r"\b(?:was|were|is|are) (?:first )?published\b|\bbest-?sell(?:er|ing)\b|\bcopies sold\b|"
     r"\btold (?:reporters|journalists|the press|the BBC|[A-Z][A-Za-z]+ (?:News|Times|Post))\b|"
     r"\baccording to (?:the |a )?(?:report|reports|sources|police|officials|the newspaper)\b|"
-    r"\bis (?:best )?known (?:as|for)\b|\bis portrayed\b|\bwas portrayed\b",
+    r"\bis (?:best )?known (?:as|for)\b|\bis portrayed\b|\bwas portrayed\b|"
+    r"\bmedia outlets?\b|\b(?:Interfax|Reuters|RIA Novosti)\b(?! (?:correspondent|man|office|bureau))",
 )
 TERMS = tuple(WEIGHTS)
 
@@ -98,6 +101,27 @@ NAME_WORDS = frozenset("Will May June April August Rose Grace Mark Bill Art Hope
                        "Gale Chase Miles Wade Lane Dean Guy Earl Duke King Prince Baron Sterling Christian Angel "
                        "Constance Prudence Patience Honor Liberty Justice Eve Carol Holly Daisy Heather Fern German Love "
                        "Norman Roman Celestine Clement Ernest Florence Lorraine Marine Trinity Paris Sofia Victoria".split())
+
+
+# A capitalised word of these endings is a surname in every language fabula
+# names people in (Russian -ov/-eva, Ukrainian -enko/-chuk, Polish -ski/-ska,
+# Serbo-Croat -ić, Georgian -idze/-shvili, Armenian -yan, Lithuanian -auskas,
+# Finnish -inen, ...): in the 100-story bench the model's invented people
+# ("Gabrielov", "Kollaevsky", "Zaremska", "Bavyardov") were these, and the
+# first-name term missed every one. Not -ian: "Russian", "Hungarian".
+SURNAME = re.compile(r"[A-Z][^\W\d_]{2,}(?:ov|ova|ev|eva|yov|yova|enko|chuk|sky|skaya|skiy|ski|ska|vich|ovna|evna|idze|"
+                     r"shvili|escu|ić|ič|ović|ovic|evic|yan|oglu|zade|aitis|aitė|auskas|ienė|inen|sson)")
+# Words of those shapes that are not people of the story: places, brands, and
+# the era's public figures a story may well name.
+NOT_SURNAMES = frozenset(
+    "Rostov Kharkov Lvov Pskov Saratov Kishinev Chernigov Tambov Kirov Orlov Yaroslavl Kaliningrad Tiraspol Alaska "
+    "Nebraska Gdansk Polyanka Sheremetyevo Vnukovo Domodedovo Pulkovo Borispol Zhukovsky Mayakovsky Dzerzhinsky "
+    "Lenin Stalin Khrushchev Brezhnev Andropov Chernenko Gorbachev Yeltsin Lukashenko Molotov Zhukov Beria Trotsky "
+    "Dostoevsky Dostoyevsky Tchaikovsky Stravinsky Rachmaninov Prokofiev Mendeleev Nabokov Chekhov Korolev Pavlov "
+    "Kalashnikov Tupolev Antonov Ilyushin Yakovlev Mikoyan Kamov Sikorsky Moskvich Smirnov Milošević Milosevic "
+    "Ceaușescu Ceausescu Ceauşescu Tudjman Tuđman Shevardnadze Andersson Nilsson Karlsson Larsson Stroganov "
+    "Romanov Rasputin Tolstoy Gogol Pushkin Lermontov Turgenev Bulgakov Shostakovich Kandinsky Malevich Ivanovich "
+    "Warszawski Warszawska Nevsky Kutuzov Suvorov Sakharov Solzhenitsyn Gagarin Tereshkova Kasparov Karpov Spassky".split())
 
 
 @dataclass
@@ -236,14 +260,17 @@ def _misdated(text: str, year: re.Match, y: int) -> bool:
 
 
 def strangers(text: str, card: Card) -> list[str]:
-    """First names in the text that no card character has: capitalised words
-    inside a sentence (a sentence's first word may be any word: "Said", "Tea");
-    and, anywhere, a card name misspelt (see misspelt)."""
+    """People in the text that the card does not hold: capitalised words
+    inside a sentence (a sentence's first word may be any word: "Said", "Tea")
+    that are a known first name or have a surname's ending (SURNAME); and,
+    anywhere, a card name misspelt (see misspelt)."""
     own, names = card_words(card), known_first_names()
     out = []
     for m in CAPITAL.finditer(text):
         w = m.group(1)
-        if w in names and w not in own and w not in NAME_WORDS and not SENTENCE_START.search(text[:m.start()]):
+        if w in own or SENTENCE_START.search(text[:m.start()]):
+            continue
+        if (w in names and w not in NAME_WORDS) or (SURNAME.fullmatch(w) and w not in NOT_SURNAMES):
             out.append(w)
     return out + misspelt(text, card, own)
 
