@@ -3,26 +3,34 @@
 (a) reference: llama-cpp-python's high-level ``Llama.create_completion``, one
     prompt after another (what a user's own script, or distilabel's
     LlamaCppLLM, does);
-(b) fabula's embedded backend at B = 1, 2, 4, 8, 16 sequences per decode;
+(b) fabula's embedded backend at B = 1, 2, 4, 8, 16, 32, 64 sequences per decode;
 (c) the ceiling at each B: a bare loop written here (``ceiling``), one
     llama_decode per step for B sequences and the cheapest sampling, nothing
     else: how much of what llama.cpp can do here fabula keeps.
 
 Same model, prompts (frame + title + first beat of real cards), sampling
 (temperature 0.8, top-k 64, top-p 0.92, repeat penalty 1.18), thread count and
-length limit (``--tokens`` per prompt; either side may stop earlier at
-end-of-text): tokens/s = tokens generated / wall time, prompt processing
-included. Runs interleave: every
-fabula measurement is preceded by a reference measurement, and each ratio is
-taken against the mean of the references of its round.
+length (``--tokens`` per prompt: fabula and the ceiling never end a sequence
+before it, so both decode the same shape, with no half-empty batch at the end;
+the plain loop may stop earlier at end-of-text, which it seldom does):
+tokens/s = tokens generated / wall time, prompt processing included. A run at
+B <= 16 has 16 prompts, one at larger B has B (one full batch). Runs
+interleave: every fabula measurement is preceded by a reference measurement
+(16 prompts; it runs them one after another, so its rate does not depend on
+how many), and ratios are taken against the mean of the references.
 
-Best of k: the same prompts at B = 16 with k = 4 candidates per prompt (4
-lanes of 4 sequences, each prompt decoded once and copied) against k = 1,
-measured one after the other: kept words per second (the words of the one
-candidate a prompt keeps) at k = 4 over k = 1.
+Best of k: the same B prompts at the default batch B with k = 4 candidates per
+prompt (B/4 lanes of 4 sequences, each prompt decoded once and copied) against
+k = 1, measured one after the other, sequences ending where the model ends
+them: kept words per second (the words of the one candidate a prompt keeps)
+at k = 4 over k = 1.
 
-    python bench/embedded.py            # 16 prompts x 96 tokens, 1 round
-    python bench/embedded.py --quick    # under a minute
+    python bench/embedded.py            # B = 1..64 and best of k (about 12 min on 2 cores)
+    python bench/embedded.py --quick    # B = 1 and 16 (about 2 min)
+
+``--quick`` keeps the full bench's prompts and token count (96 new tokens
+after a real first paragraph's prompt) and runs only B = 1 and 16, so its
+ratios predict the full bench's.
 """
 
 from __future__ import annotations
@@ -34,9 +42,11 @@ import time
 from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
 
 from fabula.backends.base import Request  # noqa: E402
+from fabula.api import DEFAULT_BATCH  # noqa: E402
 from fabula.backends.embedded import EmbeddedBackend, default_model_path  # noqa: E402
 
 TEMP, TOP_P, TOP_K, PENALTY = 0.8, 0.92, 64, 1.18
+PROMPTS = 16  # per run at B <= 16; a run at larger B has B prompts (one full batch)
 
 
 def reference(llm, texts: list[str], tokens: int) -> tuple[int, float]:
@@ -64,7 +74,7 @@ def ceiling(backend: EmbeddedBackend, texts: list[str], tokens: int, b: int) -> 
     ctx = L.llama_init_from_model(model, cp)
     batch = L.llama_batch_init(cp.n_batch, 0, 1)
     mem, n_vocab, rng = L.llama_get_memory(ctx), backend.n_vocab, np.random.default_rng(0)
-    eog = backend._eog
+    eog = np.array(sorted(backend._eog))
 
     def add(tok: int, pos: int, seq: int, logits: bool) -> None:
         n = batch.n_tokens
@@ -83,23 +93,18 @@ def ceiling(backend: EmbeddedBackend, texts: list[str], tokens: int, b: int) -> 
                 add(t, i, s, i == len(toks) - 1)
             at.append(batch.n_tokens - 1)
         pos = [len(t) for t in group]
-        live = list(range(len(group)))
         for _ in range(tokens):
             L.llama_decode(ctx, batch)
-            out, batch.n_tokens = [], 0
-            for row, s in zip(at, live):
+            batch.n_tokens = 0
+            for s, row in enumerate(at):
                 x = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
+                x[eog] = -np.inf  # every sequence runs to the length limit, as fabula's do here
                 top = np.argpartition(x, -TOP_K)[-TOP_K:]
                 p = np.exp((x[top] - x[top].max()) / TEMP)
-                tok = int(top[rng.choice(TOP_K, p=p / p.sum())])
-                total += 1
-                if tok not in eog:
-                    add(tok, pos[s], s, True)
-                    pos[s] += 1
-                    out.append(s)
-            live, at = out, list(range(len(out)))
-            if not live:
-                break
+                add(int(top[rng.choice(TOP_K, p=p / p.sum())]), pos[s], s, True)
+                pos[s] += 1
+            total += len(group)
+            at = list(range(len(group)))
     sec = time.perf_counter() - t0
     L.llama_batch_free(batch)
     L.llama_free(ctx)
@@ -107,7 +112,7 @@ def ceiling(backend: EmbeddedBackend, texts: list[str], tokens: int, b: int) -> 
 
 
 def fabula(backend: EmbeddedBackend, texts: list[str], tokens: int) -> tuple[int, float]:
-    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i,
+    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, min_tokens=tokens, stop_at_newline=False, seed=i,
                                        temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY) for i, p in enumerate(texts)])
 
 
@@ -126,32 +131,32 @@ def kept_words(backend: EmbeddedBackend, texts: list[str], tokens: int, k: int) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="8 prompts x 24 tokens, B = 1, 4, 8")
-    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--quick", action="store_true", help="B = 1 and 16 only, no best-of rows")
     ap.add_argument("--tokens", type=int, default=96)
-    ap.add_argument("--batches", default="1,2,4,8,16")
+    ap.add_argument("--batches", default="1,2,4,8,16,32,64")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
     if a.quick:
-        a.prompts, a.tokens, a.batches = 8, 24, "1,4,8"
+        a.batches = "1,16"
     batches = [int(b) for b in a.batches.split(",")]
-    texts = card_prompts(a.prompts)
+    texts = card_prompts(max(PROMPTS, *batches, DEFAULT_BATCH))
+    ref_texts = texts[:PROMPTS]
 
     from llama_cpp import Llama
 
     path = default_model_path()
     llm = Llama(model_path=path, n_ctx=1024, n_batch=512, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
-    print(f"model {os.path.basename(path)}, {a.prompts} prompts x {a.tokens} tokens, {a.threads} threads", flush=True)
+    print(f"model {os.path.basename(path)}, max({PROMPTS}, B) prompts x {a.tokens} tokens, {a.threads} threads", flush=True)
     reference(llm, texts[:1], 4)  # warm-up
     refs, rows = [], []
     for b in batches:
-        n, s = reference(llm, texts, a.tokens)
+        n, s = reference(llm, ref_texts, a.tokens)
         refs.append(n / s)
         print(f"  reference run: {n / s:7.1f} tokens/s", flush=True)
         backend = EmbeddedBackend.load(threads=a.threads, batch=b, words=120)
         fabula(backend, texts[:1], 4)  # warm-up
-        n, s = fabula(backend, texts, a.tokens)
-        cn, cs = ceiling(backend, texts, a.tokens, b)
+        n, s = fabula(backend, texts[:max(PROMPTS, b)], a.tokens)
+        cn, cs = ceiling(backend, texts[:max(PROMPTS, b)], a.tokens, b)
         rows.append((b, n / s, cn / cs))
         print(f"  fabula B={b:<2}:    {n / s:7.1f} tokens/s   ceiling {cn / cs:7.1f}", flush=True)
     ref = sum(refs) / len(refs)
@@ -164,13 +169,15 @@ def main() -> None:
         print(f"{'fabula B=' + str(b):<22}{tps:>10.1f}{tps / ref:>8.2f}{ceil:>10.1f}{tps / ceil:>12.2f}{mark}")
     b1 = next((tps for b, tps, _ in rows if b == 1), None)
     b1_text = f"{b1 / ref:.2f}" if b1 else "n/a"
-    bk = max(batches)
-    if bk >= 4:
+    bk = DEFAULT_BATCH
+    if not a.quick:
         backend = EmbeddedBackend.load(threads=a.threads, batch=bk, words=120)
-        w1, t1 = kept_words(backend, texts, a.tokens, 1)
-        w4, t4 = kept_words(backend, texts, a.tokens, 4)
+        w1, t1 = kept_words(backend, texts[:bk], a.tokens, 1)
+        w4, t4 = kept_words(backend, texts[:bk], a.tokens, 4)
         print(f"{'best of 1, B=' + str(bk):<22}{t1:>10.1f}   {w1:6.1f} kept words/s")
         print(f"{'best of 4, B=' + str(bk):<22}{t4:>10.1f}   {w4:6.1f} kept words/s   ratio {w4 / w1:.2f}")
+    low = min(rows, key=lambda r: r[1] / r[2])
+    print(f"lowest share of the ceiling: {low[1] / low[2]:.2f} at B={low[0]}")
     print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}; "
           f"ceiling ratio at B={best[0]}: {best[1] / best[2]:.2f}")
 

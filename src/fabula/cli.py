@@ -103,7 +103,7 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--avoid", "avoid_path", type=click.Path(dir_okay=False), default=None, help="Extra phrases to keep out, one per line.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the embedded model [default: all cores].")
 @click.option("--batch", type=click.IntRange(1, 64), default=None,
-              help="Sequences decoded together by the embedded model, --best-of K per story [default: min(16, N x K); see README].")
+              help="Sequences decoded together by the embedded model, --best-of K per story [default: min(32, N x K); see README].")
 @click.option("--mode", type=click.Choice(["steer", "beats", "instruct"]), default=None,
               help="steer: each paragraph opens with a few words carrying the card's people and places, the model "
                    "writes the rest; beats: the model continues the pack's whole beat sentence; instruct: one chat "

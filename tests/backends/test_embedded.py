@@ -161,3 +161,30 @@ def test_best_of_samples_distinct_candidates_reproducibly(batch4):
 def test_best_of_larger_than_the_batch_is_refused(model):
     with pytest.raises(BackendError, match="--batch 2"):
         model.complete(Request(prompt=PROMPT, max_tokens=4, seed=1, n=2))
+
+
+def test_default_batch_and_best_of_are_deterministic_and_keep_banned_phrases_out():
+    """At the write's defaults (DEFAULT_BATCH sequences, lanes of DEFAULT_BEST_OF
+    candidates), twice as many jobs as lanes: the same seeds give the same
+    bytes, and a phrase the unbanned run wrote is in no candidate once banned."""
+    from fabula.api import DEFAULT_BATCH, DEFAULT_BEST_OF
+    from fabula.backends.base import OneShot
+    from fabula.backends.embedded import EmbeddedBackend
+    from fabula.checks import phrase_pattern, words
+
+    be = EmbeddedBackend.load(batch=DEFAULT_BATCH, words=120)
+    lanes = DEFAULT_BATCH // DEFAULT_BEST_OF
+
+    def run(ban=()):
+        jobs = [OneShot(Request(prompt=PROMPT, max_tokens=16, min_tokens=16, stop_at_newline=False, seed=s, temperature=1.0,
+                                n=DEFAULT_BEST_OF, ban=ban)) for s in range(2 * lanes)]
+        list(be.run(iter(jobs)))
+        return [c for j in jobs for c in j.result.candidates]
+
+    a, b = run(), run()
+    assert a == b and len(a) == 2 * lanes * DEFAULT_BEST_OF and len(set(a)) > len(a) // 2
+    w = words(a[0].lower())
+    phrase = next(p for p in (f"{x} {y}" for x, y in zip(w[2:], w[3:])) if phrase_pattern([p]).search(a[0]))
+    banned = run(ban=(phrase,))  # two words the unbanned run wrote, as it wrote them
+    assert banned == run(ban=(phrase,))
+    assert banned != a and not [c for c in banned if phrase_pattern([phrase]).search(c)]
