@@ -128,6 +128,13 @@ def test_encyclopedic_is_the_voice_of_a_biography_or_a_press_report(card):
     assert slips("Tomas had been the Reuters correspondent in Riga.", card)["encyclopedic"] == 0  # an old cover, not a source
 
 
+def test_aside_is_a_parenthesis_in_the_narration(card):
+    text = "Ilze went to the embassy (which she did not own) and waited (as long ago)."
+    assert slips(text, card)["aside"] == 2
+    assert slips('Ilze waited. "Not now (or ever)," Tomas said.', card)["aside"] == 0  # in speech, a character's own words
+    assert slips("Ilze waited, and then, because Tomas was late, she left.", card)["aside"] == 0
+
+
 def test_markup_and_special_tokens(card):
     assert slips("Ilze left. <start_of_image> [multimodal]", card)["markup"] == 2
 
@@ -171,5 +178,5 @@ def test_coverage_counts_anchors_in_their_own_paragraph(card):
 
 
 def test_every_term_is_weighted():
-    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "markup",
+    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "aside", "markup",
                           "meta", "unfinished"}

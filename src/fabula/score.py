@@ -25,6 +25,9 @@ Terms (one line each in the README):
 - ``encyclopedic``: the voice of a biography or a press report instead of a
   story ("(born 1945)", "was published by", "a bestseller", "told reporters",
   "according to").
+- ``aside``: a parenthesis in the narration: the small model's habit of
+  explaining itself in brackets ("(which Nani did not own)", "(and it did)":
+  three or four a story in a 10-story read), rare in published fiction.
 - ``markup``: special tokens, tags, brackets, asterisks, links, headings.
 - ``meta``: text about the text ("this story", "(see story below)", …).
 - ``unfinished``: the paragraph stops mid-sentence (an opener the model
@@ -51,7 +54,7 @@ from fabula.records import Card
 # Weights for choosing among candidates: a wrong person or a markup token ruins
 # a paragraph; a missing anchor is bad; a stray year is small.
 WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-person": 1.5,
-           "reportage": 2.0, "encyclopedic": 2.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
+           "reportage": 2.0, "encyclopedic": 2.0, "aside": 1.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
 # A small base model drifts into the register of what it read most: biographies
 # and news (seen in the 100-story bench: "Odina Sabrinova (born in 1945)",
 # "Her book ... was published by", "an international bestseller"; in a 10-story
@@ -233,6 +236,7 @@ def slips(text: str, card: Card) -> Counter:
         out["first-person"] += len(FIRST_PERSON.findall(narration))
         out["reportage"] += len(REPORTAGE.findall(text))
     out["encyclopedic"] += len(ENCYCLOPEDIC.findall(text))
+    out["aside"] += narration.count("(")
     out["markup"] += len(MARKUP.findall(text))
     out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
