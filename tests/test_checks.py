@@ -49,6 +49,7 @@ def test_required_words_must_appear_in_some_form(spy):
     "He left.\n\nThe End",
     "Read more at http://example.com",
     "**Title: The Exchange**",
+    "She runs her own business: ringerinari.com for example.",
 ])
 def test_meta_text_is_dropped(text):
     v = degeneration(text)

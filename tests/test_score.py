@@ -56,6 +56,13 @@ def test_a_surname_no_character_has_is_a_stranger(card):
     assert slips("Gabrielov was waiting.", card)["stranger"] == 0  # a sentence's first word may be any word
 
 
+def test_a_card_first_name_with_another_surname_is_a_stranger(card):
+    """Seen in a 10-story read: "Validə Kets" for Validə Məmmədli."""
+    assert slips("Ilze Kets wrote to Tomas.", card)["stranger"] == 1
+    assert slips("Ilze Ozola wrote to Tomas Berg. Ilze waited.", card)["stranger"] == 0
+    assert slips("Ilze Ozólá wrote to Tomas.", card)["stranger"] == 0  # the card's surname without its accents folds back
+
+
 def test_contractions_and_quoted_speech_openings_are_not_names(card):
     """From the bedtime bench: "Don't" read as the name Don dropped 37 drafts."""
     assert slips('Ilze sat down. Tomas said, "Don\'t worry, Ilze."', card)["stranger"] == 0

@@ -22,7 +22,7 @@ WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-žȘ-ț'’-]+")
 META = re.compile(
     r"this (short )?story|originally published|first published|all rights reserved|copyright|"
     r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
-    r"https?://|www\.|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
+    r"https?://|www\.|\b[a-z0-9-]+\.(?:com|org|net)\b|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
     r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
     r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>|\(see\b|\bstory (?:below|above)\b",
     re.IGNORECASE | re.MULTILINE,

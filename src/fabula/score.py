@@ -169,6 +169,9 @@ def card_words(card: Card) -> set[str]:
     parts = [card.title, *(x for ch in card.cast.values() for x in (ch.full, ch.nationality, *ch.traits.values())),
              *card.slots.values(), *card.beats]
     own = {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
+    # Names whole, as written: words() stops at letters outside Latin-1 and
+    # Latin Extended-A (Azerbaijani ə of "Məmmədli").
+    own |= {x for ch in card.cast.values() for x in re.split(r"[\s-]+", ch.full) if x}
     return own | {_fold(w) for w in own}  # Tomás written Tomas is still Tomás
 
 
@@ -267,7 +270,8 @@ def strangers(text: str, card: Card) -> list[str]:
     """People in the text that the card does not hold: capitalised words
     inside a sentence (a sentence's first word may be any word: "Said", "Tea")
     that are a known first name or have a surname's ending (SURNAME); and,
-    anywhere, a card name misspelt (see misspelt)."""
+    anywhere, a card character's first name with another surname, or a card
+    name misspelt (see wrong_surnames, misspelt)."""
     own, names = card_words(card), known_first_names()
     out = []
     for m in CAPITAL.finditer(text):
@@ -276,7 +280,19 @@ def strangers(text: str, card: Card) -> list[str]:
             continue
         if (w in names and w not in NAME_WORDS) or (SURNAME.fullmatch(w) and w not in NOT_SURNAMES):
             out.append(w)
-    return out + misspelt(text, card, own)
+    mis = misspelt(text, card, own)
+    return out + [w for w in wrong_surnames(text, card, own) if w not in out and w not in mis] + mis
+
+
+def wrong_surnames(text: str, card: Card, own: set[str]) -> list[str]:
+    """A card character's first name followed by a capitalised word that is
+    not on the card: a second surname, so a second person ("Validə Kets" for
+    Validə Məmmədli, in a 10-story read)."""
+    firsts = {ch.first for ch in card.cast.values() if ch.last and ch.first}
+    if not firsts:
+        return []
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(firsts))) + r") ([A-Z][^\W\d_]{2,})\b")
+    return [m.group(1) for m in pattern.finditer(text) if m.group(1) not in own and _fold(m.group(1)) not in own]
 
 
 NAME_LIKE = re.compile(r"\b([^\W\d_][^\W\d_'’-]{4,})\b")
