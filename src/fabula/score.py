@@ -276,9 +276,8 @@ def strangers(text: str, card: Card) -> list[str]:
     out = []
     for m in CAPITAL.finditer(text):
         w = m.group(1)
-        if w in own or SENTENCE_START.search(text[:m.start()]):
-            continue
-        if (w in names and w not in NAME_WORDS) or (SURNAME.fullmatch(w) and w not in NOT_SURNAMES):
+        person = (w in names and w not in NAME_WORDS) or (SURNAME.fullmatch(w) and w not in NOT_SURNAMES)
+        if person and w not in own and not SENTENCE_START.search(text[:m.start()]):
             out.append(w)
     mis = misspelt(text, card, own)
     return out + [w for w in wrong_surnames(text, card, own) if w not in out and w not in mis] + mis
