@@ -62,4 +62,6 @@ class FakeBackend(Backend):
             rng = random.Random(f"{request.seed}:{request.prompt[-200:]}")
             lo, hi = max(request.min_tokens, 1), max(request.max_tokens, request.min_tokens, 2)
             text = " " + filler(rng, int(rng.randint(lo, hi) * 0.75))
+            if request.prompt and request.prompt.rstrip()[-1:] not in ".!?\"'”’:":
+                text = " " + text[1].lower() + text[2:]  # continues an opener's sentence, as a model would
         return Completion(text=text, tokens=max(1, round(len(text.split()) / 0.75)), seconds=0.0)
