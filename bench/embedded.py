@@ -19,14 +19,20 @@ interleave: every fabula measurement is preceded by a reference measurement
 (16 prompts; it runs them one after another, so its rate does not depend on
 how many), and ratios are taken against the mean of the references.
 
-Best of k: the same B prompts at the default batch B with k = 4 candidates per
-prompt (B/4 lanes of 4 sequences, each prompt decoded once and copied) against
-k = 1, measured one after the other, sequences ending where the model ends
-them: kept words per second (the words of the one candidate a prompt keeps)
-at k = 4 over k = 1.
+Best of k, two ways, at the default batch:
+- candidate words: the same B prompts with k = 4 candidates per prompt (B/4
+  lanes of 4 sequences, each prompt decoded once and copied) against k = 1,
+  sequences ending where the model ends them, no checks: the words of the
+  candidate a prompt keeps, per second. This is the raw price of k samples.
+- accepted words: ``fabula write -n STORIES --seed 1`` (8 by default) into a
+  fresh folder at --best-of 1 and 4, each at its default batch, checks and
+  redrafts included: the words of the stories kept, per second of wall time.
+  This is what a user gets: at k = 1 more drafts fail the checks (a name not
+  on the card, a paragraph running long) and are written again.
 
-    python bench/embedded.py            # B = 1..64 and best of k (about 12 min on 2 cores)
-    python bench/embedded.py --quick    # B = 1 and 16 (about 2 min)
+    python bench/embedded.py                  # B = 1..64 and best of k (about 20 min on 2 cores)
+    python bench/embedded.py --quick          # B = 1 and 16 (about 2 min)
+    python bench/embedded.py --only-best-of   # the best-of rows alone
 
 ``--quick`` keeps the full bench's prompts and token count (96 new tokens
 after a real first paragraph's prompt) and runs only B = 1 and 16, so its
@@ -129,21 +135,73 @@ def kept_words(backend: EmbeddedBackend, texts: list[str], tokens: int, k: int) 
     return sum(len(j.result.text.split()) for j in jobs) / s, sum(j.result.tokens for j in jobs) / s
 
 
+def accepted_words(k: int, stories: int, threads: int) -> tuple[float, float, int, int, bool]:
+    """`fabula write -n STORIES --seed 1 --best-of K` into a fresh folder, at
+    the default batch for that N and K, checks and redrafts included:
+    (words of the stories kept per second of wall time, tokens per second,
+    drafts dropped, cards rejected, whether the run stopped early because
+    more cards were rejected than it allows)."""
+    import tempfile
+    from pathlib import Path
+
+    from fabula.api import Corpus, EmbeddedModel
+    from fabula.pipeline import TooManyRejects
+
+    last = {}
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        try:
+            Corpus(d).write(stories, seed=1, best_of=k, backend=EmbeddedModel(threads=threads), progress=False,
+                            on_story=lambda summary: last.update(summary=summary))
+            stopped = False
+        except TooManyRejects:
+            stopped = True
+        s = time.perf_counter() - t0
+        words = sum(len(p.read_text(encoding="utf-8").split()) for p in Path(d, "stories").glob("*.txt"))
+    summary = last["summary"]
+    return words / s, summary.tokens / s, sum(summary.dropped.values()), summary.rejected, stopped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="B = 1 and 16 only, no best-of rows")
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--batches", default="1,2,4,8,16,32,64")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--stories", type=int, default=8, help="stories per accepted-words row (0: no such rows)")
+    ap.add_argument("--only-best-of", action="store_true", help="the best-of rows only (no reference, no B rows)")
     a = ap.parse_args()
     if a.quick:
         a.batches = "1,16"
     batches = [int(b) for b in a.batches.split(",")]
     texts = card_prompts(max(PROMPTS, *batches, DEFAULT_BATCH))
-    ref_texts = texts[:PROMPTS]
+    if not a.only_best_of:
+        batch_rows(a, batches, texts)
+    if a.quick:
+        return
+    bk = DEFAULT_BATCH
+    print(f"\n{'best of k':<22}{'tokens/s':>10}")
+    backend = EmbeddedBackend.load(threads=a.threads, batch=bk, words=120)
+    w1, t1 = kept_words(backend, texts[:bk], a.tokens, 1)
+    w4, t4 = kept_words(backend, texts[:bk], a.tokens, 4)
+    print(f"{'k=1, ' + str(bk) + ' prompts':<22}{t1:>10.1f}   {w1:6.1f} candidate words kept/s")
+    print(f"{'k=4, ' + str(bk) + ' prompts':<22}{t4:>10.1f}   {w4:6.1f} candidate words kept/s   ratio {w4 / w1:.2f}", flush=True)
+    if a.stories:
+        rows = {}
+        for k in (1, 4):
+            rows[k] = accepted_words(k, a.stories, a.threads)
+            w, t, dropped, rejected, stopped = rows[k]
+            print(f"{'k=' + str(k) + ', ' + str(a.stories) + ' stories':<22}{t:>10.1f}   {w:6.1f} accepted words/s"
+                  + (f"   ratio {w / rows[1][0]:.2f}" if k > 1 else "")
+                  + f"   ({dropped} drafts dropped, {rejected} cards rejected"
+                  + (", stopped: too many cards rejected)" if stopped else ")"), flush=True)
 
+
+def batch_rows(a, batches: list[int], texts: list[str]) -> None:
+    """The reference, fabula and the ceiling at each B."""
     from llama_cpp import Llama
 
+    ref_texts = texts[:PROMPTS]
     path = default_model_path()
     llm = Llama(model_path=path, n_ctx=1024, n_batch=512, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
     print(f"model {os.path.basename(path)}, max({PROMPTS}, B) prompts x {a.tokens} tokens, {a.threads} threads", flush=True)
@@ -169,18 +227,10 @@ def main() -> None:
         print(f"{'fabula B=' + str(b):<22}{tps:>10.1f}{tps / ref:>8.2f}{ceil:>10.1f}{tps / ceil:>12.2f}{mark}")
     b1 = next((tps for b, tps, _ in rows if b == 1), None)
     b1_text = f"{b1 / ref:.2f}" if b1 else "n/a"
-    bk = DEFAULT_BATCH
-    if not a.quick:
-        backend = EmbeddedBackend.load(threads=a.threads, batch=bk, words=120)
-        w1, t1 = kept_words(backend, texts[:bk], a.tokens, 1)
-        w4, t4 = kept_words(backend, texts[:bk], a.tokens, 4)
-        print(f"{'best of 1, B=' + str(bk):<22}{t1:>10.1f}   {w1:6.1f} kept words/s")
-        print(f"{'best of 4, B=' + str(bk):<22}{t4:>10.1f}   {w4:6.1f} kept words/s   ratio {w4 / w1:.2f}")
     low = min(rows, key=lambda r: r[1] / r[2])
     print(f"lowest share of the ceiling: {low[1] / low[2]:.2f} at B={low[0]}")
     print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}; "
-          f"ceiling ratio at B={best[0]}: {best[1] / best[2]:.2f}")
-
+          f"ceiling ratio at B={best[0]}: {best[1] / best[2]:.2f}", flush=True)
 
 if __name__ == "__main__":
     main()
