@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from fabula.checks import holds_word, words  # noqa: E402
 from fabula.packs import load_pack  # noqa: E402
 from fabula.records import Card  # noqa: E402
-from fabula.reporting.metrics import measure  # noqa: E402
+from fabula.reporting.metrics import compression_ratio, iter_folder, measure, self_bleu, self_repetition  # noqa: E402
 from fabula.score import TERMS, coverage, story_slips  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +44,28 @@ def recur_goals(pack, n: int) -> list[tuple[str, float]]:
     """The top share each recurrence may reach: the pack's caps (first names,
     every slot), a count cap (>= 1) as its share of n."""
     return [(k, c if c < 1 else c / n) for k, c in [("first_name", pack.cap("first_name"))] + [(s, pack.cap(s)) for s in pack.slots]]
+
+
+def at_size(folder: Path, size: int, first_words: int, draws: int = 20) -> dict[str, float] | None:
+    """The lexical metrics of ``draws`` random ``size``-story subsets
+    (seeded), averaged: each grows with the number of stories (self-BLEU
+    matches a story against all the others, self-repetition counts the other
+    stories that share its 4-grams, gzip finds more repeats in more text),
+    so corpora of different sizes are compared at one size."""
+    import random
+
+    texts = [" ".join(st.text.split()[:first_words]) for st in iter_folder(folder)]
+    if len(texts) < size:
+        return None
+    rng = random.Random(0)
+    sums = {"compression_ratio": 0.0, "self_repetition_4": 0.0, "self_bleu_4": 0.0}
+    for _ in range(draws):
+        sub = rng.sample(texts, size)
+        toks = [[w.lower() for w in words(t)] for t in sub]
+        sums["compression_ratio"] += compression_ratio(sub)
+        sums["self_repetition_4"] += self_repetition(toks)
+        sums["self_bleu_4"] += self_bleu(toks)
+    return {k: v / draws for k, v in sums.items()}
 
 
 def main() -> None:
@@ -79,6 +101,11 @@ def main() -> None:
         ok = top["share"] <= goal
         missed += [] if ok else [f"top {field}"]
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
+    for size, why in ((ref["stories"], "the seeds' size"), (64, "the goal's corpora")):
+        m = at_size(out, size, a.first_words)
+        if m is not None:
+            print(f"at {size} stories ({why}; mean of 20 random subsets): "
+                  + ", ".join(f"{label} {m[key]:.3f}" for key, label, _ in GOALS if key in m))
     print(f"{'distinct-2':<30}{corpus['distinct_2']:>10.3f}{ref['distinct_2']:>10.3f}{corpus['distinct_2'] / ref['distinct_2']:>8.2f}")
     print(f"{'stories / words mean':<30}{corpus['stories']:>5}/{corpus['words_mean']:<4.0f}{ref['stories']:>5}/{ref['words_mean']:<4.0f}")
     held, planned, slips, n, whole = 0, 0, {t: 0 for t in TERMS}, 0, 0
@@ -108,7 +135,7 @@ def main() -> None:
         ok = whole == n
         missed += [] if ok else ["required words"]
         print(f"{'stories with every required word':<30}{whole / max(n, 1):>10.0%}{'':>10}{'':>8}{1:>8.0%}  {'met' if ok else 'MISSED'}  ({', '.join(pack.required)})")
-    gram, df = (pasted_df.most_common(1) or [((), 0)])[0]
+    gram, df = min(pasted_df.items(), key=lambda kv: (-kv[1], kv[0]), default=((), 0))  # ties: the first in order
     ok = df / max(n, 1) <= 0.10
     missed += [] if ok else ["pack 4-grams"]
     print(f"{'top pack-written 4-gram':<30}{df / max(n, 1):>10.0%}{'':>10}{'':>8}{0.10:>8.0%}  {'met' if ok else 'MISSED'}  ({' '.join(gram)})")
