@@ -142,6 +142,13 @@ def test_aside_is_a_parenthesis_in_the_narration(card):
     assert slips("Ilze waited, and then, because Tomas was late, she left.", card)["aside"] == 0
 
 
+def test_trailing_is_an_ellipsis_or_double_hyphen_in_the_narration(card):
+    text = "Ilze knew too much already... And so … she waited -- for Tomas."
+    assert slips(text, card)["trailing"] == 3
+    assert slips('Ilze waited. "I... I cannot," Tomas said.', card)["trailing"] == 0  # a character's own hesitation
+    assert slips("Ilze waited. It was late. Tomas came at nine - or ten.", card)["trailing"] == 0  # one hyphen, full stops
+
+
 def test_markup_and_special_tokens(card):
     assert slips("Ilze left. <start_of_image> [multimodal]", card)["markup"] == 2
 
@@ -185,5 +192,5 @@ def test_coverage_counts_anchors_in_their_own_paragraph(card):
 
 
 def test_every_term_is_weighted():
-    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "aside", "markup",
-                          "meta", "unfinished"}
+    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "aside", "trailing",
+                          "markup", "meta", "unfinished"}

@@ -28,6 +28,9 @@ Terms (one line each in the README):
 - ``aside``: a parenthesis in the narration: the small model's habit of
   explaining itself in brackets ("(which Nani did not own)", "(and it did)":
   three or four a story in a 10-story read), rare in published fiction.
+- ``trailing``: an ellipsis or a double hyphen in the narration ("...", "…",
+  "--"): the model trailing off mid-thought (a quarter of the stories of a
+  100-story run), where published narration ends its sentences.
 - ``markup``: special tokens, tags, brackets, asterisks, links, headings.
 - ``meta``: text about the text ("this story", "(see story below)", …).
 - ``unfinished``: the paragraph stops mid-sentence (an opener the model
@@ -54,7 +57,7 @@ from fabula.records import Card
 # Weights for choosing among candidates: a wrong person or a markup token ruins
 # a paragraph; a missing anchor is bad; a stray year is small.
 WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-person": 1.5,
-           "reportage": 2.0, "encyclopedic": 2.0, "aside": 1.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
+           "reportage": 2.0, "encyclopedic": 2.0, "aside": 1.0, "trailing": 1.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
 # A small base model drifts into the register of what it read most: biographies
 # and news (seen in the 100-story bench: "Odina Sabrinova (born in 1945)",
 # "Her book ... was published by", "an international bestseller"; in a 10-story
@@ -71,6 +74,7 @@ TERMS = tuple(WEIGHTS)
 
 META_EXTRA = re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE)
 QUOTED = re.compile(r"[\"“”][^\"“”]*[\"“”]|[‘'](?=[A-Z])[^‘’']*[’']")
+TRAILING = re.compile(r"\.{3}|…|--")
 FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\bI['’](?:d|m|ve|ll)\b")
 HE = re.compile(r"\b(?:he|him|his|himself)\b", re.IGNORECASE)
 SHE = re.compile(r"\b(?:she|her|hers|herself)\b", re.IGNORECASE)
@@ -240,6 +244,7 @@ def slips(text: str, card: Card) -> Counter:
         out["reportage"] += len(REPORTAGE.findall(text))
     out["encyclopedic"] += len(ENCYCLOPEDIC.findall(text))
     out["aside"] += narration.count("(")
+    out["trailing"] += len(TRAILING.findall(narration))
     out["markup"] += len(MARKUP.findall(text))
     out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
