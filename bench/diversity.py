@@ -46,7 +46,7 @@ def recur_goals(pack, n: int) -> list[tuple[str, float]]:
     return [(k, c if c < 1 else c / n) for k, c in [("first_name", pack.cap("first_name"))] + [(s, pack.cap(s)) for s in pack.slots]]
 
 
-def at_size(folder: Path, size: int, first_words: int, draws: int = 20) -> dict[str, float] | None:
+def at_size(texts: list[str], size: int, draws: int = 20) -> dict[str, float] | None:
     """The lexical metrics of ``draws`` random ``size``-story subsets
     (seeded), averaged: each grows with the number of stories (self-BLEU
     matches a story against all the others, self-repetition counts the other
@@ -54,17 +54,16 @@ def at_size(folder: Path, size: int, first_words: int, draws: int = 20) -> dict[
     so corpora of different sizes are compared at one size."""
     import random
 
-    texts = [" ".join(st.text.split()[:first_words]) for st in iter_folder(folder)]
     if len(texts) < size:
         return None
     rng = random.Random(0)
+    tokens = [[w.lower() for w in words(t)] for t in texts]
     sums = {"compression_ratio": 0.0, "self_repetition_4": 0.0, "self_bleu_4": 0.0}
     for _ in range(draws):
-        sub = rng.sample(texts, size)
-        toks = [[w.lower() for w in words(t)] for t in sub]
-        sums["compression_ratio"] += compression_ratio(sub)
-        sums["self_repetition_4"] += self_repetition(toks)
-        sums["self_bleu_4"] += self_bleu(toks)
+        sub = rng.sample(range(len(texts)), size)
+        sums["compression_ratio"] += compression_ratio([texts[i] for i in sub])
+        sums["self_repetition_4"] += self_repetition([tokens[i] for i in sub])
+        sums["self_bleu_4"] += self_bleu([tokens[i] for i in sub])
     return {k: v / draws for k, v in sums.items()}
 
 
@@ -101,8 +100,9 @@ def main() -> None:
         ok = top["share"] <= goal
         missed += [] if ok else [f"top {field}"]
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
+    firsts = [" ".join(st.text.split()[:a.first_words]) for st in iter_folder(out)]  # what measure() reads
     for size, why in ((ref["stories"], "the seeds' size"), (64, "the goal's corpora")):
-        m = at_size(out, size, a.first_words)
+        m = at_size(firsts, size)
         if m is not None:
             print(f"at {size} stories ({why}; mean of 20 random subsets): "
                   + ", ".join(f"{label} {m[key]:.3f}" for key, label, _ in GOALS if key in m))
