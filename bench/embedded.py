@@ -232,5 +232,6 @@ def batch_rows(a, batches: list[int], texts: list[str]) -> None:
     print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}; "
           f"ceiling ratio at B={best[0]}: {best[1] / best[2]:.2f}", flush=True)
 
+
 if __name__ == "__main__":
     main()
