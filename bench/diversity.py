@@ -67,6 +67,20 @@ def at_size(texts: list[str], size: int, draws: int = 20) -> dict[str, float] | 
     return {k: v / draws for k, v in sums.items()}
 
 
+def shared_shares(texts: list[str], top: int = 4) -> dict[int, float]:
+    """For n = 1..top: the share of a story's word n-grams (with repeats)
+    that at least one other story holds, averaged over the stories; what
+    self-BLEU's n-gram precisions count before clipping."""
+    tokens = [[w.lower() for w in words(t)] for t in texts]
+    out = {}
+    for n in range(1, top + 1):
+        grams = [Counter(tuple(t[i:i + n]) for i in range(len(t) - n + 1)) for t in tokens]
+        df = Counter(g for c in grams for g in c)
+        shares = [sum(v for g, v in c.items() if df[g] > 1) / sum(c.values()) for c in grams if c]
+        out[n] = sum(shares) / len(shares) if shares else 0.0
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100)
@@ -101,6 +115,8 @@ def main() -> None:
         missed += [] if ok else [f"top {field}"]
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
     firsts = [" ".join(st.text.split()[:a.first_words]) for st in iter_folder(out)]  # what measure() reads
+    print("n-grams of a story that another story also holds (mean share; BLEU-4 is about their geometric mean): "
+          + ", ".join(f"{n}-grams {v:.3f}" for n, v in shared_shares(firsts).items()))
     for size, why in ((ref["stories"], "the seeds' size"), (64, "the goal's corpora")):
         m = at_size(firsts, size)
         if m is not None:
