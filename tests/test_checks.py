@@ -133,8 +133,9 @@ def test_cast_drops_strangers_and_pronouns_no_character_can_take(spy):
     v = cast(f"{h.first} met Katerina in the rain.", card)
     assert not v.keep and v.reason == "stranger-name" and "Katerina" in v.detail
     both_women = recast(card, hero=replace(h, gender="female"), other=replace(o, gender="female"))
-    v = cast(f"{h.first} waited, and he came late.", both_women)
-    assert not v.keep and v.reason == "pronoun"
+    assert cast(f"{h.first} waited, and he came late.", both_women).keep  # one: an unnamed man, as often as a slip
+    v = cast(f"{h.first} waited, and he came late. She took his coat.", both_women)
+    assert not v.keep and v.reason == "pronoun" and v.detail.startswith("2 ")
     assert cast(f'{h.first} said: "He came late."', both_women).keep  # dialogue may speak of anyone
 
 

@@ -157,6 +157,11 @@ def test_meta_text(card):
     assert slips("Ilze left (see story below).", card)["meta"] >= 1
 
 
+def test_meta_counts_the_narrator_addressing_the_reader_not_a_character_showing_a_seal(card):
+    assert slips("The crate, as you can see here, was empty.", card)["meta"] == 1
+    assert slips('Ilze lifted the lid. "As you can see, the seal is broken."', card)["meta"] == 0
+
+
 def test_unfinished_is_a_paragraph_that_stops_mid_sentence(card):
     assert slips("Ilze Ozola walked to the back room of", card)["unfinished"] == 1
     assert slips('Ilze said, "Go."', card)["unfinished"] == 0

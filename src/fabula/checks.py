@@ -74,10 +74,17 @@ def holds_word(text: str, word: str) -> bool:
     return any(t.startswith(s) and len(t) <= len(w) + 4 for t in (x.lower() for x in words(text)) for s in stems)
 
 
+# A draft is dropped at two pronouns of a gender no character has, not at one:
+# a single "his" is as often an unnamed man (a guard, "his cousin") as a slip,
+# and the best of k already keeps the candidate without it where one exists.
+# In the 100-story bench of 4872449 pronouns caused 38 of 59 dropped drafts.
+PRONOUN_DROP = 2
+
+
 def cast(text: str, card: Card) -> Verdict:
     """The story's people are the card's: no first name or surname that no character has
     (``stranger-name``), and no he/she outside dialogue for a gender that no
-    character has (``pronoun``). The scorer's terms, as a check."""
+    character has, twice or more (``pronoun``). The scorer's terms, as a check."""
     from fabula.score import slips  # score builds on this module's patterns
 
     s = slips(text, card)
@@ -85,7 +92,7 @@ def cast(text: str, card: Card) -> Verdict:
         from fabula.score import strangers
 
         return Verdict("cast", False, "stranger-name", f"names {', '.join(strangers(text, card))}, who is not on the card")
-    if s["pronoun"]:
+    if s["pronoun"] >= PRONOUN_DROP:
         return Verdict("cast", False, "pronoun", f"{s['pronoun']} pronouns of a gender no character has")
     return Verdict("cast", True)
 
