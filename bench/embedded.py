@@ -158,7 +158,9 @@ def accepted_words(k: int, stories: int, threads: int) -> tuple[float, float, in
             stopped = True
         s = time.perf_counter() - t0
         words = sum(len(p.read_text(encoding="utf-8").split()) for p in Path(d, "stories").glob("*.txt"))
-    summary = last["summary"]
+    summary = last.get("summary")
+    if summary is None:  # no story was kept before the run stopped: nothing to count but the time
+        return words / s, 0.0, 0, 0, stopped
     return words / s, summary.tokens / s, sum(summary.dropped.values()), summary.rejected, stopped
 
 
