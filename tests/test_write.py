@@ -1,7 +1,6 @@
 from fabula.backends.base import Completion
 from fabula.backends.fake import FakeBackend
 from fabula.plan import Planner
-from fabula.score import NgramSet
 from fabula.write import StoryJob, WriteSettings, finish_paragraph, instruction
 
 
@@ -101,25 +100,6 @@ def test_best_of_keeps_the_candidate_the_scorer_prefers(spy):
     job.feed(Completion(text=bad, tokens=30, seconds=0.1, candidates=[bad, stranger, good]))
     assert job.paragraphs[0].endswith(good.strip()) and job.picked == [2]
     assert job.tokens == 30
-
-
-def test_among_equally_clean_candidates_the_model_s_likeliest_wins(spy):
-    card = Planner(spy, 1, 3).next()
-    a = f" {card.hero.first} paid for the coffee and watched the door."
-    b = f" {card.hero.first} folded the newspaper and watched the street."
-    bad = f" I met {card.hero.first} in the bar and my coat was wet."  # first person: a slip, however likely
-    job = StoryJob(card, 0, WriteSettings(best_of=3))
-    job.request()
-    job.feed(Completion(text=a, tokens=30, seconds=0.1, candidates=[a, b, bad], candidate_logprobs=[-2.5, -1.9, -0.4]))
-    assert job.paragraphs[0].endswith(b.strip()) and job.picked == [1]
-    # A backend that gives no log-probabilities (a server): the candidate with
-    # more 4-grams new to the corpus wins; b's are all in it, a's are not.
-    corpus = NgramSet()
-    corpus.add(b)
-    job = StoryJob(card, 0, WriteSettings(best_of=2), corpus=corpus)
-    job.request()
-    job.feed(Completion(text=b, tokens=20, seconds=0.1, candidates=[b, a], candidate_logprobs=[None, None]))
-    assert job.picked == [1]
 
 
 def test_requests_carry_the_corpus_common_grams_but_not_the_cards_own(spy):

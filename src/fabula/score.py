@@ -2,8 +2,7 @@
 
 Each term counts *slips* in one paragraph of one card's story (0 = clean). The
 same terms serve three purposes: the writer keeps the best of k candidates
-(fewest weighted slips; among equals the likeliest under the model, see
-fabula.write), the checks drop a draft that
+(fewest weighted slips, then most new words), the checks drop a draft that
 still holds a hard slip, and ``bench/diversity.py`` counts slips per story.
 
 Terms (one line each in the README):
@@ -39,8 +38,7 @@ Terms (one line each in the README):
   never completed).
 
 ``novelty`` is not a slip: the share of the paragraph's word 4-grams that the
-corpus written so far does not hold (1.0 = all new); the tie-break where a
-backend gives no log-probabilities.
+corpus written so far does not hold (1.0 = all new).
 """
 
 from __future__ import annotations

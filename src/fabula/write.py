@@ -159,23 +159,14 @@ class StoryJob:
             cont = finish_paragraph(unglue(beat, t))
             joiner = "" if not cont or cont[0] in ",.;:!?" or cont.startswith(("'s ", "’s ")) else " "  # "Brankov's"
             paragraphs.append((beat + joiner + cont).strip())
-        lps = c.candidate_logprobs or [c.logprob]
-        j = self._best([([p], len(self.paragraphs)) for p in paragraphs], lps)
+        j = self._best([([p], len(self.paragraphs)) for p in paragraphs])
         self.paragraphs.append(paragraphs[j])
         self.done = len(self.paragraphs) == len(self.card.beats)
 
-    def _best(self, options: list[tuple[list[str], int | None]], lps: list[float | None] | None = None) -> int:
-        """Index of the candidate the scorer rates best (fewest weighted slips;
-        among equals, the one the model finds likeliest, its mean
-        log-probability per token, where the backend gives one, else the one
-        with most new 4-grams against the corpus; ties: the first). Each option
-        is (paragraphs, index of the first) or (whole story, None).
-
-        Why likelihood: with the corpus's common 4-grams banned while sampling,
-        novelty is near 1.0 for every candidate and decided next to nothing.
-        On 10 stories (seed 1) the likeliest of the clean candidates held 4
-        parentheses in the narration against 14, at the same self-BLEU,
-        compression and plan coverage."""
+    def _best(self, options: list[tuple[list[str], int | None]]) -> int:
+        """Index of the candidate the scorer rates best (fewest weighted slips,
+        then most new 4-grams against the corpus; ties: the first). Each option
+        is (paragraphs, index of the first) or (whole story, None)."""
         if len(options) == 1:
             self.picked.append(0)
             return 0
@@ -184,8 +175,6 @@ class StoryJob:
             paras, at = options[j]
             scores = [score_paragraph(p, self.card, (at or 0) + i, self.corpus) for i, p in enumerate(paras)]
             penalty = sum(sc.penalty for sc in scores) + self._overrun(paras, at)
-            if lps and all(lp is not None for lp in lps):
-                return (penalty, -lps[j], j)
             return (penalty, -sum(sc.novelty for sc in scores) / max(1, len(scores)), j)
 
         j = min(range(len(options)), key=key)

@@ -42,8 +42,6 @@ class Completion:
     backtracks: int = 0  # banned phrases undone while sampling
     retries: int = 0  # transport retries (server backends)
     candidates: list[str] = field(default_factory=list)  # every candidate's text when n > 1 (text is candidates[0])
-    logprob: float | None = None  # mean log-probability (nats per token) of the text under the model; None: unknown
-    candidate_logprobs: list[float | None] = field(default_factory=list)  # per candidate, when n > 1
 
 
 class Job(Protocol):
@@ -118,8 +116,7 @@ def merge(parts: list[Completion]) -> Completion:
     first = parts[0]
     return Completion(text=first.text, tokens=sum(p.tokens for p in parts), seconds=max(p.seconds for p in parts),
                       finish=first.finish, backtracks=sum(p.backtracks for p in parts),
-                      retries=sum(p.retries for p in parts), candidates=[p.text for p in parts],
-                      logprob=first.logprob, candidate_logprobs=[p.logprob for p in parts])
+                      retries=sum(p.retries for p in parts), candidates=[p.text for p in parts])
 
 
 def now() -> float:

@@ -66,8 +66,6 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # tokens to decode next step
     prompt_len: int = 0
     gen: list[int] = field(default_factory=list)  # generated token ids
-    lps: list[float] = field(default_factory=list)  # their log-probabilities under the model (nats), as gen
-    lp: float = 0.0  # the log-probability of the token just sampled, until _advance takes it
     pieces: list[bytes] = field(default_factory=list)  # their bytes
     bans: dict[int, set[int]] = field(default_factory=dict)  # generated index → banned tokens there
     sampler: object = None
@@ -105,7 +103,6 @@ class EmbeddedBackend(Backend):
             raise BackendError(f"llama.cpp could not load the model {path}; check that it is a GGUF file")
         self.vocab = L.llama_model_get_vocab(self.lmodel)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
-        self._lse_buf = np.empty(self.n_vocab, dtype=np.float32)  # scratch for each token's log-probability
         need, have = self._kv_bytes_per_token() * ctx_per_seq * batch, _available_memory()
         if have and need > 0.8 * have:
             raise BackendError(
@@ -234,18 +231,7 @@ class EmbeddedBackend(Backend):
             self._logits(idx)[self._no_end_np if req.stop_at_newline else self._eog_np] = -np.inf
         if banned:
             self._logits(idx)[list(banned)] = -np.inf
-        tok = self.L.llama_sampler_sample(slot.sampler, self.ctx, idx)
-        # The model's own log-probability of the token (temperature 1, before
-        # top-k/top-p, over the tokens not masked above): the writer's tie-break
-        # among candidates. About 0.5 ms per token for Gemma's 262k logits on
-        # 2 cores (a few % of a batched step's time per token).
-        row = self._logits(idx)
-        top = row.max()
-        buf = self._lse_buf
-        np.subtract(row, top, out=buf)
-        np.exp(buf, out=buf)
-        slot.lp = float(row[tok] - top) - float(np.log(buf.sum()))
-        return tok
+        return self.L.llama_sampler_sample(slot.sampler, self.ctx, idx)
 
     # -- the engine ----------------------------------------------------------
     def complete(self, request: Request) -> Completion:
@@ -394,7 +380,7 @@ class EmbeddedBackend(Backend):
             if j > 0:
                 slot.pending = []
             slot.prompt_len = len(tokens)
-            slot.gen, slot.pieces, slot.lps, slot.bans, slot.backtracks = [], [], [], {}, 0
+            slot.gen, slot.pieces, slot.bans, slot.backtracks = [], [], {}, 0
             if slot.sampler is not None:
                 self.L.llama_sampler_free(slot.sampler)
             slot.sampler = self._new_sampler(slot.req)
@@ -409,10 +395,8 @@ class EmbeddedBackend(Backend):
         if req.stop_at_newline and b"\n" in piece:
             slot.pieces.append(piece.split(b"\n", 1)[0])
             slot.gen.append(tok)
-            slot.lps.append(slot.lp)
             return self._finish(slot, "stop")
         slot.gen.append(tok)
-        slot.lps.append(slot.lp)
         slot.pieces.append(piece)
         if req.ban and slot.backtracks < MAX_BACKTRACKS:
             key = req.ban
@@ -448,7 +432,7 @@ class EmbeddedBackend(Backend):
         slot.bans.setdefault(j, set()).add(slot.gen[j])
         for k in [k for k in slot.bans if k > j]:
             del slot.bans[k]
-        del slot.gen[j:], slot.pieces[j:], slot.lps[j:]
+        del slot.gen[j:], slot.pieces[j:]
         slot.backtracks += 1
         # The logits for generated index j come from decoding the token before it.
         restart = slot.prompt_len + j - 1
@@ -459,9 +443,7 @@ class EmbeddedBackend(Backend):
 
     def _finish(self, slot: _Slot, reason: str) -> Completion:
         text = b"".join(slot.pieces).decode("utf-8", "ignore")
-        lp = sum(slot.lps) / len(slot.lps) if slot.lps else None
-        return Completion(text=text, tokens=len(slot.gen), seconds=now() - slot.t0, finish=reason, backtracks=slot.backtracks,
-                          logprob=lp)
+        return Completion(text=text, tokens=len(slot.gen), seconds=now() - slot.t0, finish=reason, backtracks=slot.backtracks)
 
     def close(self) -> None:
         pass  # cached for the process; freed at exit
