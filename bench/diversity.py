@@ -46,18 +46,18 @@ def recur_goals(pack, n: int) -> list[tuple[str, float]]:
     return [(k, c if c < 1 else c / n) for k, c in [("first_name", pack.cap("first_name"))] + [(s, pack.cap(s)) for s in pack.slots]]
 
 
-def at_size(texts: list[str], size: int, draws: int = 20) -> dict[str, float] | None:
+def at_size(texts: list[str], tokens: list[list[str]], size: int, draws: int = 20) -> dict[str, float] | None:
     """The lexical metrics of ``draws`` random ``size``-story subsets
     (seeded), averaged: each grows with the number of stories (self-BLEU
     matches a story against all the others, self-repetition counts the other
     stories that share its 4-grams, gzip finds more repeats in more text),
-    so corpora of different sizes are compared at one size."""
+    so corpora of different sizes are compared at one size. ``tokens``: each
+    text's lower-cased words (``lowered_words``)."""
     import random
 
     if len(texts) < size:
         return None
     rng = random.Random(0)
-    tokens = [[w.lower() for w in words(t)] for t in texts]
     sums = {"compression_ratio": 0.0, "self_repetition_4": 0.0, "self_bleu_4": 0.0}
     for _ in range(draws):
         sub = rng.sample(range(len(texts)), size)
@@ -67,11 +67,14 @@ def at_size(texts: list[str], size: int, draws: int = 20) -> dict[str, float] | 
     return {k: v / draws for k, v in sums.items()}
 
 
-def shared_shares(texts: list[str], top: int = 4) -> dict[int, float]:
+def lowered_words(texts: list[str]) -> list[list[str]]:
+    return [[w.lower() for w in words(t)] for t in texts]
+
+
+def shared_shares(tokens: list[list[str]], top: int = 4) -> dict[int, float]:
     """For n = 1..top: the share of a story's word n-grams (with repeats)
     that at least one other story holds, averaged over the stories; what
     self-BLEU's n-gram precisions count before clipping."""
-    tokens = [[w.lower() for w in words(t)] for t in texts]
     out = {}
     for n in range(1, top + 1):
         grams = [Counter(tuple(t[i:i + n]) for i in range(len(t) - n + 1)) for t in tokens]
@@ -115,10 +118,11 @@ def main() -> None:
         missed += [] if ok else [f"top {field}"]
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
     firsts = [" ".join(st.text.split()[:a.first_words]) for st in iter_folder(out)]  # what measure() reads
+    first_tokens = lowered_words(firsts)
     print("n-grams of a story that another story also holds (mean share; BLEU-4 is about their geometric mean): "
-          + ", ".join(f"{n}-grams {v:.3f}" for n, v in shared_shares(firsts).items()))
+          + ", ".join(f"{n}-grams {v:.3f}" for n, v in shared_shares(first_tokens).items()))
     for size, why in ((ref["stories"], "the seeds' size"), (64, "the goal's corpora")):
-        m = at_size(firsts, size)
+        m = at_size(firsts, first_tokens, size)
         if m is not None:
             print(f"at {size} stories ({why}; mean of 20 random subsets): "
                   + ", ".join(f"{label} {m[key]:.3f}" for key, label, _ in GOALS if key in m))
