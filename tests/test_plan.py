@@ -221,3 +221,24 @@ def test_nationalities_are_drawn_evenly_per_role(spy):
     assert set(Counter(c.hero.nationality for c in cards).values()) == {2}
     others = Counter(c.cast["other"].nationality for c in cards)
     assert max(others.values()) - min(others.values()) <= 1 and len(others) == min(2 * n, len(spy.nationalities))
+
+
+def test_render_fills_placeholders_as_jinja_does():
+    """The planner fills simple placeholders without compiling each expanded
+    string; the result is Jinja's, and anything else still goes to Jinja."""
+    import jinja2
+    import pytest
+
+    from fabula.packs import ENV
+    from fabula.plan import _View, _render
+    from fabula.records import Character
+
+    ctx = {"hero": _View(Character(first="Ilona", last="Kovács", gender="female", nationality="Hungarian")),
+           "venue": "the ferry terminal", "n": 3}
+    for src in ["At {{ venue|capitalize }}, {{ hero }} waited.", "{{hero.first}} and {{ hero.his | upper }} coat\n",
+                "{{ hero.His }} {{ venue | title|lower }}", "no placeholder\n\n", "{{ n + 1 }} days", "{{ venue[:3] }}",
+                "{% if n %}{{ hero.last }}{% endif %}", "{{ hero.full }}: {{ hero.nationality|lower }}"]:
+        assert _render(src, ctx) == ENV.from_string(src).render(**ctx), src
+    for bad in ["{{ nobody }}", "{{ hero.age }}"]:
+        with pytest.raises(jinja2.UndefinedError):
+            _render(bad, ctx)

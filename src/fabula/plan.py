@@ -22,9 +22,12 @@ from functools import lru_cache
 
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
+
+import jinja2
 
 from fabula.names import draw_name, is_latin
 from fabula.packs import ENV, Pack, Role
@@ -69,8 +72,46 @@ def _template(src: str):
     return ENV.from_string(src)
 
 
+# {{ name }}, {{ name.attr }}, each with plain filters: what the packs' strings
+# hold. Expanded grammar makes thousands of distinct strings from a few dozen
+# placeholders, so the planner fills placeholders one by one, each parsed once,
+# and runs Jinja itself only for anything else.
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
+_SIMPLE = re.compile(r"\s*([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?((?:\s*\|\s*(?:capitalize|upper|lower|title))*)\s*")
+_FILTERS = {name: ENV.filters[name] for name in ("capitalize", "upper", "lower", "title")}
+
+
+@lru_cache(maxsize=1024)
+def _placeholder(expr: str) -> tuple[str, str | None, tuple] | None:
+    """(name, attribute, filters) of a simple placeholder, or None."""
+    m = _SIMPLE.fullmatch(expr)
+    if m is None:
+        return None
+    return m[1], m[2], tuple(_FILTERS[f.strip()] for f in m[3].split("|")[1:])
+
+
+def _fill(m: re.Match, ctx: dict) -> str:
+    simple = _placeholder(m[1])
+    if simple is None or simple[0] not in ctx:
+        return _template(m[0]).render(**ctx)  # Jinja's own result, or its error
+    name, attr, filters = simple
+    value = ctx[name]
+    if attr is not None:
+        value = ENV.getattr(value, attr)
+        if isinstance(value, jinja2.Undefined):
+            return _template(m[0]).render(**ctx)
+    value = str(value)
+    for f in filters:
+        value = f(value)
+    return value
+
+
 def _render(src: str, ctx: dict) -> str:
-    return _template(src).render(**ctx)
+    """What ``ENV.from_string(src).render(**ctx)`` gives, without compiling src."""
+    if "{%" in src or "{#" in src or "\r" in src:
+        return _template(src).render(**ctx)
+    out = _PLACEHOLDER.sub(lambda m: _fill(m, ctx), src) if "{{" in src else src
+    return out[:-1] if out.endswith("\n") and src.endswith("\n") else out  # Jinja drops one trailing newline
 
 
 class Planner:

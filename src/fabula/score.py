@@ -172,15 +172,26 @@ def known_first_names() -> frozenset[str]:
     return frozenset(n for n in out if len(n) > 2)
 
 
-def card_words(card: Card) -> set[str]:
-    """Every word the card itself holds: names, slots, title, beats."""
+def card_words(card: Card) -> frozenset[str]:
+    """Every word the card itself holds: names, slots, title, beats (computed
+    once per card: the scorer asks for every candidate paragraph)."""
+    hit = _CARD_WORDS.get(id(card))
+    if hit is not None and hit[0] is card:
+        return hit[1]
     parts = [card.title, *(x for ch in card.cast.values() for x in (ch.full, ch.nationality, *ch.traits.values())),
              *card.slots.values(), *card.beats]
     own = {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
     # Names whole, as written: words() stops at letters outside Latin-1 and
     # Latin Extended-A (Azerbaijani ə of "Məmmədli").
     own |= {x for ch in card.cast.values() for x in re.split(r"[\s-]+", ch.full) if x}
-    return own | {_fold(w) for w in own}  # Tomás written Tomas is still Tomás
+    own = frozenset(own | {_fold(w) for w in own})  # Tomás written Tomas is still Tomás
+    if len(_CARD_WORDS) >= 1024:  # the cards in flight; a driver has at most a few hundred
+        _CARD_WORDS.clear()
+    _CARD_WORDS[id(card)] = (card, own)  # the card is kept, so its id is not reused while cached
+    return own
+
+
+_CARD_WORDS: dict[int, tuple[Card, frozenset[str]]] = {}
 
 
 def anchors(card: Card, paragraph: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -286,10 +297,19 @@ def strangers(text: str, card: Card) -> list[str]:
     for m in CAPITAL.finditer(text):
         w = m.group(1)
         person = (w in names and w not in NAME_WORDS) or (SURNAME.fullmatch(w) and w not in NOT_SURNAMES)
-        if person and w not in own and not SENTENCE_START.search(text[:m.start()]):
+        if person and w not in own and not _starts_sentence(text, m.start()):
             out.append(w)
     mis = misspelt(text, card, own)
     return out + [w for w in wrong_surnames(text, card, own) if w not in out and w not in mis] + mis
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether the word at ``at`` opens a sentence (SENTENCE_START on what
+    precedes it). Only the last 64 characters are searched: the pattern spans
+    punctuation, quotes and spaces, never more (on the whole prefix the search
+    was quadratic in the paragraph's length)."""
+    a = max(0, at - 64)
+    return SENTENCE_START.search(text[a:at] if a == 0 else "x" + text[a:at]) is not None  # "x": no ^ mid-text
 
 
 def wrong_surnames(text: str, card: Card, own: set[str]) -> list[str]:

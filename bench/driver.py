@@ -1,0 +1,187 @@
+"""fabula's own cost per story: the driver (plan, requests, scorer, checks,
+near-duplicates, commit) with an instant backend, so no model is timed.
+
+    python bench/driver.py                    # 10,000 stories at best of 1 and 4
+    python bench/driver.py --stories 2000 --best-of 4 --profile
+
+Each row writes a new corpus folder with ``fabula.Corpus.write`` and the fake
+backend (filler text; in steer mode every paragraph opens with the card's
+opener, so the drafts name the card's people and city and pass the checks), as
+``fabula write --backend fake`` does. Stages are timed by wrapping the
+functions that do them (exclusive time: a stage called inside another counts
+once); "fake backend" is the filler text's own cost, not fabula's.
+
+The reference, measured in the same run, is a fixed piece of plain Python
+(tokenise a 450-word text and count its word 4-grams, 1,000 times): the
+driver's cost is also printed in those units, so figures from different or
+busy machines can be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+import fabula  # noqa: E402
+from fabula import index, pipeline, plan, store, write  # noqa: E402
+from fabula.backends import fake  # noqa: E402
+from fabula.checks import NearDuplicates  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def reference_ms() -> float:
+    """Milliseconds for the fixed plain-Python workload (best of 5)."""
+    import random
+
+    text = fake.filler(random.Random(0), 450)
+    word = re.compile(r"[A-Za-z'-]+")
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            toks = [w.lower() for w in word.findall(text)]
+            Counter(zip(toks, toks[1:], toks[2:], toks[3:]))
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
+class Stages:
+    """Exclusive wall time per stage, from wrapped functions."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.stack: list[list] = []
+        self.undo: list = []
+
+    def wrap(self, owner, attr: str, stage: str) -> None:
+        fn = getattr(owner, attr)
+        stages = self
+
+        def timed(*a, **k):
+            frame = [0.0]  # time spent in stages called from inside this one
+            stages.stack.append(frame)
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                dt = time.perf_counter() - t0
+                stages.stack.pop()
+                stages.seconds[stage] += dt - frame[0]
+                if stages.stack:
+                    stages.stack[-1][0] += dt
+
+        setattr(owner, attr, timed)
+        self.undo.append((owner, attr, fn))
+
+    def restore(self) -> None:
+        for owner, attr, fn in reversed(self.undo):
+            setattr(owner, attr, fn)
+        self.undo.clear()
+
+
+@contextmanager
+def timed_stages():
+    s = Stages()
+    s.wrap(plan.Planner, "next", "plan")
+    s.wrap(write.StoryJob, "request", "requests")
+    s.wrap(write.StoryJob, "feed", "score (best of k)")
+    s.wrap(pipeline, "run_checks", "checks")
+    s.wrap(NearDuplicates, "check", "near-duplicates")
+    s.wrap(index.Memory, "add", "memory (add a story)")
+    s.wrap(store.Store, "accept", "commit")
+    s.wrap(store.Store, "plan", "commit")
+    s.wrap(store.Store, "reject", "commit")
+    s.wrap(index, "save", "index save")
+    s.wrap(fake.FakeBackend, "complete", "fake backend")
+    try:
+        yield s
+    finally:
+        s.restore()
+
+
+def run(n: int, best_of: int, seed: int, folder: str, stages: bool = True) -> tuple[float, dict, object]:
+    corpus = fabula.Corpus(folder)
+    if stages:
+        with timed_stages() as s:
+            summary = corpus.write(n, backend="fake", best_of=best_of, seed=seed, progress=False)
+        return summary.seconds, dict(s.seconds), summary
+    summary = corpus.write(n, backend="fake", best_of=best_of, seed=seed, progress=False)
+    return summary.seconds, {}, summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stories", type=int, default=10_000)
+    ap.add_argument("--best-of", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="also print cProfile's top entries (a separate run)")
+    ap.add_argument("--profile-stories", type=int, default=200)
+    ap.add_argument("--keep", help="write the corpora under this folder (kept) instead of a temporary one")
+    a = ap.parse_args()
+
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}; fabula {fabula.__version__}")
+    ref = reference_ms()
+    print(f"reference (fixed plain-Python workload): {ref:.1f} ms")
+    root = a.keep or tempfile.mkdtemp(prefix="fabula-driver-")
+    try:
+        for k in a.best_of:
+            folder = os.path.join(root, f"best-of-{k}")
+            shutil.rmtree(folder, ignore_errors=True)
+            t0 = time.perf_counter()
+            seconds, st, summary = run(a.stories, k, a.seed, folder)
+            total = time.perf_counter() - t0
+            n = summary.written
+            own = seconds - st.get("fake backend", 0.0)
+            print(f"\nbest of {k}: {n} stories in {seconds:.1f} s of writing ({total:.1f} s with start-up), "
+                  f"dropped {sum(summary.dropped.values())}, rejected {summary.rejected}")
+            print(f"  {n / seconds:8.1f} stories/s; fabula's own work {1000 * own / n:.2f} ms/story "
+                  f"= {own / n * 1000 / ref:.3f} reference units/story ({n / own:.0f} stories/s without the fake backend)")
+            timed = sum(st.values())
+            for stage, sec in sorted(st.items(), key=lambda x: -x[1]):
+                print(f"  {stage:24s} {1000 * sec / n:7.3f} ms/story  {100 * sec / seconds:5.1f} %")
+            print(f"  {'(the rest: loop, records)':24s} {1000 * (seconds - timed) / n:7.3f} ms/story  {100 * (seconds - timed) / seconds:5.1f} %")
+            size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+            text = sum(os.path.getsize(os.path.join(folder, "stories", f)) for f in os.listdir(os.path.join(folder, "stories")))
+            print(f"  folder: {size / 1e6:.1f} MB, stories' text {text / 1e6:.1f} MB, bookkeeping {(size - text) / max(text, 1):.2f}x the text")
+        if a.profile:
+            for k in a.best_of:
+                folder = os.path.join(root, f"profile-{k}")
+                shutil.rmtree(folder, ignore_errors=True)
+                prof = cProfile.Profile()
+                prof.enable()
+                run(a.profile_stories, k, a.seed, folder, stages=False)
+                prof.disable()
+                buf = io.StringIO()
+                pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
+                print(f"\nprofile, best of {k}, {a.profile_stories} stories (top 15 by own time):")
+                print("\n".join(ln for ln in buf.getvalue().splitlines() if ln.strip())[:6000])
+    finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
