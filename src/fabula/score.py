@@ -52,7 +52,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fabula.checks import MARKUP, META, PARAGRAPH_END, REPORTAGE, words
+from fabula.checks import MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, Gated, words
 from fabula.records import Card
 
 # Weights for choosing among candidates: a wrong person or a markup token ruins
@@ -71,9 +71,12 @@ ENCYCLOPEDIC = re.compile(
     r"\bis (?:best )?known (?:as|for)\b|\bis portrayed\b|\bwas portrayed\b|"
     r"\bmedia outlets?\b|\b(?:Interfax|Reuters|RIA Novosti)\b(?! (?:correspondent|man|office|bureau))",
 )
+ENCYCLOPEDIC_GATED = Gated(ENCYCLOPEDIC, ("(", "born ", "published", "sell", "copies sold", "told ", "according to", "known ",
+                                         "portrayed", "media outlet", "Interfax", "Reuters", "RIA Novosti"))
 TERMS = tuple(WEIGHTS)
 
-META_EXTRA = re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE)
+META_EXTRA = Gated(re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE),
+                   ("the story", "this tale", "the author", "reader"))
 # The narrator addressing whoever reads ("as you can see here", in a 10-story
 # read of 4872449); only in the narration: a character may show another a seal.
 META_NARRATION = re.compile(r"\bas (?:you|we) (?:can|could|will|may|might) (?:see|imagine|guess)\b|\bdear reader\b", re.IGNORECASE)
@@ -257,11 +260,11 @@ def slips(text: str, card: Card) -> Counter:
     if card.voice == "third":  # a first-person narrator says "I" and "I asked him"
         out["first-person"] += len(FIRST_PERSON.findall(narration))
         out["reportage"] += len(REPORTAGE.findall(text))
-    out["encyclopedic"] += len(ENCYCLOPEDIC.findall(text))
+    out["encyclopedic"] += len(ENCYCLOPEDIC_GATED.findall(text))
     out["aside"] += narration.count("(")
     out["trailing"] += len(TRAILING.findall(narration))
     out["markup"] += len(MARKUP.findall(text))
-    out["meta"] += len(META.findall(text)) + len(META_EXTRA.findall(text)) + len(META_NARRATION.findall(narration))
+    out["meta"] += len(META_GATED.findall(text)) + len(META_EXTRA.findall(text)) + len(META_NARRATION.findall(narration))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
     return +out
 
