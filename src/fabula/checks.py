@@ -114,15 +114,14 @@ def cast(text: str, card: Card) -> Verdict:
     """The story's people are the card's: no first name or surname that no character has
     (``stranger-name``), and no he/she outside dialogue for a gender that no
     character has, twice or more (``pronoun``). The scorer's terms, as a check."""
-    from fabula.score import slips  # score builds on this module's patterns
+    from fabula.score import outside_dialogue, pronouns, strangers  # score builds on this module's patterns
 
-    s = slips(text, card)
-    if s["stranger"]:
-        from fabula.score import strangers
-
-        return Verdict("cast", False, "stranger-name", f"names {', '.join(strangers(text, card))}, who is not on the card")
-    if s["pronoun"] >= PRONOUN_DROP:
-        return Verdict("cast", False, "pronoun", f"{s['pronoun']} pronouns of a gender no character has")
+    who = strangers(text, card)
+    if who:
+        return Verdict("cast", False, "stranger-name", f"names {', '.join(who)}, who is not on the card")
+    n = pronouns(card, outside_dialogue(text))
+    if n >= PRONOUN_DROP:
+        return Verdict("cast", False, "pronoun", f"{n} pronouns of a gender no character has")
     return Verdict("cast", True)
 
 

@@ -243,14 +243,7 @@ def slips(text: str, card: Card) -> Counter:
     out: Counter = Counter()
     narration = outside_dialogue(text)
     out["stranger"] += len(strangers(text, card))
-    genders = {ch.gender for ch in card.cast.values()}
-    told = narration
-    for value in card.slots.values():  # the card's own words ("who her father was") are not the model's slip
-        told = told.replace(value, " ")
-    if "male" not in genders:
-        out["pronoun"] += len(HE.findall(told))
-    if "female" not in genders:
-        out["pronoun"] += len(SHE.findall(told))
+    out["pronoun"] += pronouns(card, narration)
     year = _card_year(card)
     for m in YEAR.finditer(text):
         y = int(m.group(1))
@@ -267,6 +260,24 @@ def slips(text: str, card: Card) -> Counter:
     out["meta"] += len(META_GATED.findall(text)) + len(META_EXTRA.findall(text)) + len(META_NARRATION.findall(narration))
     out["unfinished"] += 0 if PARAGRAPH_END.search(text) else 1
     return +out
+
+
+def pronouns(card: Card, narration: str) -> int:
+    """he/him/his or she/her in ``narration`` (outside_dialogue) for a gender
+    no card character has; the card's own words ("who her father was") are
+    not the model's slip."""
+    genders = {ch.gender for ch in card.cast.values()}
+    if "male" in genders and "female" in genders:
+        return 0
+    told = narration
+    for value in card.slots.values():
+        told = told.replace(value, " ")
+    n = 0
+    if "male" not in genders:
+        n += len(HE.findall(told))
+    if "female" not in genders:
+        n += len(SHE.findall(told))
+    return n
 
 
 CLAUSE_END = re.compile(r"[;:.!?]")
