@@ -163,3 +163,21 @@ def test_a_card_planned_before_the_saved_state_and_still_waiting_is_written(tmp_
     assert parsed[:1] == [dropped["card"]["id"]] and s.written == 1
     recs = read_jsonl(folder / "corpus.jsonl")
     assert len(recs) == 12 and dropped["card"]["id"] in {r["card"]["id"] for r in recs}
+
+
+def test_a_small_corpus_saves_its_bit_sets_sparse_and_a_full_one_whole(tmp_path):
+    write(tmp_path / "three", 3)
+    folder_bytes = sum(p.stat().st_size for p in (tmp_path / "three").rglob("*") if p.is_file())
+    assert folder_bytes < 1_000_000  # the two fixed 16 MiB bit sets would be 33 MB
+    with np.load(tmp_path / "three" / "index.npz") as z:
+        assert "ngram_bits_at" in z.files and "ngram_bits" not in z.files
+    rng = np.random.default_rng(0)
+    for share in (0.01, 0.5):  # sparse, then whole
+        arr = (rng.random(1 << 16) < share).astype(np.uint8) * rng.integers(1, 255, 1 << 16, dtype=np.uint8)
+        saved = index._sparse("a", arr)
+        assert ("a" in saved) == (share == 0.5)
+        np.savez(tmp_path / "a.npz", **saved)
+        with np.load(tmp_path / "a.npz") as z:
+            assert np.array_equal(index._dense(z, "a", arr), arr)
+            with pytest.raises(ValueError):
+                index._dense(z, "a", np.zeros(1 << 15, dtype=np.uint8))  # saved with another size: rebuilt

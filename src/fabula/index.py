@@ -11,7 +11,8 @@ it and reads only the stories after it.
 One file, written whole under a temporary name and renamed into place, so it
 is either the old one or the new one. It holds a header (format version, what
 the arrays depend on, the 4-gram ban's limit) and the arrays: story ids,
-signatures (n x 128 uint32), the novelty bit set, the gram counts and the
+signatures (n x 128 uint32), the novelty bit set, the gram counts (both
+sparse while few of their bytes are set) and the
 grams already common. It is used only when the header matches this fabula and
 its ids are exactly the first ids of corpus.jsonl, in order; anything else -
 a missing or damaged file, records dropped by ``fabula verify --repair``, a
@@ -109,14 +110,36 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
             if ids != [r["id"] for r in records[: len(ids)]]:
                 return None  # records dropped or reordered since (verify --repair)
             mem.near.add_signatures(ids, z["signatures"])
-            mem.corpus.bits = np.array(z["ngram_bits"])
-            mem.counts.counts = np.array(z["counts"])
+            mem.corpus.bits = _dense(z, "ngram_bits", mem.corpus.bits)
+            mem.counts.counts = _dense(z, "counts", mem.counts.counts)
             saved_common = bytes(z["common"]).decode().split("\n") if len(z["common"]) else []
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
     mem.counts.common = {g for g in saved_common if mem.counts.count(g) >= limit}
     mem.loaded = len(ids)
     return mem
+
+
+def _sparse(name: str, arr: np.ndarray) -> dict[str, np.ndarray]:
+    """``arr`` as saved: whole, or while under a fifth of its bytes are set
+    (a young corpus) its non-zero positions and values, so a 3-story corpus
+    saves kilobytes, not the 32 MB of its fixed-size bit sets."""
+    at = np.flatnonzero(arr)
+    if 5 * len(at) >= arr.size:  # a position (4 bytes) and a value (1) per set byte
+        return {name: arr}
+    return {f"{name}_at": at.astype(np.uint32), f"{name}_values": arr[at], f"{name}_size": np.array([arr.size], dtype=np.int64)}
+
+
+def _dense(z, name: str, like: np.ndarray) -> np.ndarray:
+    """The array ``_sparse`` saved, whole again (shape and type of ``like``)."""
+    if name in z.files:
+        out = np.array(z[name])
+    else:
+        out = np.zeros(int(z[f"{name}_size"][0]), dtype=like.dtype)
+        out[z[f"{name}_at"]] = z[f"{name}_values"]
+    if out.shape != like.shape or out.dtype != like.dtype:
+        raise ValueError(f"{name}: saved with another size")
+    return out
 
 
 PLAN_TAIL = 4096  # bytes of plan.jsonl, before the length the planner counted, that must still match
@@ -168,7 +191,7 @@ def save(root: Path, mem: Memory, planner=None) -> None:
     with open(tmp, "wb") as f:
         np.savez(f, header=np.frombuffer(header, dtype=np.uint8),
                  ids=np.array([k.encode() for k in mem.near.keys], dtype=bytes),
-                 signatures=mem.near.signatures(), ngram_bits=mem.corpus.bits, counts=mem.counts.counts,
+                 signatures=mem.near.signatures(), **_sparse("ngram_bits", mem.corpus.bits), **_sparse("counts", mem.counts.counts),
                  common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8), **extra)
         f.flush()
         os.fsync(f.fileno())
