@@ -81,15 +81,17 @@ def test_wrong_key_wrong_model_and_no_server_fail_before_any_story(server, env, 
 
 
 def test_faults_are_retried_and_the_run_ends_with_exactly_n_stories(server, env, tmp_path):
-    proxy = FaultProxy(server.url, share=0.2, stall=12.0)
+    # One run through a real server and a real socket for each kind of fault;
+    # the retry logic itself is tested hermetically in test_openai_logic.py.
+    proxy = FaultProxy(server.url, share=0.3, stall=12.0)
     try:
         out = tmp_path / "faults"
         r = write(proxy.url, out, "--mode", "beats", "--words", "250", "--concurrency", "2", "--timeout", "8",
-                  "--max-retries", "8", n=12)
+                  "--max-retries", "8", n=4)
     finally:
         proxy.stop()
     assert r.returncode == 0, r.stderr
-    assert_valid_corpus(out, 12)
+    assert_valid_corpus(out, 4)
     assert all(proxy.counts[k] >= 1 for k in FaultProxy.KINDS), proxy.counts
     injected = sum(proxy.counts[k] for k in FaultProxy.KINDS)
     line = next(x for x in r.stdout.splitlines() if x.startswith("retried requests"))

@@ -68,7 +68,9 @@ class OpenAIBackend(Backend):
     chat = True
 
     def __init__(self, base_url: str | Sequence[str], model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 timeout: float = 120.0, max_retries: int = 6, backoff: float = BACKOFF_BASE):
+                 timeout: float = 120.0, max_retries: int = 6, backoff: float = BACKOFF_BASE, transport=None):
+        """``transport``: an httpx async transport for the run's client (None:
+        the network; tests pass an ``httpx.MockTransport``)."""
         super().__init__(id="openai", model=model)
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls or urls == [""]:
@@ -83,6 +85,7 @@ class OpenAIBackend(Backend):
         self.api_key_env = api_key_env
         self._key = os.environ.get(api_key_env) or None  # None: a local server without keys
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
+        self.transport = transport
 
     def describe(self) -> dict:
         if len(self.servers) == 1:
@@ -240,7 +243,7 @@ class OpenAIBackend(Backend):
         httpx = _httpx()
         loop = asyncio.new_event_loop()
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        client = httpx.AsyncClient(timeout=self.timeout, limits=limits)
+        client = httpx.AsyncClient(timeout=self.timeout, limits=limits, transport=self.transport)
         source, exhausted, active = iter(jobs), False, set()
         try:
             while True:
