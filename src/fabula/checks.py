@@ -236,16 +236,23 @@ class NearDuplicates:
         self.b, self.r = _optimal_param(self.threshold, self.num_perm, 0.5, 0.5)
         self._bands: list[dict[int, str | list[str]]] = [{} for _ in range(self.b)]
         self._known: set[str] = set()
+        self._last: tuple[str, np.ndarray] | None = None
         # Odd 64-bit multipliers: a band's r values -> one key (sum of products, mod 2^64).
         rng = np.random.default_rng(0x5EED)
         self._mult = (rng.integers(1, 2**63, size=self.r, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
 
     def signature(self, text: str) -> np.ndarray:
+        # The writer checks a draft, then adds the same text once it is kept:
+        # the last signature is reused rather than computed twice.
+        if self._last is not None and self._last[0] == text:
+            return self._last[1]
         from datasketch import MinHash
 
         m = MinHash(num_perm=self.num_perm, seed=1)
         m.update_batch([s.encode() for s in shingles(text)])
-        return np.asarray(m.hashvalues, dtype=np.uint32)
+        sig = np.asarray(m.hashvalues, dtype=np.uint32)
+        self._last = (text, sig)
+        return sig
 
     def minhash_scheme(self) -> str:
         """What the signatures depend on (a saved index is reused only if this matches)."""

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from fabula.checks import NearDuplicates
-from fabula.score import CommonGrams, NgramSet
+from fabula.score import CommonGrams, NgramSet, _grams, gram_hashes
 from fabula.store import PLAN, TMP_SUFFIX
 
 INDEX = "index.npz"
@@ -66,8 +66,10 @@ class Memory:
 
     def add(self, rid: str, text: str) -> None:
         self.near.add(rid, text)
-        self.corpus.add(text)
-        self.counts.add(text)
+        grams = [" ".join(g) for g in _grams(text)]  # one pass and one hash per 4-gram for both sets
+        hashes = gram_hashes(grams)
+        self.corpus.add(text, hashes)
+        self.counts.add(text, grams, hashes)
         self.unsaved += 1
 
     def _header(self) -> dict:

@@ -400,6 +400,12 @@ def _card_year(card: Card) -> int | None:
     return int(y) if y.isdigit() else None
 
 
+def gram_hashes(grams: list[str]) -> np.ndarray:
+    """64-bit blake2b of each gram ("a b c d"): the same in every process."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little") for g in grams),
+                       dtype=np.uint64, count=len(grams))
+
+
 def _grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
     toks = [w.lower() for w in words(text)]
     return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
@@ -420,11 +426,11 @@ class NgramSet:
         self.bits = np.zeros(self.BITS // 8, dtype=np.uint8)
 
     def _index(self, text: str) -> np.ndarray:
-        hs = [int.from_bytes(hashlib.blake2b(" ".join(g).encode(), digest_size=8).digest(), "little") for g in _grams(text)]
-        return np.array(hs, dtype=np.uint64) & np.uint64(self.BITS - 1)
+        return gram_hashes([" ".join(g) for g in _grams(text)]) & np.uint64(self.BITS - 1)
 
-    def add(self, text: str) -> None:
-        i = self._index(text)
+    def add(self, text: str, hashes: np.ndarray | None = None) -> None:
+        """Add a text's 4-grams (``hashes``: their gram_hashes, when the caller has them)."""
+        i = self._index(text) if hashes is None else hashes & np.uint64(self.BITS - 1)
         np.bitwise_or.at(self.bits, (i >> np.uint64(3)).astype(np.int64), (1 << (i & np.uint64(7))).astype(np.uint8))
 
     def novelty(self, text: str) -> float:
@@ -462,14 +468,21 @@ class CommonGrams:
         """Stories that hold ``gram`` (an upper bound: buckets are shared; at most 255)."""
         return int(self.counts[self._bucket(gram)])
 
-    def add(self, text: str) -> None:
-        grams = {" ".join(g) for g in _grams(text)}
-        for g in grams:  # once per story: the count is of stories, not of uses
-            i = self._bucket(g)
-            if self.counts[i] < 255:
-                self.counts[i] += 1
-            if self.counts[i] >= self.limit:
-                self.common.add(g)
+    def add(self, text: str, grams: list[str] | None = None, hashes: np.ndarray | None = None) -> None:
+        """Count a story's distinct 4-grams once each (``grams`` and their
+        ``hashes``: a text's as Memory.add has them, possibly repeated)."""
+        if grams is None:
+            grams = [" ".join(g) for g in _grams(text)]
+            hashes = gram_hashes(grams)
+        uniq = dict(zip(grams, (hashes & np.uint64(self.BITS - 1)).astype(np.int64).tolist()))  # once per story
+        if not uniq:
+            return
+        at = np.fromiter(uniq.values(), dtype=np.int64, count=len(uniq))
+        buckets, times = np.unique(at, return_counts=True)  # two grams may share a bucket
+        self.counts[buckets] = np.minimum(self.counts[buckets].astype(np.int64) + times, 255).astype(np.uint8)
+        hit = self.counts[at] >= self.limit
+        if hit.any():
+            self.common.update(g for g, h in zip(uniq, hit.tolist()) if h)
 
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story
