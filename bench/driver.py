@@ -114,6 +114,7 @@ def timed_stages():
     s.wrap(store.Store, "accept", "commit")
     s.wrap(store.Store, "plan", "commit")
     s.wrap(store.Store, "reject", "commit")
+    s.wrap(store.Store, "flush", "commit")
     s.wrap(index, "save", "index save")
     s.wrap(fake.FakeBackend, "complete", "fake backend")
     try:

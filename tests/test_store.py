@@ -118,3 +118,82 @@ def test_cut_torn_cuts_only_a_last_line_without_its_newline(tmp_path):
         cut_torn(p)
         assert p.read_bytes() == expect
     cut_torn(tmp_path / "missing.jsonl")  # nothing to cut
+
+
+def test_a_group_is_held_in_memory_until_flushed_then_committed_in_order(tmp_path, spy):
+    from fabula.plan import Planner
+
+    s = Store.open(tmp_path / "c", MAN)
+    s.group = 8
+    cards = [Planner(spy, 1, 3).next() for _ in range(1)]
+    s.plan(cards[0])
+    for i in range(3):
+        s.accept(i, f"Story {i}.\n", {"card": {"id": cards[0].id}})
+    # The first story came after a long quiet (committed at once); the next two wait.
+    assert (s.committed, s.held) == (1, 2)
+    assert len(read_jsonl(tmp_path / "c" / "corpus.jsonl")) == 1
+    assert len(list((tmp_path / "c" / "stories").iterdir())) == 1
+    s.flush()
+    assert (s.committed, s.held) == (3, 0)
+    recs = read_jsonl(tmp_path / "c" / "corpus.jsonl")
+    assert [r["index"] for r in recs] == [0, 1, 2]
+    assert [c["id"] for c in read_jsonl(tmp_path / "c" / "plan.jsonl")] == [cards[0].id]
+    assert sorted(p.name for p in (tmp_path / "c" / "stories").iterdir()) == sorted(r["file"][8:] for r in recs)
+
+
+def test_reject_and_fail_commit_the_held_plan_lines_first(tmp_path, spy):
+    from fabula.plan import Planner
+
+    s = Store.open(tmp_path / "c", MAN)
+    s.group = 8
+    card = Planner(spy, 1, 3).next()
+    s.plan(card)
+    assert not (tmp_path / "c" / "plan.jsonl").exists()
+    s.reject({"card": card.to_dict(), "reason": "too-short"})
+    assert [c["id"] for c in read_jsonl(tmp_path / "c" / "plan.jsonl")] == [card.id]
+
+
+# A writer in a child process that prints, after every finished draft, how many
+# stories are on disk for good (committed) and how many it has kept; the parent
+# kills it with SIGKILL the moment the acknowledged count passes a mark.
+_ACK_WRITER = """
+import sys
+import fabula
+def say(s):
+    print(s.already + s.committed, s.already + s.written, flush=True)
+fabula.Corpus(sys.argv[1]).write(int(sys.argv[2]), backend="fake", best_of=1, seed=3, progress=False, on_story=say)
+"""
+
+
+def test_group_commit_loses_nothing_a_commit_acknowledged(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from fabula.verify import verify
+
+    out, n = tmp_path / "c", 400
+    held_seen = False
+    for mark in (40, 150, 290):
+        p = subprocess.Popen([sys.executable, "-c", _ACK_WRITER, str(out), str(n)], stdout=subprocess.PIPE, text=True)
+        acked = 0
+        try:
+            for line in p.stdout:
+                acked, kept = map(int, line.split())
+                held_seen |= kept > acked
+                if acked >= mark:
+                    p.send_signal(signal.SIGKILL)
+                    break
+        finally:
+            p.kill()
+            p.wait()
+        assert acked >= mark, "the writer ended before it was killed"
+        s = Store.open(out, {"pack": "spy", "seed": 3})  # repairs what the kill left
+        assert len(s.heads()) >= acked
+        unlock_folder(out)
+        check = verify(out)
+        assert check.faults == [] and check.stories == len(s.heads())
+    assert held_seen, "no story was ever held for a group commit: this test tested nothing"
+    done = subprocess.run([sys.executable, "-c", _ACK_WRITER, str(out), str(n)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert verify(out).stories == n

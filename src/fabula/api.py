@@ -215,7 +215,9 @@ class Corpus:
         ``warn`` receives warnings as one-line strings (default: the logger).
         ``executor``: "local" (this process) or a ``RayCluster`` ("ray": a local
         Ray with two workers). ``on_story`` is called with the run's
-        ``Summary`` after every finished draft (kept, dropped or failed)."""
+        ``Summary`` after every finished draft (kept, dropped or failed); its
+        ``committed`` counts the stories already on disk for good (a fast run
+        commits kept stories in groups), ``written`` those kept."""
         from fabula import __version__
         from fabula.backends import make_backend
         from fabula.packs import load_pack
@@ -310,7 +312,7 @@ class Corpus:
                 if user_hook is not None:
                     user_hook(s)
                 if bar is not None:
-                    bar.n = min(s.already + s.written, n)
+                    bar.n = min(s.already + s.committed, n)  # what is on disk for good
                     bar.set_postfix_str(f"{s.tokens_per_second:.1f} tok/s, dropped {sum(s.dropped.values())}", refresh=False)
                     bar.refresh()
 

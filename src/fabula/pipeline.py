@@ -29,7 +29,8 @@ from fabula.write import StoryJob, WriteSettings
 class Summary:
     target: int
     already: int = 0  # stories in the folder before this run
-    written: int = 0  # stories committed by this run
+    written: int = 0  # stories kept by this run (see committed)
+    committed: int = 0  # ... of which on disk for good: a group commit may still hold the rest (see store.Store.group)
     rejected: int = 0  # cards given up after max_attempts drafts
     failed: int = 0  # cards the backend gave up on (kept pending: a rerun retries them)
     dropped: Counter = field(default_factory=Counter)  # drafts dropped, by reason
@@ -66,6 +67,7 @@ class BaseModelInInstructMode(FabulaError):
     pass
 
 
+COMMIT_GROUP = 64  # stories a fast run commits with one fsync of corpus.jsonl (see store.Store.group)
 DEBRIS_STOP = 6  # instruct mode: markup drafts, none kept, before the run stops and says why
 
 
@@ -96,6 +98,8 @@ def write_corpus(
     near, corpus, common = mem.near, mem.corpus, mem.common
     jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
+    store.group = COMMIT_GROUP
+    committed_before = store.committed
 
     try:
         for job in backend.run(jobs):
@@ -107,6 +111,7 @@ def write_corpus(
                 store.fail({"card": job.card.to_dict(), "attempt": job.attempt, "reason": job.error, **backend.describe()})
                 summary.failed += 1
                 jobs.failed += 1
+                summary.committed = store.committed - committed_before  # fail() flushed
                 if on_story:
                     on_story(summary)
                 continue
@@ -128,6 +133,7 @@ def write_corpus(
                 })
                 mem.add(rec["id"], draft.text)
                 if mem.unsaved >= index.SAVE_EVERY:
+                    store.flush()  # the index holds committed stories only
                     index.save(store.root, mem, jobs.planner)
                 jobs.accepted += 1
                 summary.written += 1
@@ -155,11 +161,16 @@ def write_corpus(
                             f"see {store.root}/rejects.jsonl, then adjust --words or the pack's sampling settings"
                         )
             summary.seconds = time.perf_counter() - t0
+            summary.committed = store.committed - committed_before
             if on_story:
                 on_story(summary)
     finally:
+        # Also on Ctrl-C and errors: a held story was checked and kept, and is whole.
+        store.flush()
+        store.group = 1
+        summary.committed = store.committed - committed_before
         if mem.unsaved or mem.read:
-            index.save(store.root, mem, jobs.planner)  # also on Ctrl-C and errors: it holds committed stories only
+            index.save(store.root, mem, jobs.planner)  # holds committed stories only: after the flush
         summary.seconds = time.perf_counter() - t0
         summary.servers = backend.usage() if hasattr(backend, "usage") else []
     return summary
