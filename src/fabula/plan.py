@@ -197,8 +197,13 @@ class Planner:
         if g.count(src) == 1:
             return _render(g.expand(src, rng), ctx)
         best, best_shared = "", math.inf
+        drawn = set()  # an expansion drawn again renders to the same text: not better, so not scored again
         for _ in range(WORDING_DRAWS):
-            text = _render(g.expand(src, rng), ctx)
+            expanded = g.expand(src, rng)  # every draw is made, so the generator's stream is as before
+            if expanded in drawn:
+                continue
+            drawn.add(expanded)
+            text = _render(expanded, ctx)
             shared = sum(self.grams[x] for x in _grams(text))
             if shared < best_shared:
                 best, best_shared = text, shared

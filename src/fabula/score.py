@@ -175,26 +175,44 @@ def known_first_names() -> frozenset[str]:
     return frozenset(n for n in out if len(n) > 2)
 
 
-def card_words(card: Card) -> frozenset[str]:
-    """Every word the card itself holds: names, slots, title, beats (computed
-    once per card: the scorer asks for every candidate paragraph)."""
-    hit = _CARD_WORDS.get(id(card))
+def per_card(table: dict, card: Card, compute):
+    """``compute(card)``, once per card: the scorer and the request builder ask
+    for a card's words and grams at every candidate paragraph. ``table`` maps
+    id(card) to (card, value); the card is kept, so its id is not reused while
+    cached."""
+    hit = table.get(id(card))
     if hit is not None and hit[0] is card:
         return hit[1]
+    value = compute(card)
+    if len(table) >= 1024:  # the cards in flight; a driver has at most a few hundred
+        table.clear()
+    table[id(card)] = (card, value)
+    return value
+
+
+def _card_words(card: Card) -> frozenset[str]:
     parts = [card.title, *(x for ch in card.cast.values() for x in (ch.full, ch.nationality, *ch.traits.values())),
              *card.slots.values(), *card.beats]
     own = {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
     # Names whole, as written: words() stops at letters outside Latin-1 and
     # Latin Extended-A (Azerbaijani ə of "Məmmədli").
     own |= {x for ch in card.cast.values() for x in re.split(r"[\s-]+", ch.full) if x}
-    own = frozenset(own | {_fold(w) for w in own})  # Tomás written Tomas is still Tomás
-    if len(_CARD_WORDS) >= 1024:  # the cards in flight; a driver has at most a few hundred
-        _CARD_WORDS.clear()
-    _CARD_WORDS[id(card)] = (card, own)  # the card is kept, so its id is not reused while cached
-    return own
+    return frozenset(own | {_fold(w) for w in own})  # Tomás written Tomas is still Tomás
+
+
+def card_words(card: Card) -> frozenset[str]:
+    """Every word the card itself holds: names, slots, title, beats."""
+    return per_card(_CARD_WORDS, card, _card_words)
 
 
 _CARD_WORDS: dict[int, tuple[Card, frozenset[str]]] = {}
+
+
+def _own_grams(card: Card) -> frozenset[str]:
+    return frozenset(" ".join(g) for p in (*card.slots.values(), *card.openers) for g in _grams(p))
+
+
+_OWN_GRAMS: dict[int, tuple[Card, frozenset[str]]] = {}
 
 
 def anchors(card: Card, paragraph: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -459,7 +477,8 @@ class CommonGrams:
     def __init__(self, limit: int) -> None:
         self.limit = max(2, int(limit))
         self.counts = np.zeros(self.BITS, dtype=np.uint8)
-        self.common: set[str] = set()
+        self.common: set[str] = set()  # only ever grows (banned_for relies on it)
+        self._banned: dict[int, tuple] = {}  # id(card) -> (card, len(common), banned_for(card))
 
     def _bucket(self, gram: str) -> int:
         return int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little") & (self.BITS - 1)
@@ -487,5 +506,12 @@ class CommonGrams:
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story
         may always name its own venue, summons or ending again)."""
-        own = {" ".join(g) for p in (*card.slots.values(), *card.openers) for g in _grams(p)}
-        return frozenset(self.common - own)
+        # The common set only grows, so its size tells whether an answer is stale.
+        hit = self._banned.get(id(card))
+        if hit is not None and hit[0] is card and hit[1] == len(self.common):
+            return hit[2]
+        out = frozenset(self.common - per_card(_OWN_GRAMS, card, _own_grams))
+        if len(self._banned) >= 1024:
+            self._banned.clear()
+        self._banned[id(card)] = (card, len(self.common), out)
+        return out

@@ -100,6 +100,7 @@ class Grammar:
         for name, alts in (rules or {}).items():
             self.rules[name] = tuple(parse(a) for a in alts)
         self._cache: dict[str, tuple[Part, ...]] = {}
+        self._counts: dict[str, int] = {}
         for name in self.rules:
             self._check_rule(name, ())
 
@@ -140,7 +141,9 @@ class Grammar:
     def count(self, src: str) -> int:
         """Distinct expansions (counting paths: two paths that give the same
         text count twice, so this is an upper bound)."""
-        return self._count(self.parsed(src))
+        if src not in self._counts:
+            self._counts[src] = self._count(self.parsed(src))
+        return self._counts[src]
 
     def _count(self, parts: tuple[Part, ...]) -> int:
         n = 1
