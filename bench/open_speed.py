@@ -34,7 +34,7 @@ def build(folder: Path, n: int) -> None:
     seedling = Path(tempfile.mkdtemp(prefix="fabula-seedling-"))
     fabula.Corpus(seedling).write(200, backend="fake", seed=1, progress=False, warn=lambda m: None)
     recs = read_jsonl(seedling / CORPUS)
-    shutil.copytree(seedling, folder, ignore=shutil.ignore_patterns("index.npz", "writer.lock", "corpus.jsonl", "plan.jsonl", "stories"))
+    shutil.copytree(seedling, folder, ignore=shutil.ignore_patterns("index.npz", "index.signatures", "writer.lock", "corpus.jsonl", "plan.jsonl", "stories"))
     (folder / STORIES).mkdir()
     texts = [(seedling / r["file"]).read_text(encoding="utf-8") for r in recs]
     with open(folder / CORPUS, "w", encoding="utf-8") as fc, open(folder / PLAN, "w", encoding="utf-8") as fp:
@@ -56,7 +56,7 @@ def resume(folder: Path, target: int) -> tuple[float, object]:
     first = []
 
     def on_story(s) -> None:
-        if s.written and not first:
+        if s.committed and not first:
             first.append(time.perf_counter() - t0)
 
     s = fabula.Corpus(folder).write(target, backend="fake", seed=1, progress=False, warn=lambda m: None, on_story=on_story)
@@ -65,9 +65,9 @@ def resume(folder: Path, target: int) -> tuple[float, object]:
 
 def read_alone(folder: Path, texts: bool) -> float:
     """Seconds to read the bytes an open needs, and nothing more: corpus.jsonl,
-    plan.jsonl and index.npz (write), or corpus.jsonl and every story (export)."""
+    plan.jsonl and the index (write), or corpus.jsonl and every story (export)."""
     t0 = time.perf_counter()
-    names = [CORPUS] + ([r["file"] for r in read_heads(folder / CORPUS)] if texts else [PLAN, "index.npz"])
+    names = [CORPUS] + ([r["file"] for r in read_heads(folder / CORPUS)] if texts else [PLAN, "index.npz", "index.signatures"])
     for name in names:
         (folder / name).read_bytes()
     return time.perf_counter() - t0

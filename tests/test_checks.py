@@ -186,3 +186,27 @@ def test_a_gated_pattern_finds_what_its_regex_finds():
             text = filler(rng, 40) + " " + rng.choice(examples)
             assert gated.findall(text) == gated.pattern.findall(text)
         assert gated.findall(filler(rng, 40)) == []
+
+
+def test_signatures_since_gives_the_rows_after_k_and_keeps_the_pieces_few():
+    import numpy as np
+
+    from fabula.checks import NearDuplicates
+
+    rng = np.random.default_rng(1)
+    full = rng.integers(0, 2**32, size=(12, 128), dtype=np.uint64).astype(np.uint32)
+    for k in range(13):
+        nd = NearDuplicates()
+        nd.add_signatures([f"s{i}" for i in range(5)], full[:5])  # a bulk load
+        for i in range(5, 12):
+            nd.add_signatures([f"s{i}"], full[i:i + 1])  # one story at a time
+        assert np.array_equal(nd.signatures_since(k), full[k:])
+        assert np.array_equal(nd.signatures(), full)
+    # A writer asks for the rows since its last save: one piece a save, not one a story.
+    nd, saved = NearDuplicates(), 0
+    for i in range(12):
+        nd.add_signatures([f"s{i}"], full[i:i + 1])
+        if i % 4 == 3:
+            assert np.array_equal(nd.signatures_since(saved), full[saved:i + 1])
+            saved = i + 1
+    assert len(nd._sigs) == 3

@@ -65,7 +65,7 @@ def test_stories_after_the_last_save_are_read_from_their_texts(corpus):
     same_state(again, mem)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "repair", "lower-limit"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "repair", "lower-limit", "signatures-short", "signatures-other"])
 def test_an_index_that_does_not_match_is_rebuilt_from_the_texts(corpus, damage):
     path = corpus / "index.npz"
     n, ban = 40, 0.02
@@ -81,6 +81,12 @@ def test_an_index_that_does_not_match_is_rebuilt_from_the_texts(corpus, damage):
         repair(corpus, verify(corpus))
     elif damage == "lower-limit":  # saved for N = 400 (ban at 8 stories); a run for N = 40 bans at 2
         index.save(corpus, index.open_memory(corpus, read_jsonl(corpus / "corpus.jsonl"), 0.5, 0.02, 400))
+    elif damage == "signatures-short":  # the signatures file lost its last row
+        sig = corpus / index.SIGNATURES
+        sig.write_bytes(sig.read_bytes()[:-512])
+    elif damage == "signatures-other":  # another corpus's signatures file, as long
+        sig = corpus / index.SIGNATURES
+        sig.write_bytes(sig.read_bytes()[512:] + sig.read_bytes()[:512])
     mem = memory(corpus, n, ban)
     recs = read_jsonl(corpus / "corpus.jsonl")
     if damage != "lower-limit":
@@ -181,3 +187,33 @@ def test_a_small_corpus_saves_its_bit_sets_sparse_and_a_full_one_whole(tmp_path)
             assert np.array_equal(index._dense(z, "a", arr), arr)
             with pytest.raises(ValueError):
                 index._dense(z, "a", np.zeros(1 << 15, dtype=np.uint8))  # saved with another size: rebuilt
+
+
+def test_a_save_appends_only_the_new_signatures_and_a_killed_runs_extra_rows_are_cut(corpus, monkeypatch):
+    from fabula.checks import NearDuplicates
+
+    sig = corpus / index.SIGNATURES
+    before = sig.read_bytes()
+    assert len(before) == 30 * 512
+    asked = []
+    real = NearDuplicates.signatures_since
+    monkeypatch.setattr(NearDuplicates, "signatures_since", lambda self, k: asked.append(k) or real(self, k))
+    write(corpus, 45)
+    assert asked == [30]  # one save, at the end of the run: the rows after the 30 saved
+    after = sig.read_bytes()
+    assert len(after) == 45 * 512 and after[: len(before)] == before  # the first 30 rows as they were
+    # A run killed after appending rows but before renaming its index.npz into place:
+    with open(sig, "ab") as f:
+        f.write(b"\x07" * 512 * 8)
+    mem = memory(corpus, 60)
+    assert (mem.loaded, mem.read) == (45, 0)
+    s = write(corpus, 50)
+    assert s.opened_from_index == 45
+    assert sig.stat().st_size == 50 * 512
+    (corpus / "index.npz").unlink()
+    sig.unlink()
+    same_state(memory(corpus, 60), memory(corpus, 60))
+    rebuilt = memory(corpus, 60)
+    assert (rebuilt.loaded, rebuilt.read) == (0, 50)
+    index.save(corpus, rebuilt)
+    assert sig.read_bytes()[: len(after)] == after  # the same signatures, rebuilt from the texts

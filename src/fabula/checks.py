@@ -307,11 +307,25 @@ class NearDuplicates:
 
     def signatures(self) -> np.ndarray:
         """Every inserted story's signature, in insertion order ((n, num_perm) uint32)."""
-        if not self._sigs:
-            return np.zeros((0, self.num_perm), dtype=np.uint32)
-        if len(self._sigs) > 1:
-            self._sigs = [np.concatenate(self._sigs)]
-        return self._sigs[0]
+        return self.signatures_since(0)
+
+    def signatures_since(self, k: int) -> np.ndarray:
+        """The signatures of the stories inserted after the first ``k``. The
+        rows are kept as pieces (one a story, one a bulk insert); those asked
+        for are joined into one, so the pieces stay few and an older row is
+        never copied again (a writer asks for the new rows at every save)."""
+        pieces, have = [], len(self.keys)
+        while self._sigs and have > k and have - len(self._sigs[-1]) >= k:
+            have -= len(self._sigs[-1])
+            pieces.append(self._sigs.pop())
+        if pieces:
+            self._sigs.append(np.concatenate(pieces[::-1]) if len(pieces) > 1 else pieces[0])
+        if have == k:
+            return self._sigs[-1] if pieces else np.zeros((0, self.num_perm), dtype=np.uint32)
+        # k falls inside a piece: every piece from there, joined
+        joined = np.concatenate(self._sigs) if len(self._sigs) > 1 else self._sigs[0]
+        self._sigs = [joined]
+        return joined[k:]
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -8,16 +8,22 @@ story - five minutes at 100,000 - so the writer saves it here every
 ``SAVE_EVERY`` stories and at the end of every run, and a resumed run loads
 it and reads only the stories after it.
 
-One file, written whole under a temporary name and renamed into place, so it
-is either the old one or the new one. It holds a header (format version, what
-the arrays depend on, the 4-gram ban's limit) and the arrays: story ids,
-signatures (n x 128 uint32), the novelty bit set, the gram counts (both
-sparse while few of their bytes are set) and the
-grams already common. It is used only when the header matches this fabula and
-its ids are exactly the first ids of corpus.jsonl, in order; anything else -
-a missing or damaged file, records dropped by ``fabula verify --repair``, a
-lower ban limit than the one it was saved with - rebuilds it from the texts.
-The index is a cache: deleting it loses nothing.
+Two files. ``DIR/index.signatures`` holds the signatures, 128 little-endian
+uint32 a story in corpus order, and only ever grows: a save appends the rows
+of the stories kept since the last one (fsynced), so saving costs the same
+at 10 stories or 10^6. ``DIR/index.npz`` is then written whole under a
+temporary name and renamed into place, so it is either the old one or the
+new one: a header (format version, what the arrays depend on, how many
+stories it covers, a sha256 of their ids, the 4-gram ban's limit) and the
+arrays - the novelty bit set and the gram counts (both sparse while few of
+their bytes are set) and the grams already common. Its count says how many
+rows of index.signatures are its own; rows after them (a run killed between
+the two writes) are cut at the next save. It is used only when the header
+matches this fabula and its ids are exactly the first ids of corpus.jsonl,
+in order; anything else - a missing or damaged file, records dropped by
+``fabula verify --repair``, a lower ban limit than the one it was saved
+with - rebuilds it from the texts. The index is a cache: deleting both files
+loses nothing.
 
 It also holds the planner's state (its tallies of every card planned, see
 Planner.state) with the length of plan.jsonl it was counted from and a hash of
@@ -34,7 +40,7 @@ import json
 import math
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +50,8 @@ from fabula.score import CommonGrams, NgramSet, _grams, gram_hashes
 from fabula.store import PLAN, TMP_SUFFIX
 
 INDEX = "index.npz"
-VERSION = 1
+SIGNATURES = "index.signatures"
+VERSION = 2  # 2: signatures in their own append-only file, ids as a digest
 SAVE_EVERY = 1000  # stories between saves: a killed run re-reads at most this many texts
 
 
@@ -59,6 +66,9 @@ class Memory:
     loaded: int = 0  # stories that came from the saved index
     read: int = 0  # stories whose text was read to rebuild it
     unsaved: int = 0  # stories added since the last save
+    signature_rows: int = 0  # leading rows of index.signatures known to be these stories' signatures
+    ids: "hashlib._Hash" = field(default_factory=hashlib.sha256)  # running sha256 of the ids, each + "\n"
+    last_signature: str = ""  # _last_signature of the stories' last row, as index.npz saved it
 
     @property
     def common(self) -> CommonGrams | None:
@@ -66,6 +76,7 @@ class Memory:
 
     def add(self, rid: str, text: str) -> None:
         self.near.add(rid, text)
+        self.ids.update(rid.encode() + b"\n")
         grams = [" ".join(g) for g in _grams(text)]  # one pass and one hash per 4-gram for both sets
         hashes = gram_hashes(grams)
         self.corpus.add(text, hashes)
@@ -73,7 +84,7 @@ class Memory:
         self.unsaved += 1
 
     def _header(self) -> dict:
-        return {"version": VERSION, "stories": len(self.near), "minhash": self.near.minhash_scheme(),
+        return {"version": VERSION, "stories": len(self.near), "ids": self.ids.hexdigest(), "minhash": self.near.minhash_scheme(),
                 "threshold": self.near.threshold, "ngram_bits": NgramSet.BITS, "count_bits": CommonGrams.BITS,
                 "limit": self.counts.limit}
 
@@ -102,24 +113,40 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
             mem = Memory(NearDuplicates(threshold=near_threshold), NgramSet(), CommonGrams(limit), ban=True)
-            if header != {**mem._header(), "stories": header.get("stories"), "limit": header.get("limit")}:
+            if header != {**mem._header(), **{k: header.get(k) for k in ("stories", "ids", "limit", "last_signature")}}:
                 return None  # another format, MinHash scheme or size
             if limit < header["limit"]:
                 return None  # grams below the saved limit were not kept as text
-            ids = [x.decode() for x in z["ids"].tolist()]
-            if len(ids) != header["stories"] or len(ids) > len(records):
+            n = header["stories"]
+            if not isinstance(n, int) or not 0 <= n <= len(records):
                 return None
-            if ids != [r["id"] for r in records[: len(ids)]]:
+            for r in records[:n]:
+                mem.ids.update(r["id"].encode() + b"\n")
+            if mem.ids.hexdigest() != header["ids"]:
                 return None  # records dropped or reordered since (verify --repair)
-            mem.near.add_signatures(ids, z["signatures"])
+            width = mem.near.num_perm
+            sigs = np.fromfile(path.with_name(SIGNATURES), dtype="<u4", count=n * width)
+            if sigs.size != n * width:
+                return None  # the signatures file is shorter than the index says
+            sigs = sigs.reshape(n, width).astype(np.uint32, copy=False)
+            if _last_signature(sigs) != header["last_signature"]:
+                return None
+            mem.near.add_signatures([r["id"] for r in records[:n]], sigs)
             mem.corpus.bits = _dense(z, "ngram_bits", mem.corpus.bits)
             mem.counts.counts = _dense(z, "counts", mem.counts.counts)
             saved_common = bytes(z["common"]).decode().split("\n") if len(z["common"]) else []
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
     mem.counts.common = {g for g in saved_common if mem.counts.count(g) >= limit}
-    mem.loaded = len(ids)
+    mem.loaded = mem.signature_rows = n
+    mem.last_signature = header["last_signature"]
     return mem
+
+
+def _last_signature(sigs: np.ndarray) -> str:
+    """A digest of the last row: a signatures file from another corpus (or cut
+    and rewritten) does not pass for this one's."""
+    return hashlib.sha256(sigs[-1].astype("<u4").tobytes()).hexdigest()[:16] if len(sigs) else ""
 
 
 def _sparse(name: str, arr: np.ndarray) -> dict[str, np.ndarray]:
@@ -175,11 +202,24 @@ def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
 
 
 def save(root: Path, mem: Memory, planner=None) -> None:
-    """Write the index whole (with ``planner``'s state when given), then
-    rename it into place."""
+    """Append the new signatures to index.signatures, then write index.npz
+    whole (with ``planner``'s state when given) and rename it into place."""
     path = root / INDEX
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    header = json.dumps(mem._header()).encode()
+    new = mem.near.signatures_since(mem.signature_rows)
+    row = mem.near.num_perm * 4
+    with open(root / SIGNATURES, "ab") as f:  # created if missing; the writes below go where seek puts them
+        pass
+    with open(root / SIGNATURES, "r+b") as f:
+        f.truncate(mem.signature_rows * row)  # rows a killed run appended after the last index.npz
+        f.seek(mem.signature_rows * row)
+        f.write(new.astype("<u4", copy=False).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    mem.signature_rows += len(new)
+    last = new[-1:] if len(new) else None
+    header = {**mem._header(), "last_signature": _last_signature(last) if last is not None else mem.last_signature}
+    mem.last_signature = header["last_signature"]
     extra = {}
     if planner is not None:
         data, size = b"", 0
@@ -191,9 +231,8 @@ def save(root: Path, mem: Memory, planner=None) -> None:
         saved = {"plan_bytes": size, "plan_tail": _plan_tail(data, len(data)), "state": planner.state()}
         extra["planner"] = np.frombuffer(json.dumps(saved, ensure_ascii=False).encode(), dtype=np.uint8)
     with open(tmp, "wb") as f:
-        np.savez(f, header=np.frombuffer(header, dtype=np.uint8),
-                 ids=np.array([k.encode() for k in mem.near.keys], dtype=bytes),
-                 signatures=mem.near.signatures(), **_sparse("ngram_bits", mem.corpus.bits), **_sparse("counts", mem.counts.counts),
+        np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                 **_sparse("ngram_bits", mem.corpus.bits), **_sparse("counts", mem.counts.counts),
                  common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8), **extra)
         f.flush()
         os.fsync(f.fileno())
