@@ -210,3 +210,28 @@ def test_signatures_since_gives_the_rows_after_k_and_keeps_the_pieces_few():
             assert np.array_equal(nd.signatures_since(saved), full[saved:i + 1])
             saved = i + 1
     assert len(nd._sigs) == 3
+
+
+def test_the_phrase_gate_finds_what_the_whole_phrase_pattern_finds():
+    import random
+
+    from fabula.backends.fake import filler
+    from fabula.checks import PhraseGate
+    from fabula.packs import load_pack
+
+    pack = load_pack("spy")
+    phrases = [*pack.avoid_phrases, *pack.avoid_names, "didn't look back", "o'clock sharp", "Ernst-August"]
+    gate, whole = PhraseGate(phrases), phrase_pattern(phrases)
+    rng = random.Random(7)
+    forms = [lambda p: p, str.upper, str.title, lambda p: p.replace(" ", "-"), lambda p: p.replace(" ", "  \n"),
+             lambda p: p + "s", lambda p: "x" + p, lambda p: p.replace("'", "’"), lambda p: p[:-1]]
+    found = 0
+    for i in range(400):
+        text = filler(rng, 120)
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randint(0, len(text))
+            text = text[:at] + " " + rng.choice(forms)(rng.choice(phrases)) + rng.choice([" ", ". ", ", ", ""]) + text[at:]
+        a, b = gate.search(text), whole.search(text)
+        assert (a and (a.span(), a.group())) == (b and (b.span(), b.group())), text
+        found += b is not None
+    assert 100 < found < 400  # both sides of the gate were tried

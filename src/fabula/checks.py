@@ -182,6 +182,34 @@ def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern | None:
     return re.compile(r"(?<![\w])(?:" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
 
 
+_WORD_CHARS = re.compile(r"\w+")
+
+
+class PhraseGate:
+    """``phrase_pattern(phrases).search``, at a fraction of its cost on a whole
+    story: a match of a phrase holds each of its ``\\w+`` runs as a whole run
+    of the text (case-folded), so only the phrases whose runs the text holds
+    are compiled into the pattern searched - the same alternatives in the same
+    order, less those that cannot match, so the same first match (one regex of
+    ~90 phrases tried at every character: 0.8 ms a story)."""
+
+    def __init__(self, phrases: list[str] | tuple[str, ...]):
+        self.phrases = tuple(dict.fromkeys(p.strip().lower() for p in phrases if p.strip()))
+        self._runs = [frozenset(_WORD_CHARS.findall(p.casefold())) for p in self.phrases]
+        self._compiled: dict[tuple[str, ...], re.Pattern | None] = {}
+
+    def search(self, text: str) -> re.Match | None:
+        have = set(_WORD_CHARS.findall(text.casefold()))
+        maybe = tuple(p for p, runs in zip(self.phrases, self._runs) if runs <= have)
+        if not maybe:
+            return None
+        if maybe not in self._compiled:
+            if len(self._compiled) >= 256:
+                self._compiled.clear()
+            self._compiled[maybe] = phrase_pattern(maybe)
+        return self._compiled[maybe].search(text)
+
+
 def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int = 4) -> int | None:
     """While sampling: if the last ``new_chars`` characters of ``text`` closed
     a word whose n-gram (with the n-1 words before it, lower-case, as
@@ -198,7 +226,7 @@ def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int
     return complete[-1].start() if gram in grams else None
 
 
-def stock_phrases(text: str, pattern: re.Pattern | None) -> Verdict:
+def stock_phrases(text: str, pattern: re.Pattern | PhraseGate | None) -> Verdict:
     if pattern is not None:
         m = pattern.search(text)
         if m:
@@ -331,7 +359,7 @@ class NearDuplicates:
         return len(self.keys)
 
 
-def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | None, near: NearDuplicates | None) -> list[Verdict]:
+def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | PhraseGate | None, near: NearDuplicates | None) -> list[Verdict]:
     """All checks, cheapest first; stops at the first drop."""
     out = []
     for check in (

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from fabula.backends.base import Backend
 from fabula import index
-from fabula.checks import MARKUP, phrase_pattern, run_checks, words
+from fabula.checks import MARKUP, PhraseGate, run_checks, words
 from fabula.errors import FabulaError
 from fabula.packs import Pack
 from fabula.plan import Planner
@@ -89,7 +89,7 @@ def write_corpus(
     if len(records) >= n:
         return summary
     lo, hi = pack.word_range(settings.words)
-    pattern = phrase_pattern(avoid)
+    pattern = PhraseGate(avoid) if avoid else None
     # Near-duplicates, the scorer's novelty 4-grams and the common 4-grams that
     # sampling keeps out (those in ban_common of the target N, at least 2
     # stories) of every story kept: from DIR/index.npz, the rest from the texts.
