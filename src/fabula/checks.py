@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fabula.records import Card, Verdict
-
-WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-žȘ-ț'’-]+")
+from fabula.text import WORD, ngram_hashes, tokens, word_hashes, words  # noqa: F401  (WORD, words: this module's API too)
 
 # Text about the text rather than the story: blurbs, headings, publishing
 # notes, links, markdown. Matched case-insensitively, anywhere.
@@ -59,10 +58,6 @@ META_GATED = Gated(META, (
 # Special tokens and markup a story never holds: <start_of_image>, <unused12>,
 # [multimodal], [Note: …], {{ … }}, table pipes.
 MARKUP = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\n]{0,80}\]|\{\{|\}\}|\|")
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text)
 
 
 def length(text: str, lo: int, hi: int) -> Verdict:
@@ -234,9 +229,25 @@ def stock_phrases(text: str, pattern: re.Pattern | PhraseGate | None) -> Verdict
     return Verdict("stock-phrases", True)
 
 
-def shingles(text: str, n: int = 5) -> set[str]:
-    toks = [w.lower() for w in words(text)]
-    return {" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))}
+SHINGLE = 5  # words in a MinHash shingle
+
+
+def minhash_permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b): ``num_perm`` affine maps h -> a*h + b mod 2^64, a odd (a bijection)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, (1 << 64) - 1, size=num_perm, dtype=np.uint64, endpoint=True)
+    return a, b
+
+
+def minhash(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The MinHash signature of a set of 64-bit shingle hashes: per map, the least
+    top 32 bits of a*h + b (the low bits of an affine map mod 2^64 depend on
+    the low bits of h only, the top bits on all of them); uint32."""
+    if not len(shingles):
+        return np.full(len(a), 0xFFFFFFFF, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        return ((shingles[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).min(axis=0).astype(np.uint32)
 
 
 @dataclass
@@ -244,8 +255,10 @@ class NearDuplicates:
     """MinHash over word 5-gram shingles of every accepted story, banded (LSH).
 
     ``check()`` compares a draft with the index; ``add()`` inserts an accepted
-    story. Jaccard threshold default 0.5; 128 permutations (datasketch's
-    MinHash, 32-bit values). The bands are this class's own: ``b`` bands of
+    story. Jaccard threshold default 0.5; 128 affine permutations of the
+    shingles' 64-bit hashes (fabula.text), 32-bit values: computed in numpy
+    from the words' hashes, the same with every datasketch version (1.6 and
+    2.0 hash differently). The bands are this class's own: ``b`` bands of
     ``r`` values each - the (b, r) that datasketch's MinHashLSH picks for the
     threshold (25 x 5 at 0.5) - each band reduced to one 64-bit key in a dict.
     Owning them means a saved corpus index (``fabula.index``) loads 100,000
@@ -268,25 +281,22 @@ class NearDuplicates:
         # Odd 64-bit multipliers: a band's r values -> one key (sum of products, mod 2^64).
         rng = np.random.default_rng(0x5EED)
         self._mult = (rng.integers(1, 2**63, size=self.r, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
+        self._perm = minhash_permutations(self.num_perm)
 
     def signature(self, text: str) -> np.ndarray:
         # The writer checks a draft, then adds the same text once it is kept:
         # the last signature is reused rather than computed twice.
         if self._last is not None and self._last[0] == text:
             return self._last[1]
-        from datasketch import MinHash
-
-        m = MinHash(num_perm=self.num_perm, seed=1)
-        m.update_batch([s.encode() for s in shingles(text)])
-        sig = np.asarray(m.hashvalues, dtype=np.uint32)
+        wh = word_hashes(tokens(text))
+        shingles = ngram_hashes(wh, min(SHINGLE, len(wh)) or 1)  # a text under 5 words is one shingle
+        sig = minhash(shingles, *self._perm)
         self._last = (text, sig)
         return sig
 
     def minhash_scheme(self) -> str:
         """What the signatures depend on (a saved index is reused only if this matches)."""
-        from datasketch import MinHash
-
-        return f"{getattr(MinHash(num_perm=self.num_perm, seed=1), 'scheme', 'legacy')}/{self.num_perm}/{self.b}x{self.r}"
+        return f"fabula-affine64-w{SHINGLE}/{self.num_perm}/{self.b}x{self.r}"
 
     def _band_keys(self, sigs: np.ndarray) -> np.ndarray:
         """(n, 128) signatures -> (n, b) band keys."""

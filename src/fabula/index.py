@@ -46,12 +46,13 @@ from pathlib import Path
 import numpy as np
 
 from fabula.checks import NearDuplicates
-from fabula.score import CommonGrams, NgramSet, _grams, gram_hashes
+from fabula.score import CommonGrams, NgramSet, gram_hashes
+from fabula.text import tokens
 from fabula.store import PLAN, TMP_SUFFIX
 
 INDEX = "index.npz"
 SIGNATURES = "index.signatures"
-VERSION = 2  # 2: signatures in their own append-only file, ids as a digest
+VERSION = 3  # 2: signatures in their own append-only file, ids as a digest; 3: fabula.text hashes
 SAVE_EVERY = 1000  # stories between saves: a killed run re-reads at most this many texts
 
 
@@ -77,10 +78,10 @@ class Memory:
     def add(self, rid: str, text: str) -> None:
         self.near.add(rid, text)
         self.ids.update(rid.encode() + b"\n")
-        grams = [" ".join(g) for g in _grams(text)]  # one pass and one hash per 4-gram for both sets
-        hashes = gram_hashes(grams)
+        toks = tokens(text)  # one tokenisation and one hash per 4-gram for both sets
+        hashes = gram_hashes(text, toks)
         self.corpus.add(text, hashes)
-        self.counts.add(text, grams, hashes)
+        self.counts.add(text, toks, hashes)
         self.unsaved += 1
 
     def _header(self) -> dict:

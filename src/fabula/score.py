@@ -43,7 +43,6 @@ corpus written so far does not hold (1.0 = all new).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections import Counter
@@ -54,6 +53,7 @@ import numpy as np
 
 from fabula.checks import MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, Gated, words
 from fabula.records import Card
+from fabula.text import gram_hash, ngram_hashes, tokens, word_hashes
 
 # Weights for choosing among candidates: a wrong person or a markup token ruins
 # a paragraph; a missing anchor is bad; a stray year is small.
@@ -418,10 +418,10 @@ def _card_year(card: Card) -> int | None:
     return int(y) if y.isdigit() else None
 
 
-def gram_hashes(grams: list[str]) -> np.ndarray:
-    """64-bit blake2b of each gram ("a b c d"): the same in every process."""
-    return np.fromiter((int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little") for g in grams),
-                       dtype=np.uint64, count=len(grams))
+def gram_hashes(text: str, toks: list[str] | None = None) -> np.ndarray:
+    """64-bit hash of each word 4-gram of ``text`` (fabula.text; ``toks``: its
+    tokens, when the caller has them), in order: the same in every process."""
+    return ngram_hashes(word_hashes(tokens(text) if toks is None else toks), 4)
 
 
 def _grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
@@ -434,8 +434,8 @@ class NgramSet:
 
     2^27 bits (16 MiB) whatever the corpus size: at 10,000 stories (about
     4.5 million 4-grams) about 3 % of new 4-grams read as seen. Hashes are
-    blake2b, so the same texts give the same answers in every process (the
-    choice among candidates must be reproducible for a seed).
+    fabula.text's, the same in every process (the choice among candidates
+    must be reproducible for a seed).
     """
 
     BITS = 1 << 27
@@ -444,7 +444,7 @@ class NgramSet:
         self.bits = np.zeros(self.BITS // 8, dtype=np.uint8)
 
     def _index(self, text: str) -> np.ndarray:
-        return gram_hashes([" ".join(g) for g in _grams(text)]) & np.uint64(self.BITS - 1)
+        return gram_hashes(text) & np.uint64(self.BITS - 1)
 
     def add(self, text: str, hashes: np.ndarray | None = None) -> None:
         """Add a text's 4-grams (``hashes``: their gram_hashes, when the caller has them)."""
@@ -467,7 +467,7 @@ class CommonGrams:
     own words do not settle into the corpus's stock phrases.
 
     Story counts live in 2^24 one-byte buckets (16 MiB, saturating at 255)
-    keyed by blake2b, so memory does not grow with the corpus; a bucket shared
+    keyed by the gram's hash (fabula.text), so memory does not grow with the corpus; a bucket shared
     by two grams can only make one of them banned early. The banned grams
     themselves are kept as text.
     """
@@ -481,27 +481,27 @@ class CommonGrams:
         self._banned: dict[int, tuple] = {}  # id(card) -> (card, len(common), banned_for(card))
 
     def _bucket(self, gram: str) -> int:
-        return int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little") & (self.BITS - 1)
+        return gram_hash(gram) & (self.BITS - 1)
 
     def count(self, gram: str) -> int:
         """Stories that hold ``gram`` (an upper bound: buckets are shared; at most 255)."""
         return int(self.counts[self._bucket(gram)])
 
-    def add(self, text: str, grams: list[str] | None = None, hashes: np.ndarray | None = None) -> None:
-        """Count a story's distinct 4-grams once each (``grams`` and their
-        ``hashes``: a text's as Memory.add has them, possibly repeated)."""
-        if grams is None:
-            grams = [" ".join(g) for g in _grams(text)]
-            hashes = gram_hashes(grams)
-        uniq = dict(zip(grams, (hashes & np.uint64(self.BITS - 1)).astype(np.int64).tolist()))  # once per story
-        if not uniq:
+    def add(self, text: str, toks: list[str] | None = None, hashes: np.ndarray | None = None) -> None:
+        """Count a story's distinct 4-grams once each (``toks`` and ``hashes``:
+        its tokens and gram_hashes, as Memory.add has them)."""
+        if toks is None or hashes is None:
+            toks = tokens(text)
+            hashes = gram_hashes(text, toks)
+        uniq, first = np.unique(hashes, return_index=True)  # once per story (by 64-bit hash)
+        if not len(uniq):
             return
-        at = np.fromiter(uniq.values(), dtype=np.int64, count=len(uniq))
+        at = (uniq & np.uint64(self.BITS - 1)).astype(np.int64)
         buckets, times = np.unique(at, return_counts=True)  # two grams may share a bucket
         self.counts[buckets] = np.minimum(self.counts[buckets].astype(np.int64) + times, 255).astype(np.uint8)
-        hit = self.counts[at] >= self.limit
-        if hit.any():
-            self.common.update(g for g, h in zip(uniq, hit.tolist()) if h)
+        hit = np.flatnonzero(self.counts[at] >= self.limit)
+        if len(hit):
+            self.common.update(" ".join(toks[i:i + 4]) for i in first[hit].tolist())
 
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story
