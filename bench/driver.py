@@ -3,6 +3,7 @@ near-duplicates, commit) with an instant backend, so no model is timed.
 
     python bench/driver.py                    # 10,000 stories at best of 1 and 4
     python bench/driver.py --stories 2000 --best-of 4 --profile
+    python bench/driver.py --http             # also through HTTP, concurrency 64 and 256
 
 Each row writes a new corpus folder with ``fabula.Corpus.write`` and the fake
 backend (filler text; in steer mode every paragraph opens with the card's
@@ -10,6 +11,15 @@ opener, so the drafts name the card's people and city and pass the checks), as
 ``fabula write --backend fake`` does. Stages are timed by wrapping the
 functions that do them (exclusive time: a stage called inside another counts
 once); "fake backend" is the filler text's own cost, not fabula's.
+
+With ``--http``, the same again through the openai backend (instruct mode,
+best of 1, one request a story: a server run's defaults) against
+bench/instant_server.py, a local OpenAI-compatible server that answers at
+once, at each ``--concurrency``; beside it a bare httpx async loop sends the
+same requests (the first cards' instruct prompts) at the same concurrency to
+the same server: the client's ceiling on this machine, which the server's own
+work shares. For each concurrency the runs go bare, fabula, fabula, bare, and
+each side pools its two runs, so a drift in machine speed hits both alike.
 
 The reference, measured in the same run, is a fixed piece of plain Python
 (tokenise a 450-word text and count its word 4-grams, 1,000 times): the
@@ -133,14 +143,88 @@ def run(n: int, best_of: int, seed: int, folder: str, stages: bool = True) -> tu
     return summary.seconds, {}, summary
 
 
+def start_instant_server():
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "instant_server.py"), str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        sys.exit("bench/instant_server.py did not start")
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def bare_client(url: str, payloads: list[dict], concurrency: int) -> float:
+    """Requests/s of a plain httpx async loop: the same payloads, no fabula."""
+    import asyncio
+
+    import httpx
+
+    async def go() -> float:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            todo = iter(payloads)
+
+            async def worker() -> None:
+                for body in todo:
+                    r = await client.post(url + "/chat/completions", json=body)
+                    r.raise_for_status()
+                    r.json()["choices"][0]["message"]["content"]
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return len(payloads) / (time.perf_counter() - t0)
+
+    return asyncio.run(go())
+
+
+def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
+    from fabula.api import Server
+    from fabula.packs import load_pack
+    from fabula.write import TOKENS_PER_WORD, instruction
+
+    pack = load_pack("spy")
+    words = pack.words
+    planner = plan.Planner(pack, seed, n)
+    payloads = [{"model": "instant", "max_tokens": int(words * TOKENS_PER_WORD * 1.4), "temperature": 0.8, "top_p": 0.95,
+                 "seed": i, "messages": [{"role": "user", "content": instruction(planner.next(), words)}]} for i in range(n)]
+    proc, url = start_instant_server()
+    try:
+        print(f"\nthrough HTTP (instruct mode, best of 1, bench/instant_server.py): {n} stories a run")
+        for c in concurrencies:
+            bare, ours, dropped = [], [], 0
+            for side in ("bare", "fabula", "fabula", "bare"):
+                if side == "bare":
+                    bare.append(bare_client(url, payloads, c))
+                    continue
+                folder = os.path.join(root, f"http-{c}-{len(ours)}")
+                shutil.rmtree(folder, ignore_errors=True)
+                summary = fabula.Corpus(folder).write(n, backend=Server(base_url=url, model="instant", concurrency=c),
+                                                      mode="instruct", best_of=1, seed=seed, progress=False)
+                ours.append(summary.written / summary.seconds)
+                dropped += sum(summary.dropped.values())
+            b, f = sum(bare) / 2, sum(ours) / 2
+            print(f"  concurrency {c:4d}: fabula {f:7.1f} stories/s, bare httpx loop {b:7.1f} requests/s, "
+                  f"ratio {f / b:.2f} (drafts dropped {dropped // 2} a run)")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stories", type=int, default=10_000)
-    ap.add_argument("--best-of", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--best-of", type=int, nargs="*", default=[1, 4], help="in-process rows (none: --best-of alone)")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="also print cProfile's top entries (a separate run)")
     ap.add_argument("--profile-stories", type=int, default=200)
     ap.add_argument("--keep", help="write the corpora under this folder (kept) instead of a temporary one")
+    ap.add_argument("--http", action="store_true", help="also time fabula through HTTP against a bare httpx loop")
+    ap.add_argument("--http-stories", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     a = ap.parse_args()
 
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}; fabula {fabula.__version__}")
@@ -167,6 +251,8 @@ def main() -> None:
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
             text = sum(os.path.getsize(os.path.join(folder, "stories", f)) for f in os.listdir(os.path.join(folder, "stories")))
             print(f"  folder: {size / 1e6:.1f} MB, stories' text {text / 1e6:.1f} MB, bookkeeping {(size - text) / max(text, 1):.2f}x the text")
+        if a.http:
+            http_rows(a.http_stories, a.seed, root, a.concurrency)
         if a.profile:
             for k in a.best_of:
                 folder = os.path.join(root, f"profile-{k}")
