@@ -511,7 +511,7 @@ class CommonGrams:
         if hit is not None and hit[0] is card and hit[1] == len(self.common):
             return hit[2]
         out = frozenset(self.common - per_card(_OWN_GRAMS, card, _own_grams))
-        if len(self._banned) >= 1024:
+        if len(self._banned) >= 256:  # each a copy of the common set: only the cards in flight
             self._banned.clear()
         self._banned[id(card)] = (card, len(self.common), out)
         return out

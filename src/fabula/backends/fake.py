@@ -2,7 +2,7 @@
 
     fake = FakeBackend()
     fake.enqueue("He waited.", "She came.")   # next completions, in order
-    fake.history                                # every Request it was sent
+    fake.history                                # the Requests it was sent (the last HISTORY)
 
 With nothing enqueued it writes plausible filler: sentences of common words
 drawn from a generator seeded by the request's seed, about as long as
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from fabula.backends.base import Backend, Completion, Request
+
+HISTORY = 10_000  # requests kept in .history: a long run (10^6 stories, 8 requests each) must not keep them all
 
 _WORDS = (
     "the a an old new small long quiet late early cold warm grey green narrow open closed second last first "
@@ -45,7 +47,7 @@ class FakeBackend(Backend):
     id: str = "fake"
     model: str = "fake"
     script: deque = field(default_factory=deque)
-    history: list = field(default_factory=list)
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
     responder: Callable[[Request], str] | None = None
 
     def enqueue(self, *texts: str) -> "FakeBackend":
