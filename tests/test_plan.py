@@ -120,12 +120,13 @@ def test_wording_rule_keeps_the_pack_words_from_repeating(spy, monkeypatch):
     shared 4-grams (what self-repetition counts) fall well below what one
     random expansion gives; motifs and caps are unchanged."""
     import fabula.plan as plan_mod
+    from fabula.score import _grams
 
     def shared(cards):
         df: Counter = Counter()
         for card in cards:
             assert all("[" not in v and "#" not in v for v in card.slots.values())
-            df.update(set(plan_mod._grams(" ".join(card.openers))))
+            df.update(set(_grams(" ".join(card.openers))))
         return sum(v - 1 for v in df.values() if v > 1)
 
     steered = plan(spy, 100)

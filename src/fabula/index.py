@@ -175,7 +175,7 @@ def _dense(z, name: str, like: np.ndarray) -> np.ndarray:
 PLAN_TAIL = 4096  # bytes of plan.jsonl, before the length the planner counted, that must still match
 
 
-STATE_FORMAT = 2  # Planner.state()'s layout; 2: tallies per role ("gender:hero")
+STATE_FORMAT = 3  # Planner.state()'s layout; 2: tallies per role ("gender:hero"); 3: grams and names in arrays
 
 
 def _plan_tail(data: bytes, end: int) -> str:
@@ -190,12 +190,16 @@ def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
             if "planner" not in z.files:
                 return None
             saved = json.loads(bytes(z["planner"]).decode())
+            if saved["state"].get("format") != STATE_FORMAT:  # tallies kept under other keys: count the plan again
+                return None
+            from fabula.plan import Planner
+
+            like = Planner.empty_arrays()
+            saved["state"]["arrays"] = {k: _dense(z, f"planner_{k}", v) for k, v in like.items()}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
     end = saved.get("plan_bytes", -1)
     if not 0 <= end <= len(plan) or (end and plan[end - 1:end] != b"\n"):
-        return None
-    if saved["state"].get("format") != STATE_FORMAT:  # tallies kept under other keys: count the plan again
         return None
     if saved.get("plan_tail") != _plan_tail(plan, end) or plan.count(b"\n", 0, end) != saved["state"]["counted"]:
         return None
@@ -231,6 +235,8 @@ def save(root: Path, mem: Memory, planner=None) -> None:
                 data = f.read()
         saved = {"plan_bytes": size, "plan_tail": _plan_tail(data, len(data)), "state": planner.state()}
         extra["planner"] = np.frombuffer(json.dumps(saved, ensure_ascii=False).encode(), dtype=np.uint8)
+        for k, v in planner.arrays().items():
+            extra.update(_sparse(f"planner_{k}", v))
     with open(tmp, "wb") as f:
         np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
                  **_sparse("ngram_bits", mem.corpus.bits), **_sparse("counts", mem.counts.counts),

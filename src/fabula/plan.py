@@ -20,19 +20,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import hashlib
 import math
 import random
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
 import jinja2
+import numpy as np
 
 from fabula.names import draw_name, is_latin
 from fabula.packs import ENV, Pack, Role
 from fabula.records import Card, Character
-from fabula.score import _grams  # word 4-grams, as the scorer and the ban count them
+from fabula.text import tokens
 
 NAME_DRAWS = 200  # Faker draws per character before the name caps are relaxed
 WORDING_DRAWS = 12  # grammar expansions tried per slot and opener; the least shared wins
@@ -114,14 +117,30 @@ def _render(src: str, ctx: dict) -> str:
     return out[:-1] if out.endswith("\n") and src.endswith("\n") else out  # Jinja drops one trailing newline
 
 
+GRAM_BUCKETS = 1 << 22  # the openers' word 4-grams, counted in hashed buckets (uint32): 16 MiB at any plan size
+
+
+def _buckets(text: str) -> list[int]:
+    """The bucket of each word 4-gram of ``text`` (crc32 of the lower-case gram:
+    the same in every process, and fast on the planner's short strings)."""
+    toks = tokens(text)
+    return [zlib.crc32(" ".join(toks[i:i + 4]).encode()) & (GRAM_BUCKETS - 1) for i in range(len(toks) - 3)]
+NAME_BITS = 1 << 27  # full names planned, as a bit set (16 MiB): at 3 million names ~2 % of new ones read as taken
+
+
 class Planner:
     def __init__(self, pack: Pack, seed: int, target: int, history: Iterable[Card] = ()):
         self.pack = pack
         self.seed = seed
         self.target = target
         self.tally: dict[str, Counter] = {}
-        self.full_names: set[str] = set()
-        self.grams: Counter = Counter()  # word 4-grams of the openers planned so far (a reader sees them)
+        # What the cards planned so far hold that a reader sees, in fixed-size
+        # arrays so that memory and every save of the state stay the same size
+        # at 10^6 cards: opener 4-gram counts by hash, and full names (a name
+        # whose bit is set is not given again; a shared bit only costs a draw).
+        arrays = self.empty_arrays()
+        self.gram_counts, self.names = arrays["gram_counts"], arrays["names"]
+        self._counts = memoryview(self.gram_counts)  # element access at Python speed (numpy's is 5x slower)
         self.next_id = 0
         self.counted = 0  # cards counted: those of history, then each one next() plans
         for card in history:
@@ -131,19 +150,31 @@ class Planner:
     # -- tallies -------------------------------------------------------------
     def state(self) -> dict:
         """Everything the cards planned so far left in the planner, as JSON
-        data: a 100,000-card plan resumes from it instead of re-counting every
-        card (see fabula.index)."""
-        return {"tally": {k: dict(c) for k, c in self.tally.items()}, "full_names": sorted(self.full_names),
-                "grams": {" ".join(g): c for g, c in self.grams.items()}, "next_id": self.next_id, "counted": self.counted,
-                "format": 2}  # fabula.index.STATE_FORMAT
+        data, less the two arrays (see arrays()): a 100,000-card plan resumes
+        from it instead of re-counting every card (see fabula.index)."""
+        return {"tally": {k: dict(c) for k, c in self.tally.items()}, "next_id": self.next_id, "counted": self.counted,
+                "format": 3}  # fabula.index.STATE_FORMAT
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"gram_counts": self.gram_counts, "names": self.names}
+
+    @staticmethod
+    def empty_arrays() -> dict[str, np.ndarray]:
+        """arrays() of a planner that has counted nothing (their shapes and types)."""
+        return {"gram_counts": np.zeros(GRAM_BUCKETS, dtype=np.uint32), "names": np.zeros(NAME_BITS // 8, dtype=np.uint8)}
 
     @classmethod
     def restore(cls, pack: Pack, seed: int, target: int, state: dict) -> "Planner":
-        """The planner whose state() this was; count() the cards planned after it."""
+        """The planner whose state() this was, with its arrays() under "arrays";
+        count() the cards planned after it."""
         p = cls(pack, seed, target)
+        arrays = state["arrays"]
         p.tally = {k: Counter(v) for k, v in state["tally"].items()}
-        p.full_names = set(state["full_names"])
-        p.grams = Counter({tuple(g.split(" ")): c for g, c in state["grams"].items()})
+        if arrays["gram_counts"].shape != p.gram_counts.shape or arrays["names"].shape != p.names.shape:
+            raise ValueError("planner arrays of another size")
+        p.gram_counts = arrays["gram_counts"].astype(np.uint32, copy=True)
+        p._counts = memoryview(p.gram_counts)
+        p.names = arrays["names"].astype(np.uint8, copy=True)
         p.next_id, p.counted = state["next_id"], state["counted"]
         return p
 
@@ -152,10 +183,19 @@ class Planner:
         self._count(card)
         self.next_id = max(self.next_id, card.id + 1)
 
+    def _name_bit(self, full: str) -> tuple[int, int]:
+        h = int.from_bytes(hashlib.blake2b(full.encode(), digest_size=8).digest(), "little") & (NAME_BITS - 1)
+        return h >> 3, 1 << (h & 7)
+
+    def name_taken(self, full: str) -> bool:
+        byte, bit = self._name_bit(full)
+        return bool(self.names[byte] & bit)
+
     def _count(self, card: Card) -> None:
         self.counted += 1
         for role, ch in card.cast.items():
-            self.full_names.add(ch.full)
+            byte, bit = self._name_bit(ch.full)
+            self.names[byte] |= bit
             self._bump("first_name", ch.first)
             if ch.last:
                 self._bump("surname", ch.last)
@@ -170,8 +210,15 @@ class Planner:
             self._bump(f"beat:{i}", str(v))
         for i, v in enumerate(card.opener_variants):
             self._bump(f"opener:{i}", str(v))
+        counts = self._counts
         for opener in card.openers:
-            self.grams.update(_grams(opener))
+            for b in _buckets(opener):
+                counts[b] += 1
+
+    def shared(self, text: str) -> int:
+        """How many times the openers planned so far hold the 4-grams of ``text`` (by hash bucket)."""
+        counts = self._counts
+        return sum(counts[b] for b in _buckets(text))
 
     def _bump(self, key: str, value: str) -> None:
         c = self.tally.get(key)
@@ -204,7 +251,7 @@ class Planner:
                 continue
             drawn.add(expanded)
             text = _render(expanded, ctx)
-            shared = sum(self.grams[x] for x in _grams(text))
+            shared = self.shared(text)
             if shared < best_shared:
                 best, best_shared = text, shared
         return best
@@ -229,7 +276,7 @@ class Planner:
         for _ in range(NAME_DRAWS):
             first, last = self._name(role, locale, gender, rng)
             full = f"{first} {last}" if last else first
-            if not is_latin(full) or (last and full in self.full_names) or first in taken \
+            if not is_latin(full) or (last and self.name_taken(full)) or first in taken \
                     or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
