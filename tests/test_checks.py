@@ -235,3 +235,30 @@ def test_the_phrase_gate_finds_what_the_whole_phrase_pattern_finds():
         assert (a and (a.span(), a.group())) == (b and (b.span(), b.group())), text
         found += b is not None
     assert 100 < found < 400  # both sides of the gate were tried
+
+
+def test_the_band_index_finds_what_a_dict_of_every_band_key_finds(monkeypatch):
+    import numpy as np
+
+    from fabula.checks import BandIndex
+
+    monkeypatch.setattr(BandIndex, "TAIL_MIN", 16)  # many merges in a few hundred rows
+    rng = np.random.default_rng(2)
+    bands = 25
+    pool = rng.integers(0, 2**64 - 1, size=(60, bands), dtype=np.uint64, endpoint=True)  # few keys: many shared
+    index, ref, merges = BandIndex(bands), [dict() for _ in range(bands)], 0
+    row = 0
+    for step in range(120):
+        n = int(rng.choice([1, 1, 1, 3, 40]))  # one story at a time, and now and then a bulk load
+        keys = pool[rng.integers(0, len(pool), size=(n, bands)), np.arange(bands)]
+        had = len(index.sorted_keys)
+        index.add(keys)
+        merges += len(index.sorted_keys) != had
+        for k in keys:
+            for b in range(bands):
+                ref[b].setdefault(int(k[b]), set()).add(row)
+            row += 1
+        q = pool[rng.integers(0, len(pool), size=bands), np.arange(bands)]
+        want = set().union(*(ref[b].get(int(q[b]), set()) for b in range(bands)))
+        assert index.find(q) == want
+    assert merges > 5 and index.rows == row

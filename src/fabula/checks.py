@@ -250,6 +250,77 @@ def minhash(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return ((shingles[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).min(axis=0).astype(np.uint32)
 
 
+class BandIndex:
+    """Which stories hold a band key, for 10^6 stories in a few hundred MB:
+    every (band, key) of the stories inserted so far as one sorted uint64
+    array (the key XOR a per-band salt, so bands do not meet) beside the row
+    of its story, plus a dict of the newest rows, merged into the arrays when
+    it grows past a quarter of them (numpy's stable sort merges the two sorted
+    runs in linear time). A dict of every key, as before, held ~2 KB a story."""
+
+    TAIL_MIN = 4096  # rows held in the dict before the first merge
+
+    def __init__(self, bands: int):
+        rng = np.random.default_rng(0xBA4D)
+        self.salt = rng.integers(0, 2**63, size=bands, dtype=np.uint64) << np.uint64(1)
+        self.sorted_keys = np.empty(0, dtype=np.uint64)
+        self.sorted_rows = np.empty(0, dtype=np.uint32)
+        self.tail: dict[int, int | list[int]] = {}
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (keys, rows) of the tail, for the merge
+        self.rows = 0  # rows inserted
+        self.tail_rows = 0
+
+    def add(self, band_keys: np.ndarray) -> None:
+        """Insert the next rows: (n, bands) band keys."""
+        n = len(band_keys)
+        combined = band_keys ^ self.salt[None, :]
+        rows = np.repeat(np.arange(self.rows, self.rows + n, dtype=np.uint32), combined.shape[1])
+        flat = combined.reshape(-1)
+        if n > self.TAIL_MIN:  # a bulk load: straight into the arrays
+            self._pending.append((flat, rows))
+            self.rows += n
+            self.tail_rows += n
+            self._merge()
+            return
+        tail = self.tail
+        for k, r in zip(flat.tolist(), rows.tolist()):
+            hit = tail.get(k)  # one row as a rule; a list when several share the key
+            if hit is None:
+                tail[k] = r
+            elif isinstance(hit, int):
+                tail[k] = [hit, r]
+            else:
+                hit.append(r)
+        self._pending.append((flat, rows))
+        self.rows += n
+        self.tail_rows += n
+        if self.tail_rows > max(self.TAIL_MIN, (self.rows - self.tail_rows) // 4):
+            self._merge()
+
+    def _merge(self) -> None:
+        keys = np.concatenate([self.sorted_keys, *(k for k, _ in self._pending)])
+        rows = np.concatenate([self.sorted_rows, *(r for _, r in self._pending)])
+        order = np.argsort(keys, kind="stable")  # a sorted run and a short one: merged, not sorted again
+        self.sorted_keys, self.sorted_rows = keys[order], rows[order]
+        self.tail, self._pending, self.tail_rows = {}, [], 0
+
+    def find(self, band_keys: np.ndarray) -> set[int]:
+        """Rows that share at least one of one story's (bands,) band keys."""
+        q = band_keys ^ self.salt
+        out: set[int] = set()
+        lo = np.searchsorted(self.sorted_keys, q, "left").tolist()
+        hi = np.searchsorted(self.sorted_keys, q, "right").tolist()
+        for a, b in zip(lo, hi):
+            if b > a:
+                out.update(self.sorted_rows[a:b].tolist())
+        if self.tail:
+            for k in q.tolist():
+                hit = self.tail.get(k)
+                if hit is not None:
+                    out.update((hit,) if isinstance(hit, int) else hit)
+        return out
+
+
 @dataclass
 class NearDuplicates:
     """MinHash over word 5-gram shingles of every accepted story, banded (LSH).
@@ -260,8 +331,8 @@ class NearDuplicates:
     from the words' hashes, the same with every datasketch version (1.6 and
     2.0 hash differently). The bands are this class's own: ``b`` bands of
     ``r`` values each - the (b, r) that datasketch's MinHashLSH picks for the
-    threshold (25 x 5 at 0.5) - each band reduced to one 64-bit key in a dict.
-    Owning them means a saved corpus index (``fabula.index``) loads 100,000
+    threshold (25 x 5 at 0.5) - each band reduced to one 64-bit key, looked
+    up in a BandIndex. Owning them means a saved corpus index (``fabula.index``) loads 100,000
     signatures with numpy in well under a second, where re-inserting them
     into MinHashLSH builds 100,000 MinHash objects (about 30 s).
     """
@@ -275,7 +346,7 @@ class NearDuplicates:
         from datasketch.lsh import _optimal_param
 
         self.b, self.r = _optimal_param(self.threshold, self.num_perm, 0.5, 0.5)
-        self._bands: list[dict[int, str | list[str]]] = [{} for _ in range(self.b)]
+        self._index = BandIndex(self.b)
         self._known: set[str] = set()
         self._last: tuple[str, np.ndarray] | None = None
         # Odd 64-bit multipliers: a band's r values -> one key (sum of products, mod 2^64).
@@ -306,12 +377,7 @@ class NearDuplicates:
 
     def candidates(self, sig: np.ndarray) -> set[str]:
         """Every story that shares a band with this signature."""
-        out: set[str] = set()
-        for band, k in zip(self._bands, self._band_keys(sig[None, :])[0].tolist()):
-            hit = band.get(k)
-            if hit is not None:
-                out.update((hit,) if isinstance(hit, str) else hit)
-        return out
+        return {self.keys[r] for r in self._index.find(self._band_keys(sig[None, :])[0])}
 
     def check(self, text: str) -> Verdict:
         hits = self.candidates(self.signature(text))
@@ -330,15 +396,7 @@ class NearDuplicates:
             return
         keys = [keys[i] for i in new]
         sigs = np.asarray(sigs, dtype=np.uint32)[new]
-        for band, col in zip(self._bands, self._band_keys(sigs).T):
-            for k, key in zip(col.tolist(), keys):
-                hit = band.get(k)  # one story (str) as a rule; a list when several share the band
-                if hit is None:
-                    band[k] = key
-                elif isinstance(hit, str):
-                    band[k] = [hit, key]
-                else:
-                    hit.append(key)
+        self._index.add(self._band_keys(sigs))  # rows len(self.keys) on
         self._known.update(keys)
         self.keys.extend(keys)
         self._sigs.append(sigs)
