@@ -251,6 +251,9 @@ def main() -> None:
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
             text = sum(os.path.getsize(os.path.join(folder, "stories", f)) for f in os.listdir(os.path.join(folder, "stories")))
             print(f"  folder: {size / 1e6:.1f} MB, stories' text {text / 1e6:.1f} MB, bookkeeping {(size - text) / max(text, 1):.2f}x the text")
+            import resource
+
+            print(f"  peak RSS of this process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
         if a.http:
             http_rows(a.http_stories, a.seed, root, a.concurrency)
         if a.profile:
