@@ -348,11 +348,20 @@ def wrong_surnames(text: str, card: Card, own: set[str]) -> list[str]:
     """A card character's first name followed by a capitalised word that is
     not on the card: a second surname, so a second person ("Validə Kets" for
     Validə Məmmədli, in a 10-story read)."""
+    pattern = per_card(_FIRST_THEN_CAPITAL, card, _first_then_capital)
+    if pattern is None:
+        return []
+    return [w for w in pattern.findall(text) if w not in own and _fold(w) not in own]
+
+
+def _first_then_capital(card: Card) -> re.Pattern | None:
     firsts = {ch.first for ch in card.cast.values() if ch.last and ch.first}
     if not firsts:
-        return []
-    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(firsts))) + r") ([A-Z][^\W\d_]{2,})\b")
-    return [m.group(1) for m in pattern.finditer(text) if m.group(1) not in own and _fold(m.group(1)) not in own]
+        return None
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(firsts))) + r") ([A-Z][^\W\d_]{2,})\b")
+
+
+_FIRST_THEN_CAPITAL: dict[int, tuple[Card, re.Pattern | None]] = {}
 
 
 NAME_LIKE = re.compile(r"\b([^\W\d_][^\W\d_'’-]{4,})\b")
@@ -367,8 +376,7 @@ def misspelt(text: str, card: Card, own: set[str] | None = None) -> list[str]:
     names = {n for ch in card.cast.values() for n in (ch.first, ch.last) if len(n) >= 5}
     own = card_words(card) if own is None else own
     out = []
-    for m in NAME_LIKE.finditer(text):
-        w = m.group(1)
+    for w in NAME_LIKE.findall(text):
         if not w[0].isupper() or w in own or _fold(w) in own:
             continue
         for n in names:
