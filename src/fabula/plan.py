@@ -118,6 +118,7 @@ def _render(src: str, ctx: dict) -> str:
 
 
 GRAM_BUCKETS = 1 << 22  # the openers' word 4-grams, counted in hashed buckets (uint32): 16 MiB at any plan size
+NAME_BITS = 1 << 27  # full names planned, as a bit set (16 MiB): at 3 million names ~2 % of new ones read as taken
 
 
 def _buckets(text: str) -> list[int]:
@@ -125,7 +126,6 @@ def _buckets(text: str) -> list[int]:
     the same in every process, and fast on the planner's short strings)."""
     toks = tokens(text)
     return [zlib.crc32(" ".join(toks[i:i + 4]).encode()) & (GRAM_BUCKETS - 1) for i in range(len(toks) - 3)]
-NAME_BITS = 1 << 27  # full names planned, as a bit set (16 MiB): at 3 million names ~2 % of new ones read as taken
 
 
 class Planner:
