@@ -213,14 +213,16 @@ def save(root: Path, mem: Memory, planner=None) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     new = mem.near.signatures_since(mem.signature_rows)
     row = mem.near.num_perm * 4
-    with open(root / SIGNATURES, "ab") as f:  # created if missing; the writes below go where seek puts them
-        pass
-    with open(root / SIGNATURES, "r+b") as f:
-        f.truncate(mem.signature_rows * row)  # rows a killed run appended after the last index.npz
-        f.seek(mem.signature_rows * row)
-        f.write(new.astype("<u4", copy=False).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(root / SIGNATURES, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, mem.signature_rows * row)  # rows a killed run appended after the last index.npz
+        data, at = memoryview(new.astype("<u4", copy=False).tobytes()), mem.signature_rows * row
+        while data:  # pwrite may write less than asked (over 2 GiB at once)
+            done = os.pwrite(fd, data, at)
+            data, at = data[done:], at + done
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     mem.signature_rows += len(new)
     last = new[-1:] if len(new) else None
     header = {**mem._header(), "last_signature": _last_signature(last) if last is not None else mem.last_signature}
