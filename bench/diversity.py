@@ -26,6 +26,7 @@ from fabula.checks import holds_word, words  # noqa: E402
 from fabula.packs import load_pack  # noqa: E402
 from fabula.records import Card  # noqa: E402
 from fabula.reporting.metrics import compression_ratio, iter_folder, measure, self_bleu, self_repetition  # noqa: E402
+from fabula.genre import Genre  # noqa: E402
 from fabula.score import TERMS, coverage, story_slips  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -129,6 +130,7 @@ def main() -> None:
     print(f"{'distinct-2':<30}{corpus['distinct_2']:>10.3f}{ref['distinct_2']:>10.3f}{corpus['distinct_2'] / ref['distinct_2']:>8.2f}")
     print(f"{'stories / words mean':<30}{corpus['stories']:>5}/{corpus['words_mean']:<4.0f}{ref['stories']:>5}/{ref['words_mean']:<4.0f}")
     held, planned, slips, n, whole = 0, 0, {t: 0 for t in TERMS}, 0, 0
+    genre = Genre.of(pack)
     pasted_df: Counter = Counter()  # stories holding each word 4-gram that the pack wrote (opener or beat sentence)
     with open(out / "corpus.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -146,7 +148,7 @@ def main() -> None:
             whole += all(holds_word(" ".join(paragraphs), card.slots[k]) for k in card.required)
             h, p = coverage(paragraphs, card)
             held, planned, n = held + h, planned + p, n + 1
-            for k, v in story_slips(paragraphs, card).items():
+            for k, v in story_slips(paragraphs, card, genre).items():
                 slips[k] += v
     cov = held / planned if planned else 0.0
     missed += [] if cov >= 0.9 else ["plan coverage"]

@@ -93,6 +93,11 @@ def T(old, new):  # GOOD_TAIL with one change
         (T("{{ city }}.", "{{ city }."), "beats[0].variants: template"),
         (T("[slots]", '[checks]\nrequired = ["town"]\n\n[slots]'), "checks.required: 'town' is not a slot"),
         (pack_text(tail=GOOD_TAIL + "[caps]\ntown = 0.1\n"), "caps.town: names no slot"),
+        (pack_text(tail=GOOD_TAIL + "[checks]\nnamed = [\"town\"]\n"), "checks.named: 'town' is not a slot"),
+        (pack_text(tail=GOOD_TAIL + "[era]\nyear_slot = \"year\"\n"), "era.year_slot: 'year' is not a slot"),
+        (pack_text(tail=GOOD_TAIL + "[era]\nnever = ['(unclosed']\n"), "is not a regular expression"),
+        (pack_text(tail=GOOD_TAIL + "[[era.events]]\npattern = 'x'\nyears = [1990, 1980]\n"), "the first comes before the last"),
+        (pack_text(tail=GOOD_TAIL + "[people]\nsurnames = [\"ov\"]\n"), "people.surnames: is not a known key; use one of: surname_endings, not_people"),
     ],
 )
 def test_broken_packs_name_file_line_and_fix(text, expect):

@@ -120,7 +120,7 @@ def test_wording_rule_keeps_the_pack_words_from_repeating(spy, monkeypatch):
     shared 4-grams (what self-repetition counts) fall well below what one
     random expansion gives; motifs and caps are unchanged."""
     import fabula.plan as plan_mod
-    from fabula.score import _grams
+    from fabula.text import grams as _grams
 
     def shared(cards):
         df: Counter = Counter()

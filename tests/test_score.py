@@ -5,10 +5,24 @@ from dataclasses import replace
 
 import pytest
 
+from fabula import score
+from fabula.genre import GENERIC, Genre
+from fabula.packs import load_pack, parse_pack
 from fabula.plan import Planner
 from fabula.records import Character
 from tests.conftest import recast
-from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt, score_paragraph, slips
+from tests.test_packs import pack_text
+from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt
+
+SPY = Genre.of(load_pack("spy"))  # the spy pack's facts: its surnames, dated events, press agencies
+
+
+def slips(text, card, genre=SPY):
+    return score.slips(text, card, genre)
+
+
+def score_paragraph(text, card, paragraph, corpus=None, genre=SPY):
+    return score.score_paragraph(text, card, paragraph, corpus, genre)
 
 
 @pytest.fixture
@@ -199,3 +213,39 @@ def test_coverage_counts_anchors_in_their_own_paragraph(card):
 def test_every_term_is_weighted():
     assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "aside", "trailing",
                           "markup", "meta", "unfinished"}
+
+
+def test_without_genre_facts_only_the_generic_terms_count(card):
+    """A pack that declares no [era], [people] or [press] gets none of those rules."""
+    text = "In 1850 Ilze met Colonel Gabrielov of Interfax at the club, the week the Wall opened in 2004."
+    assert slips(text, card) == Counter(era=2, stranger=1, encyclopedic=1)
+    assert slips(text, card, GENERIC) == Counter()  # no year slot, no floor, no events, no surname shapes
+    assert slips("Ilze met Katerina in 2007.", card, GENERIC) == Counter(stranger=1)  # first names: every pack
+
+
+def test_a_packs_own_facts_drive_the_terms(card):
+    tail = """
+[era]
+year_slot = "year"
+earliest = 1950
+never = ['\\bthe Moon colony\\b']
+[[era.events]]
+pattern = '\\bthe great flood\\b'
+years = [1962]
+
+[people]
+surname_endings = ["berg", "stad"]
+not_people = ["Helsingborg", "Karlstad"]
+
+[press]
+agencies = ["Tidningarnas Telegrambyrå"]
+"""
+    from tests.test_packs import GOOD_TAIL
+
+    genre = Genre.of(parse_pack(pack_text(tail=GOOD_TAIL.replace('city = ["Riga", "Turku"]', 'city = ["Riga", "Turku"]\nyear = ["1994"]') + tail), "t.toml"))
+    c = card  # year 1994
+    assert slips("Ilze took the ferry to Karlstad with a man called Lindstad.", c, genre) == Counter(stranger=1)
+    assert slips("In 1930 Ilze saw the great flood of 1975 and the Moon colony.", c, genre) == Counter(era=3)
+    assert slips("In 1962 the great flood took the pier.", c, genre) == Counter()
+    assert slips("Ilze read it on Tidningarnas Telegrambyrå.", c, genre) == Counter(encyclopedic=1)
+    assert slips("Ilze met Colonel Gabrielov.", c, genre) == Counter()  # the spy pack's surname shapes are not this pack's

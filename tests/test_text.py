@@ -8,7 +8,7 @@ import numpy as np
 
 from fabula.backends.fake import filler
 from fabula.checks import SHINGLE, NearDuplicates
-from fabula.text import gram_hash, ngram_hashes, tokens, word_hashes
+from fabula.text import gram_hash, gram_hit, ngram_hashes, tokens, word_hashes
 
 
 def test_a_grams_hash_is_the_same_from_its_words_or_its_string_and_order_matters():
@@ -46,3 +46,54 @@ def test_minhash_estimates_the_jaccard_of_5_gram_sets():
         est = float(np.mean(nd.signature(a) == nd.signature(b)))
         errors.append(est - true)
     assert np.mean(np.abs(errors)) < 0.05 and abs(np.mean(errors)) < 0.03  # 128 permutations: sd ~0.04
+
+
+def test_gram_hit_finds_a_banned_4_gram_when_its_last_word_closes():
+    grams = frozenset({"in the middle of"})
+    text = "He stood in the Middle of"
+    assert gram_hit(text, 3, grams) is None  # "of" may still grow ("often")
+    assert gram_hit(text + " ", 1, grams) == text.index("of")  # closed: rewind to its last word
+    assert gram_hit(text + ",", 1, grams) == text.index("of")
+    assert gram_hit(text + " the", 4, grams) == text.index("of")
+    assert gram_hit(text + " the road", 5, grams) is None  # closed earlier: already judged
+    assert gram_hit("He stood in the middle ground ", 1, grams) is None
+
+
+# One text per alternative of the gated patterns: the gate must let each through.
+GATED_EXAMPLES = {
+    "META_GATED": ["In this short story", "It was ORIGINALLY PUBLISHED in", "first published in", "All rights reserved.",
+                   "Copyright 1990", "Chapter 3 opens", "Chapter IV", "The End", "  the end.", "Read more here", "Click HERE",
+                   "subscribe now", "see https://x", "at www.example", "visit kgb.org today", "Author's note: hi",
+                   "A note: he left", "Title: Cold", "Prompt: write", "Summary: a man", "**bold**", "# Heading",
+                   "as in [12]", "© 1991", "Continue reading", "To be continued", "About the Author", "Book 2 begins",
+                   "part 2 of it", "on Kindle", "in paperback", "a <div> here", "</p>", "(see below)", "the story below"],
+    "ENCYCLOPEDIC_GATED": ["Ivan (born 1945)", "Ivan (née Petrova)", "(died in 1990)", "(b. 1945)", "(d.1990)", "(1945-1990)",
+                           "born in 1945 in Riga", "born on May 1945", "was first published by", "were published", "a bestseller",
+                           "best-selling", "copies sold", "told reporters", "told the BBC", "told Reuters News", "according to police",
+                           "is best known for", "is known as", "is portrayed", "was portrayed", "media outlets", "works for Interfax",
+                           "RIA Novosti said"],
+    "META_EXTRA": ["The Story went", "this tale of", "the author wrote", "Readers knew", "a reader"],
+}
+
+
+def test_a_gated_pattern_finds_what_its_regex_finds():
+    import random
+
+    from fabula import score, text as text_layer
+    from fabula.backends.fake import filler
+    from fabula.genre import Genre
+    from fabula.packs import load_pack
+
+    where = {"META_GATED": text_layer.META_GATED, "META_EXTRA": score.META_EXTRA,
+             "ENCYCLOPEDIC_GATED": Genre.of(load_pack("spy")).encyclopedic}  # with the spy pack's agencies
+    for name, examples in GATED_EXAMPLES.items():
+        gated = where[name]
+        for text in examples:
+            assert gated.pattern.findall(text), (name, text)  # the example is one
+            assert gated.findall(text) == gated.pattern.findall(text), (name, text)
+            assert gated.search(text) is not None
+        rng = random.Random(3)
+        for _ in range(200):  # and the gate changes nothing on ordinary text
+            text = filler(rng, 40) + " " + rng.choice(examples)
+            assert gated.findall(text) == gated.pattern.findall(text)
+        assert gated.findall(filler(rng, 40)) == []

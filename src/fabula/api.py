@@ -343,14 +343,15 @@ def report(*paths: str | os.PathLike[str], first_words: int | None = None, seman
 def measure_folders(paths, first_words: int | None = None, semantic: bool = True,
                     reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Every metric per folder, with the private keys the HTML report draws from."""
-    from fabula.reporting.metrics import measure
+    from fabula.reporting.metrics import measure, stock_ruler
 
     paths = ([Path(reference)] if reference else []) + [Path(f) for f in paths if not reference or Path(f) != Path(reference)]
     if not paths:
         raise UsageError("report needs at least one folder")
     out = []
+    ruler = stock_ruler(paths)
     for f in paths:
-        r = measure(f, first_words=first_words, semantic=semantic)
+        r = measure(f, first_words=first_words, semantic=semantic, ruler=ruler)
         if r["stories"] == 0:
             raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
         r["reference"] = r["_reference"] = bool(reference) and not out

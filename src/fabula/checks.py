@@ -13,52 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fabula.genre import GENERIC, Genre
 from fabula.records import Card, Verdict
-from fabula.text import WORD, ngram_hashes, tokens, word_hashes, words  # noqa: F401  (WORD, words: this module's API too)
-
-# Text about the text rather than the story: blurbs, headings, publishing
-# notes, links, markdown. Matched case-insensitively, anywhere.
-META = re.compile(
-    r"this (short )?story|originally published|first published|all rights reserved|copyright|"
-    r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
-    r"https?://|www\.|\b[a-z0-9-]+\.(?:com|org|net)\b|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
-    r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
-    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>|\(see\b|\bstory (?:below|above)\b",
-    re.IGNORECASE | re.MULTILINE,
-)
-
-
-@dataclass(frozen=True)
-class Gated:
-    """A pattern of many alternatives and ``needles``: strings every match
-    contains (case-folded when the pattern ignores case). A text that holds
-    none cannot match, so the regex (Python tries every alternative at every
-    character: 250 us a paragraph for META) runs only on the few that do.
-    tests/test_checks.py holds an example of every alternative."""
-
-    pattern: re.Pattern
-    needles: tuple[str, ...]
-
-    def _may_match(self, text: str) -> bool:
-        hay = text.casefold() if self.pattern.flags & re.IGNORECASE else text
-        return any(n in hay for n in self.needles)
-
-    def findall(self, text: str) -> list:
-        return self.pattern.findall(text) if self._may_match(text) else []
-
-    def search(self, text: str) -> re.Match | None:
-        return self.pattern.search(text) if self._may_match(text) else None
-
-
-META_GATED = Gated(META, (
-    "story", "originally published", "first published", "all rights reserved", "copyright", "chapter", "the end",
-    "read more", "click here", "subscribe", "http", "www.", ".com", ".org", ".net", "author", "note:", "title:",
-    "prompt:", "summary:", "**", "#", "[", "©", "continue reading", "to be continued", "book ", "part ", "kindle",
-    "paperback", "<", "(see"))
-# Special tokens and markup a story never holds: <start_of_image>, <unused12>,
-# [multimodal], [Note: …], {{ … }}, table pipes.
-MARKUP = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\n]{0,80}\]|\{\{|\}\}|\|")
-
+from fabula.score import outside_dialogue, pronouns, strangers
+from fabula.text import (MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, PhraseGate, ngram_hashes, phrase_pattern,  # noqa: F401
+                         tokens, word_hashes, words)
 
 def length(text: str, lo: int, hi: int) -> Verdict:
     n = len(words(text))
@@ -69,15 +28,19 @@ def length(text: str, lo: int, hi: int) -> Verdict:
     return Verdict("length", True, detail=f"{n} words")
 
 
-def adherence(text: str, card: Card) -> Verdict:
+def adherence(text: str, card: Card, named: tuple[str, ...] = ()) -> Verdict:
+    """The story names its protagonist and, as written, the value of every
+    slot in ``named`` (the pack's ``[checks] named``: off-card without), and
+    holds a form of every required word (``required-word``)."""
     missing = []
     hero = card.hero
     # A first-person narrator may never say their own name.
     if card.voice == "third" and hero.first not in text and (not hero.last or hero.last not in text):
         missing.append(f"protagonist {hero.full}")
-    city = card.slots.get("city")
-    if city and city not in text:
-        missing.append(f"city {city}")
+    for slot in named:
+        value = card.slots.get(slot)
+        if value and value not in text:
+            missing.append(f"{slot} {value}")
     if missing:
         return Verdict("adherence", False, "off-card", "missing " + ", ".join(missing))
     absent = [card.slots[k] for k in card.required if not holds_word(text, card.slots[k])]
@@ -105,13 +68,11 @@ def holds_word(text: str, word: str) -> bool:
 PRONOUN_DROP = 2
 
 
-def cast(text: str, card: Card) -> Verdict:
+def cast(text: str, card: Card, genre: Genre = GENERIC) -> Verdict:
     """The story's people are the card's: no first name or surname that no character has
     (``stranger-name``), and no he/she outside dialogue for a gender that no
     character has, twice or more (``pronoun``). The scorer's terms, as a check."""
-    from fabula.score import outside_dialogue, pronouns, strangers  # score builds on this module's patterns
-
-    who = strangers(text, card)
+    who = strangers(text, card, genre)
     if who:
         return Verdict("cast", False, "stranger-name", f"names {', '.join(who)}, who is not on the card")
     n = pronouns(card, outside_dialogue(text))
@@ -127,18 +88,6 @@ def repeated_ngram_share(tokens: list[str], n: int = 4) -> float:
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
-
-
-# News-report voice instead of fiction: present-tense attribution ("she says
-# now"), an interviewer ("I met him", "I asked"), questions about the story.
-REPORTAGE = re.compile(
-    r"\b(?:he|she|they|[A-Z][a-z]+) says\b|\bsays now\b|\bsays (?:he|she|[A-Z][a-z]+)\b|\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b|"
-    r"\b[Ww]hat (?:exactly )?is the story\b|\btold (?:me|us) (?:about|that)\b",
-)
-
-
-# A paragraph ends as a sentence does (an opener the model never finished does not).
-PARAGRAPH_END = re.compile(r"[.!?…][\"'”’)]*\s*$")
 
 
 def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 1, voice: str = "third") -> Verdict:
@@ -163,62 +112,6 @@ def degeneration(text: str, max_rep4: float = 0.12, max_sentence_repeats: int = 
     if top and top[0][1] > max_sentence_repeats:
         return Verdict("degeneration", False, "degenerate", f"sentence repeated {top[0][1]} times: {top[0][0][:60]!r}")
     return Verdict("degeneration", True, detail=f"rep4 {rep:.3f}")
-
-
-def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern | None:
-    """One regex matching any phrase as whole words, case-insensitively,
-    with any run of spaces or hyphens between its words."""
-    if not phrases:
-        return None
-    parts = []
-    for p in sorted({p.strip().lower() for p in phrases if p.strip()}, key=len, reverse=True):
-        toks = re.split(r"[\s-]+", p)
-        parts.append(r"[\s-]+".join(re.escape(t) for t in toks))
-    return re.compile(r"(?<![\w])(?:" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
-
-
-_WORD_CHARS = re.compile(r"\w+")
-
-
-class PhraseGate:
-    """``phrase_pattern(phrases).search``, at a fraction of its cost on a whole
-    story: a match of a phrase holds each of its ``\\w+`` runs as a whole run
-    of the text (case-folded), so only the phrases whose runs the text holds
-    are compiled into the pattern searched - the same alternatives in the same
-    order, less those that cannot match, so the same first match (one regex of
-    ~90 phrases tried at every character: 0.8 ms a story)."""
-
-    def __init__(self, phrases: list[str] | tuple[str, ...]):
-        self.phrases = tuple(dict.fromkeys(p.strip().lower() for p in phrases if p.strip()))
-        self._runs = [frozenset(_WORD_CHARS.findall(p.casefold())) for p in self.phrases]
-        self._compiled: dict[tuple[str, ...], re.Pattern | None] = {}
-
-    def search(self, text: str) -> re.Match | None:
-        have = set(_WORD_CHARS.findall(text.casefold()))
-        maybe = tuple(p for p, runs in zip(self.phrases, self._runs) if runs <= have)
-        if not maybe:
-            return None
-        if maybe not in self._compiled:
-            if len(self._compiled) >= 256:
-                self._compiled.clear()
-            self._compiled[maybe] = phrase_pattern(maybe)
-        return self._compiled[maybe].search(text)
-
-
-def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int = 4) -> int | None:
-    """While sampling: if the last ``new_chars`` characters of ``text`` closed
-    a word whose n-gram (with the n-1 words before it, lower-case, as
-    ``words`` splits them) is in ``grams``, the offset of that word, where the
-    sampler rewinds to choose another; else None."""
-    start = max(0, len(text) - new_chars - 200)  # 200 characters hold the 4 words before
-    found = list(WORD.finditer(text, start))
-    if start > 0 and found:
-        found = found[1:]  # may be cut
-    complete = [m for m in found if m.end() < len(text)]  # something not a word follows it
-    if len(complete) < n or complete[-1].end() < len(text) - new_chars:
-        return None  # no word closed by the new characters
-    gram = " ".join(m.group().lower() for m in complete[-n:])
-    return complete[-1].start() if gram in grams else None
 
 
 def stock_phrases(text: str, pattern: re.Pattern | PhraseGate | None) -> Verdict:
@@ -427,14 +320,15 @@ class NearDuplicates:
         return len(self.keys)
 
 
-def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | PhraseGate | None, near: NearDuplicates | None) -> list[Verdict]:
+def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | PhraseGate | None, near: NearDuplicates | None,
+               genre: Genre = GENERIC) -> list[Verdict]:
     """All checks, cheapest first; stops at the first drop."""
     out = []
     for check in (
         lambda: length(text, lo, hi),
-        lambda: adherence(text, card),
+        lambda: adherence(text, card, genre.named),
         lambda: degeneration(text, voice=card.voice),
-        lambda: cast(text, card),
+        lambda: cast(text, card, genre),
         lambda: stock_phrases(text, avoid),
         lambda: near.check(text) if near is not None else Verdict("near-duplicate", True),
     ):

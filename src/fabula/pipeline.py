@@ -17,6 +17,7 @@ from fabula.backends.base import Backend
 from fabula import index
 from fabula.checks import MARKUP, PhraseGate, run_checks, words
 from fabula.errors import FabulaError
+from fabula.genre import Genre
 from fabula.packs import Pack
 from fabula.plan import Planner
 from fabula.score import CommonGrams, NgramSet
@@ -96,6 +97,7 @@ def write_corpus(
     mem = index.open_memory(store.root, records, near_threshold, settings.ban_common, n)
     summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
     near, corpus, common = mem.near, mem.corpus, mem.common
+    genre = Genre.of(pack)
     jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
     store.group = COMMIT_GROUP
@@ -116,7 +118,7 @@ def write_corpus(
                     on_story(summary)
                 continue
             draft = job.draft(backend.id, backend.model)
-            verdicts = run_checks(draft.text, job.card, lo, hi, pattern, near)
+            verdicts = run_checks(draft.text, job.card, lo, hi, pattern, near, genre)
             if all(v.keep for v in verdicts):
                 rec = store.accept(jobs.next_index(), draft.text, {
                     "card": job.card.to_dict(),
@@ -150,7 +152,7 @@ def write_corpus(
                             "use --mode steer"
                         )
                 if job.attempt + 1 < max_attempts:
-                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common))
+                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common, genre=genre))
                 else:
                     store.reject({"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason,
                                   "detail": bad.detail, "last_draft": draft.text, **backend.describe()})
@@ -183,6 +185,7 @@ class _Jobs:
     def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict],
                  corpus: NgramSet | None = None, common: CommonGrams | None = None):
         self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
+        self.genre = Genre.of(pack)
         # The planner's tallies come from index.npz where they still describe
         # plan.jsonl's start; only the cards planned since are parsed and
         # counted (and those still waiting for a story, wherever they stand).
@@ -223,7 +226,8 @@ class _Jobs:
                 else:
                     card = self.planner.next()
                     self.store.plan(card)
-                job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common)
+                job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common,
+                               genre=self.genre)
             elif self.in_flight == 0:
                 return
             else:

@@ -12,19 +12,25 @@ Terms (one line each in the README):
   and venue by their own words).
 - ``stranger``: a person's first name that no card character has (checked
   against the first names of every name locale the packs use), a surname no
-  card character has (a word of a surname's ending: -ov, -enko, -ski, -idze,
-  ...), or a card character's name misspelt (one edit away; two for long names).
+  card character has (a word of one of the pack's ``[people]
+  surname_endings``, less its ``not_people``), a card character's first name
+  with another surname, or a card character's name misspelt (one edit away;
+  two for long names).
 - ``pronoun``: he/him/his or she/her used outside dialogue where no card
   character has that gender.
-- ``era``: a year after the card's present, or before 1900, or next to an
-  event of the era it contradicts ("the Wall opened in 2004"); a world war
-  past the second.
+- ``era``: a year after the card's present (the pack's ``[era] year_slot``),
+  or before ``[era] earliest``, or next to one of the pack's dated
+  ``[[era.events]]`` it contradicts ("the Wall opened in 2004"); anything
+  matching ``[era] never``.
 - ``first-person``: I/me/my outside dialogue (the stories are told in the
   third person).
 - ``reportage``: present-tense news voice ("she says now", "I asked him").
 - ``encyclopedic``: the voice of a biography or a press report instead of a
   story ("(born 1945)", "was published by", "a bestseller", "told reporters",
-  "according to").
+  "according to", and the pack's ``[press] agencies``).
+
+The genre facts in those terms are pack data, compiled by fabula.genre; with
+none declared (``genre.GENERIC``) those parts of the terms count nothing.
 - ``aside``: a parenthesis in the narration: the small model's habit of
   explaining itself in brackets ("(which Nani did not own)", "(and it did)":
   three or four a story in a 10-story read), rare in published fiction.
@@ -51,28 +57,15 @@ from functools import lru_cache
 
 import numpy as np
 
-from fabula.checks import MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, Gated, words
+from fabula.genre import GENERIC, Genre
 from fabula.records import Card
-from fabula.text import gram_hash, ngram_hashes, tokens, word_hashes
+from fabula.text import (MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, Gated, gram_hash, grams, ngram_hashes,  # noqa: F401
+                         outside_dialogue, tokens, word_hashes, words)
 
 # Weights for choosing among candidates: a wrong person or a markup token ruins
 # a paragraph; a missing anchor is bad; a stray year is small.
 WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-person": 1.5,
            "reportage": 2.0, "encyclopedic": 2.0, "aside": 1.0, "trailing": 1.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
-# A small base model drifts into the register of what it read most: biographies
-# and news (seen in the 100-story bench: "Odina Sabrinova (born in 1945)",
-# "Her book ... was published by", "an international bestseller"; in a 10-story
-# read: "works for the Interfax news agency", "largest media outlet - Reuters").
-ENCYCLOPEDIC = re.compile(
-    r"\((?:born\b|née\b|died\b|b\. ?\d|d\. ?\d)|\(\d{4}\s*[-–]\s*\d{2,4}\)|\bborn (?:in|on) (?:\w+ )?\d{4}\b|"
-    r"\b(?:was|were|is|are) (?:first )?published\b|\bbest-?sell(?:er|ing)\b|\bcopies sold\b|"
-    r"\btold (?:reporters|journalists|the press|the BBC|[A-Z][A-Za-z]+ (?:News|Times|Post))\b|"
-    r"\baccording to (?:the |a )?(?:report|reports|sources|police|officials|the newspaper)\b|"
-    r"\bis (?:best )?known (?:as|for)\b|\bis portrayed\b|\bwas portrayed\b|"
-    r"\bmedia outlets?\b|\b(?:Interfax|Reuters|RIA Novosti)\b(?! (?:correspondent|man|office|bureau))",
-)
-ENCYCLOPEDIC_GATED = Gated(ENCYCLOPEDIC, ("(", "born ", "published", "sell", "copies sold", "told ", "according to", "known ",
-                                         "portrayed", "media outlet", "Interfax", "Reuters", "RIA Novosti"))
 TERMS = tuple(WEIGHTS)
 
 META_EXTRA = Gated(re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE),
@@ -80,30 +73,14 @@ META_EXTRA = Gated(re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders
 # The narrator addressing whoever reads ("as you can see here", in a 10-story
 # read of 4872449); only in the narration: a character may show another a seal.
 META_NARRATION = re.compile(r"\bas (?:you|we) (?:can|could|will|may|might) (?:see|imagine|guess)\b|\bdear reader\b", re.IGNORECASE)
-QUOTED = re.compile(r"[\"“”][^\"“”]*[\"“”]|[‘'](?=[A-Z])[^‘’']*[’']")
 TRAILING = re.compile(r"\.{3}|…|--")
 FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\bI['’](?:d|m|ve|ll)\b")
 HE = re.compile(r"\b(?:he|him|his|himself)\b", re.IGNORECASE)
 SHE = re.compile(r"\b(?:she|her|hers|herself)\b", re.IGNORECASE)
 YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
-# Dated events of the era a small model misdates ("the week the Wall opened on
-# March 16, 2004", "World War II from 1940 to 1953"): a year written within
-# EVENT_REACH characters after the event (or half that before it) must fall in
-# its span. (pattern, first year, last year)
-EVENTS = [(re.compile(p), lo, hi) for p, lo, hi in (
-    (r"\b(?:Berlin )?Wall (?:opened|fell|came down|was opened|was torn down|collapsed)", 1989, 1989),
-    (r"\bfall of the (?:Berlin )?Wall\b", 1989, 1989),
-    (r"\b(?:Berlin )?Wall (?:was built|went up|was raised|rose)", 1961, 1961),
-    (r"\b(?:World War (?:II|2|Two)|Second World War)\b", 1939, 1945),
-    (r"\b(?:World War (?:I|1|One)|First World War|Great War)\b(?! ?I)", 1914, 1918),
-    (r"\bChernobyl\b", 1986, 1986),
-    (r"\bSputnik\b", 1957, 1957),
-    (r"\bPrague Spring\b", 1968, 1968),
-    (r"\bCuban [Mm]issile [Cc]risis\b", 1962, 1962),
-    (r"\bHungarian (?:[Uu]prising|[Rr]evolution)\b", 1956, 1956),
-    (r"\bSoviet Union (?:collapsed|fell|dissolved|broke up|ended)|\b(?:collapse|fall|end|dissolution) of the Soviet Union\b", 1991, 1991),
-)]
-NO_SUCH_WAR = re.compile(r"\bWorld War (?:[3-9]|\d\d+|III|IV|V|Three|Four)\b")
+# A year written within EVENT_REACH characters after one of the pack's dated
+# events (Genre.events; or half that before it) must fall in its span: a small
+# model misdates ("the week the Wall opened on March 16, 2004").
 EVENT_REACH = 40
 CAPITAL = re.compile(r"\b([A-Z][a-zà-ÿ]{2,})\b(?!['’][a-z])")  # not "Don" of "Don't" (40 bedtime drafts dropped for it)
 # What precedes a sentence's first word: a full stop (and quotes), or a quote
@@ -115,27 +92,6 @@ NAME_WORDS = frozenset("Will May June April August Rose Grace Mark Bill Art Hope
                        "Gale Chase Miles Wade Lane Dean Guy Earl Duke King Prince Baron Sterling Christian Angel "
                        "Constance Prudence Patience Honor Liberty Justice Eve Carol Holly Daisy Heather Fern German Love "
                        "Norman Roman Celestine Clement Ernest Florence Lorraine Marine Trinity Paris Sofia Victoria".split())
-
-
-# A capitalised word of these endings is a surname in every language fabula
-# names people in (Russian -ov/-eva, Ukrainian -enko/-chuk, Polish -ski/-ska,
-# Serbo-Croat -ić, Georgian -idze/-shvili, Armenian -yan, Lithuanian -auskas,
-# Finnish -inen, ...): in the 100-story bench the model's invented people
-# ("Gabrielov", "Kollaevsky", "Zaremska", "Bavyardov") were these, and the
-# first-name term missed every one. Not -ian: "Russian", "Hungarian".
-SURNAME = re.compile(r"[A-Z][^\W\d_]{2,}(?:ov|ova|ev|eva|yov|yova|enko|chuk|sky|skaya|skiy|ski|ska|vich|ovna|evna|idze|"
-                     r"shvili|escu|ić|ič|ović|ovic|evic|yan|oglu|zade|aitis|aitė|auskas|ienė|inen|sson)")
-# Words of those shapes that are not people of the story: places, brands, and
-# the era's public figures a story may well name.
-NOT_SURNAMES = frozenset(
-    "Rostov Kharkov Lvov Pskov Saratov Kishinev Chernigov Tambov Kirov Orlov Yaroslavl Kaliningrad Tiraspol Alaska "
-    "Nebraska Gdansk Polyanka Sheremetyevo Vnukovo Domodedovo Pulkovo Borispol Zhukovsky Mayakovsky Dzerzhinsky "
-    "Lenin Stalin Khrushchev Brezhnev Andropov Chernenko Gorbachev Yeltsin Lukashenko Molotov Zhukov Beria Trotsky "
-    "Dostoevsky Dostoyevsky Tchaikovsky Stravinsky Rachmaninov Prokofiev Mendeleev Nabokov Chekhov Korolev Pavlov "
-    "Kalashnikov Tupolev Antonov Ilyushin Yakovlev Mikoyan Kamov Sikorsky Moskvich Smirnov Milošević Milosevic "
-    "Ceaușescu Ceausescu Ceauşescu Tudjman Tuđman Shevardnadze Andersson Nilsson Karlsson Larsson Stroganov "
-    "Romanov Rasputin Tolstoy Gogol Pushkin Lermontov Turgenev Bulgakov Shostakovich Kandinsky Malevich Ivanovich "
-    "Warszawski Warszawska Nevsky Kutuzov Suvorov Sakharov Solzhenitsyn Gagarin Tereshkova Kasparov Karpov Spassky".split())
 
 
 @dataclass
@@ -150,10 +106,6 @@ class Score:
     def key(self) -> tuple:
         """Sort key: lower is better (fewest weighted slips, then most new words)."""
         return (self.penalty, -self.novelty)
-
-
-def outside_dialogue(text: str) -> str:
-    return QUOTED.sub(" ", text)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -209,7 +161,7 @@ _CARD_WORDS: dict[int, tuple[Card, frozenset[str]]] = {}
 
 
 def _own_grams(card: Card) -> frozenset[str]:
-    return frozenset(" ".join(g) for p in (*card.slots.values(), *card.openers) for g in _grams(p))
+    return frozenset(" ".join(g) for p in (*card.slots.values(), *card.openers) for g in grams(p))
 
 
 _OWN_GRAMS: dict[int, tuple[Card, frozenset[str]]] = {}
@@ -241,7 +193,8 @@ def _content_words(text: str) -> list[str]:
     return [w for w in words(text) if len(w) > 3 and w.lower() not in _STOP]
 
 
-def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | None" = None) -> Score:
+def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | None" = None,
+                    genre: Genre = GENERIC) -> Score:
     s = Score()
     low = text.lower()
     for label, alts in anchors(card, paragraph):
@@ -250,28 +203,30 @@ def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | N
                 s.slips["missing"] += 1
         elif not any(a.lower() in low for a in alts):
             s.slips["missing"] += 1
-    s.slips.update(slips(text, card))
+    s.slips.update(slips(text, card, genre))
     if corpus is not None:
         s.novelty = corpus.novelty(text)
     return Score(slips=+s.slips, novelty=s.novelty)
 
 
-def slips(text: str, card: Card) -> Counter:
-    """The slip terms that need no plan: strangers, pronouns, era, voice, markup, meta."""
+def slips(text: str, card: Card, genre: Genre = GENERIC) -> Counter:
+    """The slip terms that need no plan: strangers, pronouns, era, voice,
+    markup, meta (``genre``: the pack's facts; see fabula.genre)."""
     out: Counter = Counter()
     narration = outside_dialogue(text)
-    out["stranger"] += len(strangers(text, card))
+    out["stranger"] += len(strangers(text, card, genre))
     out["pronoun"] += pronouns(card, narration)
-    year = _card_year(card)
+    year, earliest = genre.card_year(card), genre.earliest
     for m in YEAR.finditer(text):
         y = int(m.group(1))
-        if y < 1900 or (year and y > year) or _misdated(text, m, y):
+        if (earliest is not None and y < earliest) or (year and y > year) or _misdated(text, m, y, genre.events):
             out["era"] += 1
-    out["era"] += len(NO_SUCH_WAR.findall(text))
+    for pattern in genre.never:
+        out["era"] += len(pattern.findall(text))
     if card.voice == "third":  # a first-person narrator says "I" and "I asked him"
         out["first-person"] += len(FIRST_PERSON.findall(narration))
         out["reportage"] += len(REPORTAGE.findall(text))
-    out["encyclopedic"] += len(ENCYCLOPEDIC_GATED.findall(text))
+    out["encyclopedic"] += len(genre.encyclopedic.findall(text))
     out["aside"] += narration.count("(")
     out["trailing"] += len(TRAILING.findall(narration))
     out["markup"] += len(MARKUP.findall(text))
@@ -301,16 +256,16 @@ def pronouns(card: Card, narration: str) -> int:
 CLAUSE_END = re.compile(r"[;:.!?]")
 
 
-def _misdated(text: str, year: re.Match, y: int) -> bool:
-    """Whether the dated event nearest the year in its clause (see EVENTS)
-    has a span the year falls outside."""
+def _misdated(text: str, year: re.Match, y: int, events: tuple[tuple[re.Pattern, int, int], ...]) -> bool:
+    """Whether the dated event nearest the year in its clause (``events``:
+    Genre.events) has a span the year falls outside."""
     a = max(0, year.start() - EVENT_REACH)
     cuts = [m.end() for m in CLAUSE_END.finditer(text, a, year.start())]
     a = cuts[-1] if cuts else a
     end = CLAUSE_END.search(text, year.end(), year.end() + EVENT_REACH // 2)
     b = end.start() if end else year.end() + EVENT_REACH // 2
     nearest = None  # (distance in characters, first year, last year)
-    for pattern, lo, hi in EVENTS:
+    for pattern, lo, hi in events:
         for m in pattern.finditer(text, a, b):
             d = year.start() - m.end() if m.end() <= year.start() else m.start() - year.end()
             if d >= 0 and (nearest is None or d < nearest[0]):
@@ -318,17 +273,18 @@ def _misdated(text: str, year: re.Match, y: int) -> bool:
     return nearest is not None and not nearest[1] <= y <= nearest[2]
 
 
-def strangers(text: str, card: Card) -> list[str]:
+def strangers(text: str, card: Card, genre: Genre = GENERIC) -> list[str]:
     """People in the text that the card does not hold: capitalised words
     inside a sentence (a sentence's first word may be any word: "Said", "Tea")
-    that are a known first name or have a surname's ending (SURNAME); and,
+    that are a known first name or have a surname's shape (Genre.surname); and,
     anywhere, a card character's first name with another surname, or a card
     name misspelt (see wrong_surnames, misspelt)."""
     own, names = card_words(card), known_first_names()
+    surname, not_people = genre.surname, genre.not_people
     out = []
     for m in CAPITAL.finditer(text):
         w = m.group(1)
-        person = (w in names and w not in NAME_WORDS) or (SURNAME.fullmatch(w) and w not in NOT_SURNAMES)
+        person = (w in names and w not in NAME_WORDS) or (surname is not None and surname.fullmatch(w) and w not in not_people)
         if person and w not in own and not _starts_sentence(text, m.start()):
             out.append(w)
     mis = misspelt(text, card, own)
@@ -401,10 +357,10 @@ def _edits(a: str, b: str, limit: int) -> int:
     return prev[-1]
 
 
-def story_slips(paragraphs: list[str], card: Card) -> Counter:
+def story_slips(paragraphs: list[str], card: Card, genre: Genre = GENERIC) -> Counter:
     total: Counter = Counter()
     for i, p in enumerate(paragraphs):
-        total.update(score_paragraph(p, card, i).slips)
+        total.update(score_paragraph(p, card, i, genre=genre).slips)
     return total
 
 
@@ -421,20 +377,10 @@ def coverage(paragraphs: list[str], card: Card) -> tuple[int, int]:
     return held, planned
 
 
-def _card_year(card: Card) -> int | None:
-    y = card.slots.get("year", "")
-    return int(y) if y.isdigit() else None
-
-
 def gram_hashes(text: str, toks: list[str] | None = None) -> np.ndarray:
     """64-bit hash of each word 4-gram of ``text`` (fabula.text; ``toks``: its
     tokens, when the caller has them), in order: the same in every process."""
     return ngram_hashes(word_hashes(tokens(text) if toks is None else toks), 4)
-
-
-def _grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
-    toks = [w.lower() for w in words(text)]
-    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
 
 
 class NgramSet:

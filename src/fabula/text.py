@@ -1,5 +1,6 @@
-"""Words, n-grams and their hashes: the one tokenisation the checks, the
-scorer and the corpus memory share.
+"""Words, n-grams, their hashes and the patterns of what a story never holds:
+the one text layer the checks, the scorer, the planner, the engine and the
+corpus memory share (it imports no other fabula module).
 
 A story is split into words once (``WORD``: letters of Latin scripts,
 apostrophes and hyphens), lower-cased, and each distinct word is hashed once
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,3 +82,132 @@ def gram_hash(gram: str) -> int:
     """The hash ``ngram_hashes`` gives the gram "w1 w2 ... wn" (lower-case words, one space apart)."""
     toks = gram.split(" ")
     return int(ngram_hashes(word_hashes(toks), len(toks))[0])
+
+
+# Text about the text rather than the story: blurbs, headings, publishing
+# notes, links, markdown. Matched case-insensitively, anywhere.
+META = re.compile(
+    r"this (short )?story|originally published|first published|all rights reserved|copyright|"
+    r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
+    r"https?://|www\.|\b[a-z0-9-]+\.(?:com|org|net)\b|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
+    r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
+    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>|\(see\b|\bstory (?:below|above)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Gated:
+    """A pattern of many alternatives and ``needles``: strings every match
+    contains (case-folded when the pattern ignores case). A text that holds
+    none cannot match, so the regex (Python tries every alternative at every
+    character: 250 us a paragraph for META) runs only on the few that do.
+    tests/test_checks.py holds an example of every alternative."""
+
+    pattern: re.Pattern
+    needles: tuple[str, ...]
+
+    def _may_match(self, text: str) -> bool:
+        hay = text.casefold() if self.pattern.flags & re.IGNORECASE else text
+        return any(n in hay for n in self.needles)
+
+    def findall(self, text: str) -> list:
+        return self.pattern.findall(text) if self._may_match(text) else []
+
+    def search(self, text: str) -> re.Match | None:
+        return self.pattern.search(text) if self._may_match(text) else None
+
+
+META_GATED = Gated(META, (
+    "story", "originally published", "first published", "all rights reserved", "copyright", "chapter", "the end",
+    "read more", "click here", "subscribe", "http", "www.", ".com", ".org", ".net", "author", "note:", "title:",
+    "prompt:", "summary:", "**", "#", "[", "©", "continue reading", "to be continued", "book ", "part ", "kindle",
+    "paperback", "<", "(see"))
+# Special tokens and markup a story never holds: <start_of_image>, <unused12>,
+# [multimodal], [Note: …], {{ … }}, table pipes.
+MARKUP = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\n]{0,80}\]|\{\{|\}\}|\|")
+
+
+
+# News-report voice instead of fiction: present-tense attribution ("she says
+# now"), an interviewer ("I met him", "I asked"), questions about the story.
+REPORTAGE = re.compile(
+    r"\b(?:he|she|they|[A-Z][a-z]+) says\b|\bsays now\b|\bsays (?:he|she|[A-Z][a-z]+)\b|\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b|"
+    r"\b[Ww]hat (?:exactly )?is the story\b|\btold (?:me|us) (?:about|that)\b",
+)
+
+
+# A paragraph ends as a sentence does (an opener the model never finished does not).
+PARAGRAPH_END = re.compile(r"[.!?…][\"'”’)]*\s*$")
+
+
+
+def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern | None:
+    """One regex matching any phrase as whole words, case-insensitively,
+    with any run of spaces or hyphens between its words."""
+    if not phrases:
+        return None
+    parts = []
+    for p in sorted({p.strip().lower() for p in phrases if p.strip()}, key=len, reverse=True):
+        toks = re.split(r"[\s-]+", p)
+        parts.append(r"[\s-]+".join(re.escape(t) for t in toks))
+    return re.compile(r"(?<![\w])(?:" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
+
+
+_WORD_CHARS = re.compile(r"\w+")
+
+
+class PhraseGate:
+    """``phrase_pattern(phrases).search``, at a fraction of its cost on a whole
+    story: a match of a phrase holds each of its ``\\w+`` runs as a whole run
+    of the text (case-folded), so only the phrases whose runs the text holds
+    are compiled into the pattern searched - the same alternatives in the same
+    order, less those that cannot match, so the same first match (one regex of
+    ~90 phrases tried at every character: 0.8 ms a story)."""
+
+    def __init__(self, phrases: list[str] | tuple[str, ...]):
+        self.phrases = tuple(dict.fromkeys(p.strip().lower() for p in phrases if p.strip()))
+        self._runs = [frozenset(_WORD_CHARS.findall(p.casefold())) for p in self.phrases]
+        self._compiled: dict[tuple[str, ...], re.Pattern | None] = {}
+
+    def search(self, text: str) -> re.Match | None:
+        have = set(_WORD_CHARS.findall(text.casefold()))
+        maybe = tuple(p for p, runs in zip(self.phrases, self._runs) if runs <= have)
+        if not maybe:
+            return None
+        if maybe not in self._compiled:
+            if len(self._compiled) >= 256:
+                self._compiled.clear()
+            self._compiled[maybe] = phrase_pattern(maybe)
+        return self._compiled[maybe].search(text)
+
+
+def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int = 4) -> int | None:
+    """While sampling: if the last ``new_chars`` characters of ``text`` closed
+    a word whose n-gram (with the n-1 words before it, lower-case, as
+    ``words`` splits them) is in ``grams``, the offset of that word, where the
+    sampler rewinds to choose another; else None."""
+    start = max(0, len(text) - new_chars - 200)  # 200 characters hold the 4 words before
+    found = list(WORD.finditer(text, start))
+    if start > 0 and found:
+        found = found[1:]  # may be cut
+    complete = [m for m in found if m.end() < len(text)]  # something not a word follows it
+    if len(complete) < n or complete[-1].end() < len(text) - new_chars:
+        return None  # no word closed by the new characters
+    gram = " ".join(m.group().lower() for m in complete[-n:])
+    return complete[-1].start() if gram in grams else None
+
+
+# Quoted speech: "..." and ‘...’ (a single quote opens speech only before a capital: not "’tis").
+QUOTED = re.compile(r"[\"“”][^\"“”]*[\"“”]|[‘'](?=[A-Z])[^‘’']*[’']")
+
+
+def outside_dialogue(text: str) -> str:
+    """The narration: ``text`` with quoted speech blanked out."""
+    return QUOTED.sub(" ", text)
+
+
+def grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
+    """The word n-grams of ``text``, lower-case, as tuples."""
+    toks = [w.lower() for w in words(text)]
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from fabula.backends.base import Completion, Request
+from fabula.genre import GENERIC, Genre
 from fabula.records import Card, Draft
 from fabula.score import CommonGrams, NgramSet, score_paragraph
 
@@ -73,7 +74,7 @@ GLUED = re.compile(r"^[^\W_]+")  # letters or digits at the very start: the last
 
 def unglue(opening: str, text: str) -> str:
     """A continuation that goes on with the opening's last word ("Zvezdin
-    Brankov" + "idze", "Prokhir Zhaivoron" + "in") loses that fragment: an
+    Brankov" + "ski", "Prokhir Zhaivoron" + "in") loses that fragment: an
     opener ends on the card's words, and a name must stay as the card has it."""
     if opening and (opening[-1].isalnum()):
         return GLUED.sub("", text, count=1)
@@ -101,6 +102,7 @@ class StoryJob:
     corpus: NgramSet | None = None  # 4-grams of the stories kept so far (novelty term of the scorer)
     common: CommonGrams | None = None  # 4-grams common in the stories kept so far (kept out while sampling)
     picked: list[int] = field(default_factory=list)  # which candidate each request kept
+    genre: Genre = GENERIC  # the pack's facts the scorer reads (Genre.of(pack))
 
     @property
     def seed(self) -> int:
@@ -175,7 +177,7 @@ class StoryJob:
 
         def key(j: int) -> tuple:
             paras, at = options[j]
-            scores = [score_paragraph(p, self.card, (at or 0) + i, self.corpus) for i, p in enumerate(paras)]
+            scores = [score_paragraph(p, self.card, (at or 0) + i, self.corpus, self.genre) for i, p in enumerate(paras)]
             penalty = sum(sc.penalty for sc in scores) + self._overrun(paras, at)
             return (penalty, -sum(sc.novelty for sc in scores) / max(1, len(scores)), j)
 

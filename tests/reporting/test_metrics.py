@@ -73,6 +73,28 @@ def test_recurrence_and_stock_phrases_on_a_foreign_folder(tmp_path):
     # one stock phrase in 19 words
     assert m["stock_phrases_per_1k_words"] == pytest.approx(1000 / 19, abs=1e-3)
     assert m["stock_phrase_story_share"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["stock_phrases_of"] == "spy"  # a folder that names no pack: the default pack's list
+
+
+def test_stock_phrases_are_those_of_the_pack_a_corpus_was_written_with(tmp_path):
+    """One list for every folder of a report: the first fabula corpus's pack's."""
+    import json
+
+    from fabula.api import measure_folders
+    from fabula.packs import load_pack
+
+    bedtime = load_pack("bedtime")
+    assert "rain-soaked" not in bedtime.stock_phrases and "once upon a time" in bedtime.stock_phrases
+    plain, corpus = tmp_path / "plain", tmp_path / "corpus"
+    for folder in (plain, corpus):
+        folder.mkdir()
+        (folder / "a.txt").write_text("Once upon a time the rain-soaked dog slept by the stove.")
+    (corpus / "fabula.json").write_text(json.dumps({"pack": "bedtime", "seed": 1}))
+    a, b = measure_folders([plain, corpus], semantic=False)
+    assert a["stock_phrases_of"] == b["stock_phrases_of"] == "bedtime"
+    assert a["stock_phrase_story_share"] == 1.0 and a["stock_phrases_top"][0]["value"] == "once upon a time"
+    (only,) = measure_folders([plain], semantic=False)
+    assert only["stock_phrases_of"] == "spy" and only["stock_phrases_top"][0]["value"] == "rain-soaked"
 
 
 def test_the_most_common_name_is_a_person_not_a_place(tmp_path):

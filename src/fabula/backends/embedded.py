@@ -30,7 +30,7 @@ import numpy as np
 
 from fabula.backends import llama_cpu
 from fabula.backends.base import Backend, Completion, Job, OneShot, Request, candidate_seed, merge, now
-from fabula.checks import gram_hit, phrase_pattern
+from fabula.text import gram_hit, phrase_pattern
 from fabula.errors import BackendError, MissingDependency
 
 MAX_BACKTRACKS = 48  # per request; past it the text goes to the checks as it is

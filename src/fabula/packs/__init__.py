@@ -21,7 +21,7 @@ from jinja2 import meta, nodes
 from fabula.errors import PackError
 from fabula.names import SUPPORTED_LOCALES
 from fabula.packs.grammar import Grammar, GrammarError
-from fabula.packs.schema import TABLES, Beat, Exemplar, Generation, Nationality, PackFile, Role
+from fabula.packs.schema import TABLES, Beat, Era, Exemplar, Generation, Nationality, PackFile, People, Role
 
 __all__ = ["Beat", "Exemplar", "Generation", "Nationality", "Pack", "Role", "builtin_names", "load_pack", "parse_pack"]
 
@@ -54,6 +54,11 @@ class Pack:
     titles: tuple[str, ...]
     exemplars: tuple[Exemplar, ...] = ()
     required: tuple[str, ...] = ()  # slots whose value every story must hold
+    named: tuple[str, ...] = ()  # slots whose value every story must hold as written
+    era: Era = Era()  # genre facts the scorer reads (fabula.genre compiles them)
+    people: People = People()
+    press_agencies: tuple[str, ...] = ()
+    stock_phrases: tuple[str, ...] = ()  # what the report counts (default: avoid_phrases)
     grammar: Grammar = field(default_factory=Grammar, compare=False)  # [grammar] rules for [a|b] and #rule#
     source: str = ""  # file path, or "builtin:NAME"
     digest: str = field(default="", compare=False)  # sha256 of the file text, first 16 hex
@@ -179,7 +184,9 @@ def parse_pack(text: str, source: str = "<pack>") -> Pack:
         avoid_names=tuple(f.avoid.names) + exemplar_names, roles=tuple(f.roles),
         nationalities=tuple(n if n.adjective else n.model_copy(update={"adjective": n.key.title()}) for n in f.nationalities),
         slots={k: tuple(v) for k, v in f.slots.items()}, beats=tuple(f.beats), titles=tuple(f.titles.variants),
-        exemplars=tuple(f.exemplars), required=tuple(f.checks.required), grammar=grammar, source=source,
+        exemplars=tuple(f.exemplars), required=tuple(f.checks.required), named=tuple(f.checks.named), era=f.era,
+        people=f.people, press_agencies=tuple(f.press.agencies),
+        stock_phrases=tuple(f.report.stock_phrases or f.avoid.phrases), grammar=grammar, source=source,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
 
@@ -216,9 +223,12 @@ def _check_cast(f: PackFile, w: _Where) -> None:
     for k in f.caps:
         if k not in known:
             raise w.err(("caps", k), "names no slot or name field", f"use one of: {', '.join(sorted(known))}")
-    for k in f.checks.required:
-        if k not in f.slots:
-            raise w.err(("checks", "required"), f"{k!r} is not a slot", f"use some of: {', '.join(f.slots)}")
+    for key, ks in (("required", f.checks.required), ("named", f.checks.named)):
+        for k in ks:
+            if k not in f.slots:
+                raise w.err(("checks", key), f"{k!r} is not a slot", f"use some of: {', '.join(f.slots)}")
+    if f.era.year_slot is not None and f.era.year_slot not in f.slots:
+        raise w.err(("era", "year_slot"), f"{f.era.year_slot!r} is not a slot", f"use one of: {', '.join(f.slots)}")
 
 
 def _check_templates(f: PackFile, grammar: Grammar, w: _Where) -> None:

@@ -8,6 +8,7 @@ The README's pack author's guide (docs/packs.md) documents every key.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -127,6 +128,67 @@ class Titles(Strict):
 
 class Checks(Strict):
     required: list[Key] = []  # slots whose value every story must hold (e.g. a word drawn per story)
+    named: list[Key] = []  # slots whose value every story must hold as written (the city): else off-card
+
+
+def _compiles(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise ValueError(f"{v[:60]!r} is not a regular expression ({e})") from None
+    return v
+
+
+class Event(Strict):
+    """A dated event of the era: a year written near its name must fall in its years."""
+
+    pattern: Text  # a regular expression that names the event
+    years: Annotated[list[int], Field(min_length=1, max_length=2)]  # [year] or [first, last]
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v):
+        return _compiles(v)
+
+    @field_validator("years")
+    @classmethod
+    def _order(cls, v):
+        if len(v) == 2 and v[0] > v[1]:
+            raise ValueError(f"years {v}: the first comes before the last; write [first, last]")
+        return v
+
+
+class Era(Strict):
+    """When the stories happen: the scorer's era term."""
+
+    year_slot: Key | None = None  # the slot that holds the card's year: a year written after it is a slip
+    earliest: int | None = None  # a year written before this one is a slip
+    events: list[Event] = []
+    never: list[Text] = []  # regular expressions that are a slip wherever they stand ("World War III")
+
+    @field_validator("never")
+    @classmethod
+    def _patterns(cls, v):
+        return [_compiles(x) for x in v]
+
+
+class People(Strict):
+    """Who counts as a person of the story: the scorer's stranger term."""
+
+    # A capitalised word with one of these endings is a surname: a stranger
+    # unless a card character has it (e.g. "ov", "enko" in a Soviet-bloc pack).
+    surname_endings: list[Text] = []
+    not_people: list[Text] = []  # words of those shapes that are places or public figures, not strangers
+
+
+class Press(Strict):
+    """News agencies whose names turn a story into a press report (the encyclopedic term)."""
+
+    agencies: list[Text] = []
+
+
+class Report(Strict):
+    stock_phrases: list[Text] = []  # what `fabula report` counts as stock phrases (default: avoid.phrases)
 
 
 class PackFile(Strict):
@@ -136,6 +198,10 @@ class PackFile(Strict):
     caps: dict[str, Annotated[float, Field(gt=0)]] = {}
     avoid: Avoid = Avoid()
     checks: Checks = Checks()
+    era: Era = Era()
+    people: People = People()
+    press: Press = Press()
+    report: Report = Report()
     roles: Annotated[list[Role], Field(min_length=1)]
     nationalities: list[Nationality] = []
     grammar: dict[Annotated[str, StringConstraints(pattern=r"^\w+$")], Annotated[list[str], Field(min_length=1)]] = {}
@@ -147,5 +213,6 @@ class PackFile(Strict):
 
 
 # Which model a table's keys belong to (for "use one of: ..." in errors).
-TABLES = {"pack": Meta, "generation": Generation, "titles": Titles, "avoid": Avoid, "checks": Checks, "roles": Role,
+TABLES = {"pack": Meta, "generation": Generation, "titles": Titles, "avoid": Avoid, "checks": Checks, "era": Era,
+          "people": People, "press": Press, "report": Report, "roles": Role,
           "nationalities": Nationality, "beats": Beat, "exemplars": Exemplar}

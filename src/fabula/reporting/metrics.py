@@ -12,8 +12,9 @@ Definitions (each also one line in the README):
   smoothing for n > 1.
 - seq_rep_4: mean within-story share of repeated 4-grams (Welleck et al. 2019).
 - near_duplicate_pairs: pairs with MinHash-estimated Jaccard >= 0.5 on word 5-gram shingles.
-- stock_phrases_per_1k_words: matches of the stock-phrase list per 1,000 words.
-Words are lower-cased runs of letters (see fabula.checks.words).
+- stock_phrases_per_1k_words: matches of the stock-phrase list per 1,000 words
+  (a pack's ``[report] stock_phrases``: see stock_ruler).
+Words are lower-cased runs of letters (see fabula.text.words).
 """
 
 from __future__ import annotations
@@ -31,19 +32,31 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fabula.checks import NearDuplicates, phrase_pattern, words
+from fabula.checks import NearDuplicates
+from fabula.text import phrase_pattern, words
 
 SELF_BLEU_SAMPLE = 150
 READING_SAMPLE = 50  # stories in the HTML reading pane (seeded sample when more)
-# Stock phrases of model-written spy fiction, counted in every folder so two
-# folders are measured with the same ruler (the spy pack bans the same ones).
-STOCK_PHRASES = (
-    "rain-soaked", "cryptic message", "vanished into the night", "vanishes into the night",
-    "into the night", "shadows", "shrouded in mystery", "cat and mouse", "web of deceit",
-    "no turning back", "the game was far from over", "piercing eyes", "steely gaze",
-    "sent shivers", "little did", "a ghost from the past", "tangled web", "neon lights",
-    "calculating gaze", "heart pounding", "only time will tell", "testament to",
-)
+DEFAULT_RULER = "spy"  # the default pack: its stock phrases measure folders that name no pack
+
+
+def stock_ruler(folders) -> tuple[str, tuple[str, ...]]:
+    """(pack name, phrases): the ``[report] stock_phrases`` of the pack the
+    first fabula corpus among ``folders`` was written with (its fabula.json),
+    else of the default pack. One ruler for every folder of a report, so two
+    folders are measured alike."""
+    from fabula.packs import builtin_names, load_pack
+
+    name = DEFAULT_RULER
+    for folder in folders:
+        try:
+            pack = json.loads((Path(folder) / "fabula.json").read_text(encoding="utf-8")).get("pack")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if pack in builtin_names():
+            name = pack
+            break
+    return name, load_pack(name).stock_phrases
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zà-ÿ]+(?:-[A-Z][a-z]+)?)\b")
 # Capitalised words that are not names: sentence glue and demonyms.
 _COMMON_CAPS = set(
@@ -200,11 +213,14 @@ def _gram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def measure(folder: Path, first_words: int | None = None, semantic: bool = True, sample: int = READING_SAMPLE) -> dict[str, Any]:
+def measure(folder: Path, first_words: int | None = None, semantic: bool = True, sample: int = READING_SAMPLE,
+            ruler: tuple[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """Every metric for one folder, in one streaming pass: memory grows with
     the number of distinct n-grams (8 bytes each), never with N²; self-BLEU,
     the semantic metrics and the reading pane use seeded samples.
-    ``first_words`` truncates each story first (human references use 250)."""
+    ``first_words`` truncates each story first (human references use 250);
+    ``ruler``: the stock phrases counted (stock_ruler; default: this folder's)."""
+    ruler = ruler or stock_ruler([folder])
     vocab: dict[str, int] = {}
     grams: dict[int, list[np.ndarray]] = {n: [] for n in (1, 2, 3, 4)}
     doc4: list[np.ndarray] = []  # each story's distinct 4-gram hashes (for self-repetition)
@@ -217,7 +233,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
     reading = _Reservoir(sample, seed=0)
     nd = NearDuplicates(threshold=0.5)
     near_pairs = 0
-    stock = phrase_pattern(STOCK_PHRASES)
+    stock = phrase_pattern(ruler[1])
     stock_hits, stock_stories, stock_per = 0, 0, Counter()
     rec: dict[str, Counter] = {}
     labels: dict[tuple[str, str], str] = {}
@@ -281,6 +297,7 @@ def measure(folder: Path, first_words: int | None = None, semantic: bool = True,
         "semantic_stories": 0,
         "top_name": (rec_top.get(top_field) or [{"value": None, "share": 0.0}])[0],
         "stock_phrases_per_1k_words": round(stock_hits * 1000 / total, 3) if total else 0.0,
+        "stock_phrases_of": ruler[0],
         "stock_phrase_story_share": round(stock_stories / n, 4) if n else 0.0,
         "stock_phrases_top": _top(stock_per, n or 1),
         "recurrence": rec_top,
