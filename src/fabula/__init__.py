@@ -11,8 +11,7 @@ Everything the command line does is here too (see ``fabula.api``)::
     fabula.report("corpus")                       # the figures of `fabula report --json`
 """
 
-__version__ = "0.1.0"
-
+from fabula.version import __version__  # noqa: E402
 from fabula.api import Corpus, EmbeddedModel, FakeModel, RayCluster, Server, Story, report  # noqa: E402
 from fabula.errors import BackendError, FabulaError, MissingDependency, PackError, StoreError, UsageError  # noqa: E402
 from fabula.packs import Pack, load_pack  # noqa: E402

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 from fabula.errors import UsageError
+from fabula.reporting import measure_folders, report  # noqa: F401  (fabula.report; the CLI's report)
 from fabula.records import Card
 
 log = logging.getLogger("fabula")
@@ -218,7 +219,7 @@ class Corpus:
         ``Summary`` after every finished draft (kept, dropped or failed); its
         ``committed`` counts the stories already on disk for good (a fast run
         commits kept stories in groups), ``written`` those kept."""
-        from fabula import __version__
+        from fabula.version import __version__
         from fabula.backends import make_backend
         from fabula.packs import load_pack
         from fabula.pipeline import write_corpus
@@ -329,31 +330,3 @@ class Corpus:
         for line in summary.lines():
             log.info(line)
         return summary
-
-
-def report(*paths: str | os.PathLike[str], first_words: int | None = None, semantic: bool = True,
-           reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """The figures of `fabula report --json`, one dict per folder (a fabula
-    corpus or any folder of .txt stories); ``reference`` (human-written
-    stories) comes first, with ``"reference": true``."""
-    rs = measure_folders(paths, first_words, semantic, reference)
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rs]
-
-
-def measure_folders(paths, first_words: int | None = None, semantic: bool = True,
-                    reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Every metric per folder, with the private keys the HTML report draws from."""
-    from fabula.reporting.metrics import measure, stock_ruler
-
-    paths = ([Path(reference)] if reference else []) + [Path(f) for f in paths if not reference or Path(f) != Path(reference)]
-    if not paths:
-        raise UsageError("report needs at least one folder")
-    out = []
-    ruler = stock_ruler(paths)
-    for f in paths:
-        r = measure(f, first_words=first_words, semantic=semantic, ruler=ruler)
-        if r["stories"] == 0:
-            raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
-        r["reference"] = r["_reference"] = bool(reference) and not out
-        out.append(r)
-    return out

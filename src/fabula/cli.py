@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from fabula import __version__
+from fabula.version import __version__
 from fabula.api import DEFAULT_BAN_COMMON
 from fabula.errors import FabulaError, FabulaWarning, UsageError
 
@@ -504,7 +504,7 @@ def report(folders, json_path, html_path, first_words, no_semantic, reference):
       fabula report corpus other_stories/ --html report.html --json report.json
       fabula report corpus --reference human_stories/ --first-words 250 --html report.html
     """
-    from fabula.api import measure_folders
+    from fabula.reporting import measure_folders
     from fabula.store import write_atomic
 
     for f in ([reference] if reference else []) + list(folders):

@@ -117,7 +117,7 @@ def _size_category(n: int) -> str:
 def dataset_card(corpus, ds) -> str:
     """README.md for the Hub: the YAML header it expects, and the corpus's
     figures from `fabula report` (semantic metrics left out: they need torch)."""
-    from fabula.api import report
+    from fabula.reporting import report
 
     fig = report(corpus.path, semantic=False)[0]
     models = sorted({m for m in ds["model"] if m})

