@@ -46,6 +46,22 @@ def test_every_python_example_of_the_readme_runs_and_returns_what_it_says(tmp_pa
     assert 0 < ns["local"]["self_bleu_4"] <= 1
 
 
+def test_every_example_of_the_extending_page_runs_and_does_what_it_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    page = (README.parent / "docs" / "extending.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(blocks) == 3
+    ns: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/extending.md", "exec"), ns)
+    for name in ("corpus", "unbanned", "scored"):
+        assert len(fabula.Corpus(name)) == 20
+    assert not any(ns["no_weather"](s.text, s.card) is False or not ns["no_weather"](s.text, s.card)[0]
+                   for s in fabula.Corpus("corpus"))
+    checks = {c["check"] for r in fabula.Corpus("unbanned").records() for c in r["checks"]}
+    assert "stock-phrases" not in checks and "length" in checks
+
+
 def test_the_api_and_the_cli_write_the_same_corpus_and_report_the_same_figures(tmp_path):
     api = fabula.Corpus(tmp_path / "api")
     api.write(4, backend=fabula.FakeModel(), progress=False, **ARGS)
@@ -79,6 +95,46 @@ def test_library_errors_are_fabula_errors_never_exits(tmp_path):
     with pytest.raises(UsageError, match="holds no .txt stories"):
         fabula.report(tmp_path)
     assert not (tmp_path / "c").exists()  # nothing written by a refused call
+
+
+def test_a_user_check_and_a_user_scorer_term_shape_what_is_kept(tmp_path):
+    """A check of one's own drops drafts under its own reason, and a scorer
+    term of one's own steers the choice among candidates (fake backend: its
+    filler holds "tram" a few times a story, more in some)."""
+    from fabula.score import Scorer, Term
+
+    seen = []
+
+    def trams(text):
+        return re.findall(r"\btram\b", text.lower()).__len__()
+
+    def no_trams(text, card):
+        seen.append(card.id)
+        return (trams(text) <= 3, "trams")
+
+    c = fabula.Corpus(tmp_path / "checked")
+    s = c.write(6, backend="fake", progress=False, best_of=1, checks=[no_trams], **ARGS)
+    assert seen and s.dropped["trams"] > 0
+    kept = [st.text for st in c]
+    assert len(kept) == 6 and max(map(trams, kept)) <= 3
+    assert all(r["checks"][-2]["check"] == "no-trams" for r in c.records())  # before the near-duplicate check
+
+    tram_term = Term("tram", lambda text, card: trams(text), weight=10)
+    plain, steered = fabula.Corpus(tmp_path / "plain"), fabula.Corpus(tmp_path / "steered")
+    plain.write(4, backend="fake", progress=False, best_of=4, **ARGS)
+    steered.write(4, backend="fake", progress=False, best_of=4, scorer=Scorer(terms=(tram_term,)), **ARGS)
+    assert sum(trams(st.text) for st in steered) < sum(trams(st.text) for st in plain)
+
+
+def test_a_bad_check_or_scorer_is_refused_before_anything_is_written(tmp_path):
+    c = fabula.Corpus(tmp_path / "c")
+    with pytest.raises(UsageError, match="checks: .*is not a check"):
+        c.write(1, backend="fake", progress=False, checks=["no rain"])
+    with pytest.raises(UsageError, match="give a fabula.score.Scorer"):
+        c.write(1, backend="fake", progress=False, scorer={"aside": 0})
+    with pytest.raises(ValueError, match="no such term"):
+        fabula.score.Scorer(weights={"rain": 1})
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_python_writer_and_a_cli_writer_on_one_folder_at_once(tmp_path):

@@ -221,3 +221,59 @@ def test_the_band_index_finds_what_a_dict_of_every_band_key_finds(monkeypatch):
         want = set().union(*(ref[b].get(int(q[b]), set()) for b in range(bands)))
         assert index.find(q) == want
     assert merges > 5 and index.rows == row
+
+
+def test_checks_are_objects_with_names_and_thresholds(card):
+    from fabula.checks import Cast, Degeneration, Length, StockPhrases, as_check, run_checks
+
+    city = card.slots["city"]
+    text = f"{card.hero.first} came to {city}. " + "The tram was late again that day. " * 3
+    assert Degeneration()(text, card).reason == "degenerate"  # a sentence three times
+    assert Degeneration(max_sentence_repeats=3, max_rep4=0.9)(text, card).keep
+    assert Length(3, 5).name == "length" and not Length(3, 5)(text, card).keep
+    assert StockPhrases(("late again",))(text, card).reason == "stock-phrase"
+    from dataclasses import replace
+
+    women = recast(card, hero=replace(card.hero, gender="female"), other=replace(card.cast["other"], gender="female"))
+    assert Cast()(f"{card.hero.first} waited. He came.", women).keep  # one: an unnamed man, as often as a slip
+    assert Cast(pronoun_drop=1)(f"{card.hero.first} waited. He came.", women).reason == "pronoun"
+
+    def no_trams(text, card):
+        return "tram" not in text
+
+    verdicts = run_checks(text, card, [Length(1, 500), as_check(no_trams)])
+    assert [v.check for v in verdicts] == ["length", "no-trams"] and verdicts[-1].reason == "no-trams"
+    reasoned = as_check(lambda t, c: (False, "too-wet", "rain"), name="dry")(text, card)
+    assert (reasoned.check, reasoned.keep, reasoned.reason, reasoned.detail) == ("dry", False, "too-wet", "rain")
+    assert as_check(lambda t, c: None, name="quiet")(text, card).keep
+
+
+def test_compose_adds_checks_or_rewrites_the_list():
+    from fabula.checks import Length, StockPhrases, compose
+
+    base = [Length(1, 9), StockPhrases(("x",))]
+
+    def wet(text, card):
+        return "rain" not in text
+
+    assert [c.name for c in compose(base, [wet])] == ["length", "stock-phrases", "wet"]
+    assert [c.name for c in compose(base, wet)] == ["length", "stock-phrases", "wet"]
+    assert [c.name for c in compose(base, lambda checks: [c for c in checks if c.name != "stock-phrases"])] == ["length"]
+    with pytest.raises(TypeError, match="is not a check"):
+        compose(base, ["rain"])
+
+
+def test_a_pack_sets_thresholds_and_skips_checks(spy):
+    from dataclasses import replace
+
+    from fabula.checks import default_checks
+    from fabula.packs import parse_pack
+    from tests.test_packs import GOOD_TAIL, pack_text
+
+    assert [c.name for c in default_checks(spy, 350, 550)] == ["length", "adherence", "degeneration", "cast", "stock-phrases"]
+    p = parse_pack(pack_text(tail=GOOD_TAIL + '[checks]\nskip = ["cast"]\nmax_repeated_4grams = 0.3\npronoun_drop = 3\n'), "t.toml")
+    checks = default_checks(p, 10, 100)
+    assert "cast" not in [c.name for c in checks]
+    assert next(c for c in checks if c.name == "degeneration").max_rep4 == 0.3
+    with pytest.raises(Exception, match="skip"):
+        parse_pack(pack_text(tail=GOOD_TAIL + '[checks]\nskip = ["spelling"]\n'), "t.toml")

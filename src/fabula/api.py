@@ -208,6 +208,8 @@ class Corpus:
         progress: bool = True,
         warn=None,
         on_story=None,
+        checks=None,
+        scorer=None,
     ):
         """Continue the folder to ``n`` stories, with every guarantee of `fabula
         write` (one writer, resume, checks, rejects); returns the run's
@@ -218,7 +220,12 @@ class Corpus:
         Ray with two workers). ``on_story`` is called with the run's
         ``Summary`` after every finished draft (kept, dropped or failed); its
         ``committed`` counts the stories already on disk for good (a fast run
-        commits kept stories in groups), ``written`` those kept."""
+        commits kept stories in groups), ``written`` those kept.
+        ``checks``: checks of your own, added to the pack's (functions
+        ``(text, card) -> bool`` or ``(False, reason)``, or fabula.checks
+        objects), or a function of the pack's list that returns the list to
+        run; ``scorer``: a ``fabula.score.Scorer`` with your own terms and
+        weights for choosing among candidates."""
         from fabula.version import __version__
         from fabula.backends import make_backend
         from fabula.packs import load_pack
@@ -240,6 +247,7 @@ class Corpus:
                              "give --base-url once per server instead")
         p = load_pack(pack)
         g = p.generation
+        _check_plugins(checks, scorer)
         phrases = list(p.avoid_phrases) + list(p.avoid_names) + [a for a in avoid if a.strip()]
         ban = tuple(dict.fromkeys(x.strip().lower() for x in phrases))
         local = isinstance(be_opts, (EmbeddedModel, FakeModel))
@@ -318,7 +326,8 @@ class Corpus:
                     bar.refresh()
 
             try:
-                summary = write_corpus(store, p, be, n, seed, settings, max_attempts or g.max_attempts, avoid=ban, on_story=on_story)
+                summary = write_corpus(store, p, be, n, seed, settings, max_attempts or g.max_attempts, avoid=ban,
+                                       on_story=on_story, checks=checks, scorer=scorer)
             except KeyboardInterrupt:
                 store.repair()  # a story caught between its file and its record is not kept
                 raise
@@ -330,3 +339,16 @@ class Corpus:
         for line in summary.lines():
             log.info(line)
         return summary
+
+
+def _check_plugins(checks, scorer) -> None:
+    """A user's checks and scorer, refused before anything is written."""
+    from fabula.checks import compose
+    from fabula.score import Scorer
+
+    try:
+        compose([], checks)
+    except TypeError as e:
+        raise UsageError(f"checks: {e}") from None
+    if scorer is not None and not isinstance(scorer, Scorer):
+        raise UsageError(f"scorer {scorer!r}: give a fabula.score.Scorer (terms=[Term(...)], weights={{...}})")

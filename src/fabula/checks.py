@@ -1,21 +1,35 @@
-"""Checks: each takes a draft and returns a Verdict (keep, or drop with a reason).
+"""Checks: each takes a draft and its card and returns a Verdict (keep, or
+drop with a reason).
+
+A check is any object with a ``name`` that is called as ``check(text, card)``
+(the ``Check`` protocol); its thresholds are constructor arguments. The
+classes here are the built-in ones; ``default_checks`` builds the list a pack
+asks for (its ``[checks]`` table may set thresholds and skip checks by name),
+``as_check`` turns a plain function into a check, and ``run_checks`` runs a
+list, cheapest first, stopping at the first drop. The near-duplicate check
+(``NearDuplicates``) runs last: it holds the corpus written so far.
 
 Reasons are short slugs (``too-short``, ``off-card``, ``degenerate``,
 ``required-word``, ``unfinished``, ``markup``, ``meta-text``, ``stranger-name``, ``pronoun``, ``reportage``, ``stock-phrase``, ``near-duplicate``) so the summary and
-``rejects.jsonl`` can count them.
+``rejects.jsonl`` can count them; a user check's reason is its own.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from fabula.genre import GENERIC, Genre
 from fabula.records import Card, Verdict
 from fabula.score import outside_dialogue, pronouns, strangers
+
+if TYPE_CHECKING:
+    from fabula.packs import Pack
 from fabula.text import (MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, PhraseGate, ngram_hashes, phrase_pattern,  # noqa: F401
                          tokens, word_hashes, words)
 
@@ -68,7 +82,7 @@ def holds_word(text: str, word: str) -> bool:
 PRONOUN_DROP = 2
 
 
-def cast(text: str, card: Card, genre: Genre = GENERIC) -> Verdict:
+def cast(text: str, card: Card, genre: Genre = GENERIC, pronoun_drop: int = PRONOUN_DROP) -> Verdict:
     """The story's people are the card's: no first name or surname that no character has
     (``stranger-name``), and no he/she outside dialogue for a gender that no
     character has, twice or more (``pronoun``). The scorer's terms, as a check."""
@@ -76,7 +90,7 @@ def cast(text: str, card: Card, genre: Genre = GENERIC) -> Verdict:
     if who:
         return Verdict("cast", False, "stranger-name", f"names {', '.join(who)}, who is not on the card")
     n = pronouns(card, outside_dialogue(text))
-    if n >= PRONOUN_DROP:
+    if n >= pronoun_drop:
         return Verdict("cast", False, "pronoun", f"{n} pronouns of a gender no character has")
     return Verdict("cast", True)
 
@@ -320,20 +334,162 @@ class NearDuplicates:
         return len(self.keys)
 
 
-def run_checks(text: str, card: Card, lo: int, hi: int, avoid: re.Pattern | PhraseGate | None, near: NearDuplicates | None,
-               genre: Genre = GENERIC) -> list[Verdict]:
-    """All checks, cheapest first; stops at the first drop."""
+class Check(Protocol):
+    """What the pipeline runs on every draft: keep, or drop with a reason."""
+
+    name: str
+
+    def __call__(self, text: str, card: Card) -> Verdict: ...
+
+
+@dataclass(frozen=True)
+class Length:
+    """Between ``lo`` and ``hi`` words (``too-short``, ``too-long``)."""
+
+    lo: int
+    hi: int
+    name: str = "length"
+
+    def __call__(self, text: str, card: Card) -> Verdict:
+        return length(text, self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class Adherence:
+    """The protagonist, the ``named`` slots as written, the required words (``off-card``, ``required-word``)."""
+
+    named: tuple[str, ...] = ()
+    name: str = "adherence"
+
+    def __call__(self, text: str, card: Card) -> Verdict:
+        return adherence(text, card, self.named)
+
+
+@dataclass(frozen=True)
+class Degeneration:
+    """No markup, meta-text, news voice, unfinished paragraph, or repetition
+    (``max_rep4``: the share of repeated word 4-grams; ``max_sentence_repeats``)."""
+
+    max_rep4: float = 0.12
+    max_sentence_repeats: int = 1
+    name: str = "degeneration"
+
+    def __call__(self, text: str, card: Card) -> Verdict:
+        return degeneration(text, self.max_rep4, self.max_sentence_repeats, card.voice)
+
+
+@dataclass(frozen=True)
+class Cast:
+    """No stranger (the genre's surname shapes too), and fewer than
+    ``pronoun_drop`` he/she outside dialogue of a gender no character has."""
+
+    genre: Genre = GENERIC
+    pronoun_drop: int = PRONOUN_DROP
+    name: str = "cast"
+
+    def __call__(self, text: str, card: Card) -> Verdict:
+        return cast(text, card, self.genre, self.pronoun_drop)
+
+
+@dataclass(frozen=True, eq=False)
+class StockPhrases:
+    """None of ``phrases`` (whole words, any case, spaces or hyphens between): ``stock-phrase``."""
+
+    phrases: tuple[str, ...] = ()
+    name: str = "stock-phrases"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_gate", PhraseGate(self.phrases) if self.phrases else None)
+
+    def __call__(self, text: str, card: Card) -> Verdict:
+        return stock_phrases(text, self._gate)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class FunctionCheck:
+    """A plain function as a check (``as_check``)."""
+
+    fn: Callable[[str, Card], Any]
+    name: str
+
+    def __call__(self, text: str, card: Card) -> Verdict:
+        out = self.fn(text, card)
+        if isinstance(out, Verdict):
+            return out
+        if isinstance(out, tuple):  # (keep, reason) or (keep, reason, detail)
+            keep, reason, detail = (*out, "")[:3] if len(out) >= 2 else (out[0], "", "")
+        else:
+            keep, reason, detail = out is None or bool(out), "", ""
+        return Verdict(self.name, bool(keep), "" if keep else (reason or self.name), detail)
+
+
+def as_check(check: Check | Callable[[str, Card], Any], name: str | None = None) -> Check:
+    """``check`` if it is one (it has a ``name``); a function ``fn(text, card)``
+    becomes one, named ``name`` or after the function. The function returns a
+    Verdict, or True / None to keep, False to drop (the reason is the check's
+    name), or (False, reason) / (False, reason, detail)."""
+    if name is None and isinstance(getattr(check, "name", None), str):
+        return check  # type: ignore[return-value]
+    if not callable(check):
+        raise TypeError(f"{check!r} is not a check: give a function (text, card) -> bool or an object with a name and __call__")
+    return FunctionCheck(check, name or getattr(check, "__name__", "check").replace("_", "-"))
+
+
+SKIPPABLE = ("length", "adherence", "degeneration", "cast", "stock-phrases", "near-duplicate")
+
+
+def default_checks(pack: "Pack", lo: int, hi: int, avoid: Sequence[str] = (), genre: Genre | None = None) -> list[Check]:
+    """The built-in checks a pack asks for, cheapest first, with its
+    thresholds, less those it skips (``[checks]``); ``avoid``: the phrases
+    kept out (the pack's and the user's). The near-duplicate check is not in
+    the list: the pipeline runs it last, on the corpus written so far."""
+    c = pack.checks
+    genre = Genre.of(pack) if genre is None else genre
+    out: list[Check] = [
+        Length(lo, hi),
+        Adherence(pack.named),
+        Degeneration(c.max_repeated_4grams, c.max_sentence_repeats),
+        Cast(genre, c.pronoun_drop),
+        StockPhrases(tuple(avoid)),
+    ]
+    return [x for x in out if x.name not in c.skip]
+
+
+def compose(base: list[Check], checks: "Iterable[Check | Callable] | Callable[[list[Check]], Iterable[Check]] | None") -> list[Check]:
+    """The checks a run uses: ``base`` (default_checks), then ``checks``: a
+    list is added after them; a function of the list returns the list to run
+    (to drop, reorder or replace built-in checks)."""
+    if checks is None:
+        return list(base)
+    if callable(checks) and not hasattr(checks, "name"):
+        if _takes_the_list(checks):
+            return [as_check(x) for x in checks(list(base))]  # type: ignore[call-arg]
+        return list(base) + [as_check(checks)]  # one check function
+    if hasattr(checks, "name"):
+        return list(base) + [as_check(checks)]  # type: ignore[arg-type]
+    return list(base) + [as_check(x) for x in checks]  # type: ignore[union-attr]
+
+
+def _takes_the_list(fn: Callable) -> bool:
+    """A one-argument function (of the default list), not a check (text, card)."""
+    import inspect
+
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty
+                  and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1
+
+
+def run_checks(text: str, card: Card, checks: Sequence[Check], near: "NearDuplicates | None" = None) -> list[Verdict]:
+    """``checks`` in order, then ``near`` (the corpus's near-duplicates); stops at the first drop."""
     out = []
-    for check in (
-        lambda: length(text, lo, hi),
-        lambda: adherence(text, card, genre.named),
-        lambda: degeneration(text, voice=card.voice),
-        lambda: cast(text, card, genre),
-        lambda: stock_phrases(text, avoid),
-        lambda: near.check(text) if near is not None else Verdict("near-duplicate", True),
-    ):
-        v = check()
+    for check in checks:
+        v = check(text, card)
         out.append(v)
         if not v.keep:
-            break
+            return out
+    if near is not None:
+        out.append(near.check(text))
     return out

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 from fabula.backends.base import Backend
 from fabula import index
-from fabula.checks import MARKUP, PhraseGate, run_checks, words
+from fabula.checks import MARKUP, Check, compose, default_checks, run_checks, words
 from fabula.errors import FabulaError
 from fabula.genre import Genre
 from fabula.packs import Pack
 from fabula.plan import Planner
-from fabula.score import CommonGrams, NgramSet
+from fabula.score import CommonGrams, NgramSet, Scorer
 from fabula.verify import quarantined_attempts
 from fabula.store import Store
 from fabula.write import StoryJob, WriteSettings
@@ -83,22 +84,31 @@ def write_corpus(
     avoid: tuple[str, ...] = (),
     near_threshold: float = 0.5,
     on_story: Callable[[Summary], None] | None = None,
+    checks: "Iterable[Check | Callable] | Callable | None" = None,
+    scorer: Scorer | None = None,
 ) -> Summary:
+    """Write stories into ``store`` until it holds ``n``; returns the run's
+    Summary. ``checks``: added to the pack's (a list of checks or functions
+    ``(text, card)``) or a function of that list that returns the list to run
+    (fabula.checks.compose); ``scorer``: its terms and weights (the pack's
+    genre facts are set here)."""
     t0 = time.perf_counter()
     records = store.heads()  # id, index, file, card id: the rest of a record is not needed to go on
     summary = Summary(target=n, already=len(records))
     if len(records) >= n:
         return summary
     lo, hi = pack.word_range(settings.words)
-    pattern = PhraseGate(avoid) if avoid else None
+    genre = Genre.of(pack)
+    checks = compose(default_checks(pack, lo, hi, avoid, genre), checks)
+    scorer = replace(scorer or Scorer(), genre=genre)
     # Near-duplicates, the scorer's novelty 4-grams and the common 4-grams that
     # sampling keeps out (those in ban_common of the target N, at least 2
     # stories) of every story kept: from DIR/index.npz, the rest from the texts.
     mem = index.open_memory(store.root, records, near_threshold, settings.ban_common, n)
     summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
-    near, corpus, common = mem.near, mem.corpus, mem.common
-    genre = Genre.of(pack)
-    jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common)
+    corpus, common = mem.corpus, mem.common
+    near = None if "near-duplicate" in pack.checks.skip else mem.near
+    jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common, scorer)
     give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
     store.group = COMMIT_GROUP
     committed_before = store.committed
@@ -118,7 +128,7 @@ def write_corpus(
                     on_story(summary)
                 continue
             draft = job.draft(backend.id, backend.model)
-            verdicts = run_checks(draft.text, job.card, lo, hi, pattern, near, genre)
+            verdicts = run_checks(draft.text, job.card, checks, near)
             if all(v.keep for v in verdicts):
                 rec = store.accept(jobs.next_index(), draft.text, {
                     "card": job.card.to_dict(),
@@ -152,7 +162,8 @@ def write_corpus(
                             "use --mode steer"
                         )
                 if job.attempt + 1 < max_attempts:
-                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common, genre=genre))
+                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common,
+                                               scorer=scorer))
                 else:
                     store.reject({"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason,
                                   "detail": bad.detail, "last_draft": draft.text, **backend.describe()})
@@ -183,9 +194,9 @@ class _Jobs:
     story is already in flight (a batching backend then waits for one to finish)."""
 
     def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict],
-                 corpus: NgramSet | None = None, common: CommonGrams | None = None):
+                 corpus: NgramSet | None = None, common: CommonGrams | None = None, scorer: Scorer | None = None):
         self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
-        self.genre = Genre.of(pack)
+        self.scorer = scorer or Scorer(genre=Genre.of(pack))
         # The planner's tallies come from index.npz where they still describe
         # plan.jsonl's start; only the cards planned since are parsed and
         # counted (and those still waiting for a story, wherever they stand).
@@ -227,7 +238,7 @@ class _Jobs:
                     card = self.planner.next()
                     self.store.plan(card)
                 job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common,
-                               genre=self.genre)
+                               scorer=self.scorer)
             elif self.in_flight == 0:
                 return
             else:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -98,10 +99,11 @@ NAME_WORDS = frozenset("Will May June April August Rose Grace Mark Bill Art Hope
 class Score:
     slips: Counter = field(default_factory=Counter)
     novelty: float = 1.0
+    weights: Mapping[str, float] = field(default_factory=lambda: WEIGHTS, repr=False, compare=False)  # the Scorer's
 
     @property
     def penalty(self) -> float:
-        return sum(WEIGHTS[k] * v for k, v in self.slips.items())
+        return sum(self.weights[k] * v for k, v in self.slips.items())
 
     def key(self) -> tuple:
         """Sort key: lower is better (fewest weighted slips, then most new words)."""
@@ -207,6 +209,50 @@ def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | N
     if corpus is not None:
         s.novelty = corpus.novelty(text)
     return Score(slips=+s.slips, novelty=s.novelty)
+
+
+@dataclass(frozen=True)
+class Term:
+    """A scorer term of your own: ``count(text, card)`` slips in one
+    paragraph of the card's story, each weighing ``weight``."""
+
+    name: str
+    count: Callable[[str, Card], int]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class Scorer:
+    """What the writer rates candidate paragraphs with: the built-in terms
+    (reading ``genre``, the pack's facts: the pipeline sets it), their
+    ``weights`` (overrides of WEIGHTS by name; 0 turns a term off) and extra
+    ``terms``."""
+
+    genre: Genre = GENERIC
+    terms: tuple[Term, ...] = ()
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.terms]
+        clash = next((n for n in names if n in WEIGHTS or names.count(n) > 1), None)
+        if clash:
+            raise ValueError(f"scorer term {clash!r} is named twice; give each term its own name (built-in: {', '.join(WEIGHTS)})")
+        unknown = next((k for k in self.weights if k not in WEIGHTS and k not in names), None)
+        if unknown:
+            raise ValueError(f"weight for {unknown!r}: no such term; use one of: {', '.join([*WEIGHTS, *names])}")
+        object.__setattr__(self, "_weights", {**WEIGHTS, **{t.name: t.weight for t in self.terms}, **self.weights})
+
+    def paragraph(self, text: str, card: Card, paragraph: int, corpus: "NgramSet | None" = None) -> Score:
+        s = score_paragraph(text, card, paragraph, corpus, self.genre)
+        for t in self.terms:
+            n = int(t.count(text, card))
+            if n > 0:
+                s.slips[t.name] += n
+        s.weights = self._weights  # type: ignore[attr-defined]
+        return s
+
+
+DEFAULT_SCORER = Scorer()
 
 
 def slips(text: str, card: Card, genre: Genre = GENERIC) -> Counter:

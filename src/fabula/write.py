@@ -19,9 +19,8 @@ import re
 from dataclasses import dataclass, field
 
 from fabula.backends.base import Completion, Request
-from fabula.genre import GENERIC, Genre
 from fabula.records import Card, Draft
-from fabula.score import CommonGrams, NgramSet, score_paragraph
+from fabula.score import DEFAULT_SCORER, CommonGrams, NgramSet, Scorer
 
 TOKENS_PER_WORD = 1.35  # Gemma 3 tokenizer on English prose, measured on the seeds
 # A full stop after a title or an initial ("in search of Mr.", "J. Edgar") does
@@ -102,7 +101,7 @@ class StoryJob:
     corpus: NgramSet | None = None  # 4-grams of the stories kept so far (novelty term of the scorer)
     common: CommonGrams | None = None  # 4-grams common in the stories kept so far (kept out while sampling)
     picked: list[int] = field(default_factory=list)  # which candidate each request kept
-    genre: Genre = GENERIC  # the pack's facts the scorer reads (Genre.of(pack))
+    scorer: Scorer = DEFAULT_SCORER  # rates candidates (the pipeline's has the pack's genre facts)
 
     @property
     def seed(self) -> int:
@@ -177,7 +176,7 @@ class StoryJob:
 
         def key(j: int) -> tuple:
             paras, at = options[j]
-            scores = [score_paragraph(p, self.card, (at or 0) + i, self.corpus, self.genre) for i, p in enumerate(paras)]
+            scores = [self.scorer.paragraph(p, self.card, (at or 0) + i, self.corpus) for i, p in enumerate(paras)]
             penalty = sum(sc.penalty for sc in scores) + self._overrun(paras, at)
             return (penalty, -sum(sc.novelty for sc in scores) / max(1, len(scores)), j)
 

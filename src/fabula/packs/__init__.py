@@ -21,7 +21,7 @@ from jinja2 import meta, nodes
 from fabula.errors import PackError
 from fabula.names import SUPPORTED_LOCALES
 from fabula.packs.grammar import Grammar, GrammarError
-from fabula.packs.schema import TABLES, Beat, Era, Exemplar, Generation, Nationality, PackFile, People, Role
+from fabula.packs.schema import TABLES, Beat, Checks, Era, Exemplar, Generation, Nationality, PackFile, People, Role
 
 __all__ = ["Beat", "Exemplar", "Generation", "Nationality", "Pack", "Role", "builtin_names", "load_pack", "parse_pack"]
 
@@ -59,6 +59,7 @@ class Pack:
     people: People = People()
     press_agencies: tuple[str, ...] = ()
     stock_phrases: tuple[str, ...] = ()  # what the report counts (default: avoid_phrases)
+    checks: Checks = Checks()  # thresholds and skipped checks (fabula.checks.default_checks)
     grammar: Grammar = field(default_factory=Grammar, compare=False)  # [grammar] rules for [a|b] and #rule#
     source: str = ""  # file path, or "builtin:NAME"
     digest: str = field(default="", compare=False)  # sha256 of the file text, first 16 hex
@@ -185,7 +186,7 @@ def parse_pack(text: str, source: str = "<pack>") -> Pack:
         nationalities=tuple(n if n.adjective else n.model_copy(update={"adjective": n.key.title()}) for n in f.nationalities),
         slots={k: tuple(v) for k, v in f.slots.items()}, beats=tuple(f.beats), titles=tuple(f.titles.variants),
         exemplars=tuple(f.exemplars), required=tuple(f.checks.required), named=tuple(f.checks.named), era=f.era,
-        people=f.people, press_agencies=tuple(f.press.agencies),
+        people=f.people, press_agencies=tuple(f.press.agencies), checks=f.checks,
         stock_phrases=tuple(f.report.stock_phrases or f.avoid.phrases), grammar=grammar, source=source,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )

@@ -129,6 +129,12 @@ class Titles(Strict):
 class Checks(Strict):
     required: list[Key] = []  # slots whose value every story must hold (e.g. a word drawn per story)
     named: list[Key] = []  # slots whose value every story must hold as written (the city): else off-card
+    max_repeated_4grams: Annotated[float, Field(gt=0, le=1)] = 0.12  # degeneration: share of repeated word 4-grams
+    max_sentence_repeats: Annotated[int, Field(ge=1)] = 1  # degeneration: times one sentence may stand
+    pronoun_drop: Annotated[int, Field(ge=1)] = 2  # cast: he/she of a gender no character has, outside dialogue
+    skip: list[Literal["length", "adherence", "degeneration", "cast", "stock-phrases", "near-duplicate"]] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)  # 0.1 or 1 for a threshold
 
 
 def _compiles(v: str) -> str:
