@@ -50,10 +50,12 @@ def test_every_example_of_the_extending_page_runs_and_does_what_it_says(tmp_path
     monkeypatch.chdir(tmp_path)
     page = (README.parent / "docs" / "extending.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", page, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     ns: dict = {}
     for block in blocks:
         exec(compile(block, "docs/extending.md", "exec"), ns)
+    echo = ns["EchoBackend"]()  # the backend example: a Backend that completes a request
+    assert isinstance(echo, fabula.backends.Backend) and echo.complete(None).text.strip()
     for name in ("corpus", "unbanned", "scored"):
         assert len(fabula.Corpus(name)) == 20
     assert not any(ns["no_weather"](s.text, s.card) is False or not ns["no_weather"](s.text, s.card)[0]

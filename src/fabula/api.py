@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from fabula.backends.base import Backend
 from fabula.errors import UsageError
 from fabula.reporting import measure_folders, report  # noqa: F401  (fabula.report; the CLI's report)
 from fabula.records import Card
@@ -90,12 +91,24 @@ class RayCluster:
     runtime_env: dict | None = None  # passed to ray.init, e.g. {"pip": ["fabula[ray]"]}
 
 
-BackendLike = Union[str, EmbeddedModel, Server, FakeModel]
+@dataclass(frozen=True)
+class Plugin:
+    """A backend of another package (the ``fabula.backends`` entry point
+    group) or one ``fabula.backends.register`` added, by its spec: ``name`` or
+    ``name:ARG``."""
+
+    spec: str
 
 
-def as_backend(backend: BackendLike) -> EmbeddedModel | Server | FakeModel:
-    """A backend option object from itself or a CLI spec (embedded, gguf:PATH, fake)."""
-    if isinstance(backend, (EmbeddedModel, Server, FakeModel)):
+BackendLike = Union[str, EmbeddedModel, Server, FakeModel, Plugin, Backend]
+
+
+def as_backend(backend: BackendLike) -> EmbeddedModel | Server | FakeModel | Plugin | Backend:
+    """A backend option object from itself or a spec (embedded, gguf:PATH,
+    fake, a plug-in's name); a Backend instance is used as it is."""
+    from fabula.backends import backend_names
+
+    if isinstance(backend, (EmbeddedModel, Server, FakeModel, Plugin, Backend)):
         return backend
     if backend == "embedded":
         return EmbeddedModel()
@@ -105,7 +118,11 @@ def as_backend(backend: BackendLike) -> EmbeddedModel | Server | FakeModel:
         return FakeModel()
     if backend == "openai":
         raise UsageError("backend 'openai' needs a URL and a model: pass fabula.Server(base_url=..., model=...)")
-    raise UsageError(f"unknown backend {backend!r}; use embedded, gguf:PATH, fake, or a fabula.Server")
+    if isinstance(backend, str) and backend.partition(":")[0] in backend_names():
+        return Plugin(backend)
+    names = ", ".join(n + (":PATH" if n == "gguf" else "") for n in backend_names())
+    raise UsageError(f"unknown backend {backend!r}; use one of: {names} (`fabula backends` lists them), "
+                     "or from Python a fabula.Server or a Backend instance")
 
 
 @dataclass(frozen=True)
@@ -251,7 +268,7 @@ class Corpus:
         phrases = list(p.avoid_phrases) + list(p.avoid_names) + [a for a in avoid if a.strip()]
         ban = tuple(dict.fromkeys(x.strip().lower() for x in phrases))
         local = isinstance(be_opts, (EmbeddedModel, FakeModel))
-        mode = mode or ("instruct" if isinstance(be_opts, Server) else g.mode)
+        mode = mode or ("instruct" if isinstance(be_opts, Server) else g.mode)  # a plug-in: the pack's mode
         if mode not in ("steer", "beats", "instruct"):
             raise UsageError(f"mode {mode!r}: use steer, beats or instruct")
         settings = WriteSettings(
@@ -296,18 +313,20 @@ class Corpus:
                 raise UsageError(f"--api-key-env {be_opts.api_key_env}: that variable is not set; export it, or leave the option out for a server without keys")
             options = dict(base_url=be_opts.base_url, model=be_opts.model, api_key_env=be_opts.api_key_env,
                            concurrency=be_opts.concurrency, timeout=be_opts.timeout, max_retries=be_opts.max_retries)
+        owned = not isinstance(be_opts, Backend)  # a Backend the caller made is the caller's to close
         if isinstance(executor, RayCluster):
             from fabula.backends.ray_pool import RayBackend
 
             be = RayBackend(path=be_opts.path, workers=executor.workers, address=executor.address,
                             runtime_env=executor.runtime_env, **options)
+        elif isinstance(be_opts, Backend):
+            be = be_opts
         else:
             be = make_backend(be_opts.spec, **options)  # before the folder: a bad backend leaves nothing behind
         try:
-            if settings.mode == "instruct" and not getattr(be, "chat", True):
+            if settings.mode == "instruct" and not be.chat:
                 raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai")
-            if hasattr(be, "preflight"):
-                be.preflight()  # server there, key accepted, model served: before any story
+            be.preflight()  # server there, key accepted, model served: before any story
             store = Store.open(self.path, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
             bar = None
             if progress:
@@ -335,7 +354,8 @@ class Corpus:
                 if bar is not None:
                     bar.close()
         finally:
-            be.close()
+            if owned:
+                be.close()
         for line in summary.lines():
             log.info(line)
         return summary

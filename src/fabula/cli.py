@@ -94,7 +94,9 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--out", "out", type=click.Path(file_okay=False), default="corpus", show_default=True, help="Corpus folder (created, or continued).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Plans and sampling derive from it; same seed, same corpus.")
 @click.option("--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml.")
-@click.option("--backend", default="embedded", show_default=True, help="embedded | gguf:PATH | fake")
+@click.option("--backend", default="embedded", show_default=True,
+              help="embedded | gguf:PATH | openai (with --base-url and --model) | fake | an installed plug-in's name "
+                   "(`fabula backends` lists them).")
 @click.option("--words", type=click.IntRange(min=40), default=None, help="Target length in words [default: the pack's, 450 for spy].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Sampling temperature [default: the pack's].")
 @click.option("--top-p", type=click.FloatRange(0.01, 1), default=None, help="Nucleus sampling mass [default: the pack's].")
@@ -342,6 +344,29 @@ def doctor(backend, threads):
     extra = llama_cpu.preflight(path, threads or os.cpu_count() or 1, fresh=True)
     click.echo(f"repacking:  {'on' if extra else 'off'}" + (f" ({llama_cpu.SAFE_ENV}=1)" if llama_cpu.safe_cpu_requested() else ""))
     click.echo(f"decode:     ok ({os.path.basename(path)})")
+
+
+@main.command()
+def backends():
+    """List the backends --backend accepts: built-in, and plug-ins installed
+    by other packages (the fabula.backends entry point group; docs/extending.md).
+
+    \b
+    Example:
+      fabula backends
+    """
+    from importlib.metadata import entry_points
+
+    from fabula.backends import BUILTIN, ENTRY_POINTS
+
+    about = {"embedded": "the embedded Gemma 3 270M, on this CPU (llama.cpp)", "gguf": "gguf:PATH, any GGUF model file (llama.cpp)",
+             "openai": "an OpenAI-compatible server (--base-url, --model)", "fake": "filler text, no model: try the pipeline"}
+    for name in BUILTIN:
+        click.echo(f"{name:<12}{about.get(name, '')}")
+    for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
+        if ep.name not in BUILTIN:
+            dist = f" (package {ep.dist.name})" if getattr(ep, "dist", None) else ""
+            click.echo(f"{ep.name:<12}plug-in {ep.value}{dist}")
 
 
 @main.group(invoke_without_command=True)

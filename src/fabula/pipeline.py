@@ -185,7 +185,7 @@ def write_corpus(
         if mem.unsaved or mem.read:
             index.save(store.root, mem, jobs.planner)  # holds committed stories only: after the flush
         summary.seconds = time.perf_counter() - t0
-        summary.servers = backend.usage() if hasattr(backend, "usage") else []
+        summary.servers = backend.usage()
     return summary
 
 

@@ -122,3 +122,34 @@ def test_a_request_the_server_rejects_ends_the_run_with_its_reason(tmp_path, spy
 
     with pytest.raises(BackendError, match=r"HTTP 400: max_tokens too large"):
         write(tmp_path, spy, be, 1)
+
+
+def test_the_key_goes_only_into_the_authorization_header(tmp_path, spy, monkeypatch):
+    """Every request carries the key as a bearer token; the folder, the
+    records and the errors never hold it; a refused key is one line naming the
+    variable, not the key."""
+    key = "sk-fabula-test-0123456789"
+    monkeypatch.setenv("FABULA_KEY", key)
+    seen = []
+    servers = Servers()
+
+    async def handler(request):
+        seen.append(request.headers.get("authorization"))
+        if request.method == "GET":  # preflight: /models
+            return httpx.Response(200, json={"data": [{"id": "m"}]})
+        return await servers(request)
+
+    be = OpenAIBackend(A, "m", api_key_env="FABULA_KEY", transport=httpx.MockTransport(handler))
+    be.preflight()
+    store, s = write(tmp_path, spy, be, 2)
+    assert s.written == 2 and seen and set(seen) == {f"Bearer {key}"}
+    for path in store.root.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+    refuse = OpenAIBackend(A, "m", api_key_env="FABULA_KEY",
+                           transport=httpx.MockTransport(lambda r: httpx.Response(401, json={"error": "bad key"})))
+    from fabula.errors import BackendError
+
+    with pytest.raises(BackendError) as e:
+        refuse.preflight()
+    assert "refused the API key in $FABULA_KEY (HTTP 401)" in str(e.value) and key not in str(e.value)

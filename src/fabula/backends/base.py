@@ -6,7 +6,9 @@ mode), so the writer hands the backend *jobs*: objects that say what to ask
 next (``request()``) and take the answer (``feed()``). ``run()`` drives many
 jobs and yields each one when it is finished. The default ``run()`` does one
 request at a time; a backend that can batch (embedded) or overlap requests
-(a server) overrides it, and nothing else in fabula changes.
+(a server) overrides it, pulling jobs through a ``JobSource``, and nothing
+else in fabula changes. ``Backend`` states the whole contract; a plug-in
+backend (docs/extending.md) subclasses it like the built-in ones.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator, Protocol
+from typing import ClassVar, Iterable, Iterator, Protocol
 
 
 @dataclass(frozen=True)
@@ -57,26 +59,76 @@ class Job(Protocol):
 
 @dataclass
 class Backend:
-    id: str = "base"
+    """What every backend is and does. Only ``complete()`` must be written;
+    the rest has defaults a backend overrides where it can do better."""
+
+    id: str = "base"  # recorded with every story (describe)
     model: str = ""
+    chat: ClassVar[bool] = False  # takes instruct mode's chat requests (Request.chat)
 
     def complete(self, request: Request) -> Completion:
+        """One request: its text (``request.n`` candidates: see split/merge)."""
         raise NotImplementedError
 
     def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
-        for job in jobs:
-            if job is None:  # only a batching backend can have jobs in flight here
-                raise RuntimeError("job stream stalled with no job in flight")
+        """Drive jobs to the end, yielding each when it is done. A job stream
+        yields None when every remaining job waits on one in flight, which
+        this one-at-a-time loop never has."""
+        source = JobSource(jobs)
+        while True:
+            job = source.take()
+            if job is None and source.idle():  # nothing is ever in flight here
+                return
             while (req := job.request()) is not None:
                 job.feed(merge([self.complete(r) for r in split(req)]))
             yield job
+
+    def preflight(self) -> None:
+        """Fail fast, before any folder is touched (a server there, a key accepted, the model served)."""
+
+    def usage(self) -> list[str]:
+        """Lines for the run's summary about where the work went (servers, workers)."""
+        return []
 
     def describe(self) -> dict:
         """What goes into corpus.jsonl about the backend."""
         return {"backend": self.id, "model": self.model}
 
     def close(self) -> None:
-        pass
+        """Free what the backend holds (a model, connections, workers)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class JobSource:
+    """The job stream as a scheduling loop pulls it: ``take()`` is the next
+    job, or None when there is none to start now (every remaining one waits
+    on a job in flight, or the stream is exhausted). When nothing is in
+    flight, ``idle()`` says whether the stream is done, and a stream that
+    waits with nothing in flight is a bug in its producer."""
+
+    def __init__(self, jobs: Iterable[Job | None]):
+        self._it = iter(jobs)
+        self.exhausted = False
+
+    def take(self) -> Job | None:
+        if self.exhausted:
+            return None
+        job = next(self._it, StopIteration)
+        if job is StopIteration:
+            self.exhausted = True
+            return None
+        return job  # type: ignore[return-value]
+
+    def idle(self) -> bool:
+        """With no job in flight: True when the stream is done; raises when it stalls."""
+        if self.exhausted:
+            return True
+        raise RuntimeError("job stream stalled with no job in flight")
 
 
 class OneShot:

@@ -29,7 +29,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from fabula.backends import llama_cpu
-from fabula.backends.base import Backend, Completion, Job, OneShot, Request, candidate_seed, merge, now
+from fabula.backends.base import Backend, Completion, Job, JobSource, OneShot, Request, candidate_seed, merge, now
 from fabula.text import gram_hit, phrase_pattern
 from fabula.errors import BackendError, MissingDependency
 
@@ -233,8 +233,7 @@ class EmbeddedBackend(Backend):
         return box.result
 
     def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
-        source = iter(jobs)
-        exhausted = False
+        source = JobSource(jobs)
         # Start from empty KV cells: the same jobs in the same order then give
         # the same batches, hence the same text, whatever ran before.
         L = self.L
@@ -242,8 +241,8 @@ class EmbeddedBackend(Backend):
         for slot in self.slots:  # also drops what an abandoned run left in flight
             slot.cells.clear()
             slot.req, slot.pending, slot.waiting = None, [], False
-        first = next(source, None)
-        if first is None:
+        first = source.take()
+        if first is None and source.idle():
             return
         req0 = first.request()
         k = max(1, req0.n) if req0 is not None else 1
@@ -260,19 +259,11 @@ class EmbeddedBackend(Backend):
         while True:
             # Refill idle lanes: a new job each (a running job's next request
             # starts on its own lane as soon as its last one finishes).
-            while not exhausted and any(lane.job is None for lane in lanes):
-                job = next(source, StopIteration)
-                if job is StopIteration:
-                    exhausted = True
-                elif job is None:
-                    break  # nothing to start until an active job finishes
-                else:
-                    self._start(lanes, job)
+            while any(lane.job is None for lane in lanes) and (job := source.take()) is not None:
+                self._start(lanes, job)
             active = [s for s in self.slots if s.req is not None and not s.waiting]
-            if not active:
-                if exhausted:
-                    return
-                raise RuntimeError("job stream stalled with no job in flight")
+            if not active and source.idle():
+                return
             # One decode for every active sequence.
             self.lbatch.n_tokens = 0
             outputs: list[tuple[_Slot, int]] = []

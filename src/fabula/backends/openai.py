@@ -30,7 +30,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from fabula.backends.base import Backend, Completion, Job, Request, merge, now, split
+from fabula.backends.base import Backend, Completion, Job, JobSource, Request, merge, now, split
 from fabula.errors import BackendError, FabulaWarning, MissingDependency, UsageError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -138,11 +138,25 @@ class OpenAIBackend(Backend):
         self.servers = live
         self.base_url = live[0].url
 
+    def _get(self, url: str):
+        """GET through the run's own transport (so a test's MockTransport sees it too)."""
+        httpx = _httpx()
+
+        async def get():
+            async with httpx.AsyncClient(timeout=min(self.timeout, 15.0), transport=self.transport) as client:
+                return await client.get(url, headers=self._headers())
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(get())
+        finally:
+            loop.close()
+
     def _preflight_one(self, base_url: str) -> None:
         httpx = _httpx()
         self_base, url = base_url, f"{base_url}/models"
         try:
-            r = httpx.get(url, headers=self._headers(), timeout=min(self.timeout, 15.0))
+            r = self._get(url)
         except httpx.ConnectError:
             raise BackendError(f"no server answers at {self_base} (connection refused); start the server or fix --base-url") from None
         except httpx.TimeoutException:
@@ -244,21 +258,13 @@ class OpenAIBackend(Backend):
         loop = asyncio.new_event_loop()
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         client = httpx.AsyncClient(timeout=self.timeout, limits=limits, transport=self.transport)
-        source, exhausted, active = iter(jobs), False, set()
+        source, active = JobSource(jobs), set()
         try:
             while True:
-                while not exhausted and len(active) < self.concurrency:
-                    job = next(source, StopIteration)
-                    if job is StopIteration:
-                        exhausted = True
-                    elif job is None:
-                        break  # nothing to start until a job in flight finishes
-                    else:
-                        active.add(loop.create_task(self._drive(client, job)))
-                if not active:
-                    if exhausted:
-                        return
-                    raise RuntimeError("job stream stalled with no job in flight")
+                while len(active) < self.concurrency and (job := source.take()) is not None:
+                    active.add(loop.create_task(self._drive(client, job)))
+                if not active and source.idle():
+                    return
                 done, active = loop.run_until_complete(asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED))
                 for task in done:
                     yield task.result()  # a BackendError (bad request) ends the run here

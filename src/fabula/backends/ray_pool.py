@@ -37,7 +37,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from fabula.backends.base import Backend, Completion, Job, OneShot, Request
+from fabula.backends.base import Backend, Completion, Job, JobSource, OneShot, Request
 from fabula.errors import BackendError, MissingDependency, UsageError
 
 READY_TIMEOUT = 600.0  # seconds for every worker to load its model (a fresh node may build its preflight cache)
@@ -243,7 +243,7 @@ class RayBackend(Backend):
 
         if not self.handles:
             self.preflight()
-        source, exhausted = iter(jobs), False
+        source = JobSource(jobs)
         pending: dict = {}  # ObjectRef -> (job, request, handle)
         backlog: list = []  # (job, request) whose worker was lost, waiting for room
 
@@ -270,23 +270,18 @@ class RayBackend(Backend):
         while True:
             while backlog and send(*backlog[0]):
                 backlog.pop(0)
-            while not exhausted and not backlog and any(room(h, 1) for h in live()):
-                job = next(source, StopIteration)
-                if job is StopIteration:
-                    exhausted = True
-                elif job is None:
-                    break  # every story in flight: wait for one
-                else:
-                    req = job.request()
-                    if req is None:
-                        yield job
-                    elif not send(job, req):
-                        backlog.append((job, req))
-                        break
+            while not backlog and any(room(h, 1) for h in live()) and (job := source.take()) is not None:
+                req = job.request()
+                if req is None:
+                    yield job
+                elif not send(job, req):
+                    backlog.append((job, req))
+                    break
             if not pending:
-                if exhausted and not backlog:
+                if backlog:
+                    raise RuntimeError("job stream stalled with no job in flight")
+                if source.idle():
                     return
-                raise RuntimeError("job stream stalled with no job in flight")
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 job, req, h = pending.pop(ref)
