@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from fabula.checks import holds_word, words  # noqa: E402
+from fabula.genre import Genre  # noqa: E402
 from fabula.packs import load_pack  # noqa: E402
 from fabula.records import Card  # noqa: E402
 from fabula.reporting.metrics import compression_ratio, iter_folder, measure, self_bleu, self_repetition  # noqa: E402
-from fabula.genre import Genre  # noqa: E402
 from fabula.score import TERMS, coverage, story_slips  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +40,7 @@ GOALS = [
     ("near_duplicate_pairs", "near-duplicate pairs", 0),
     ("stock_phrase_story_share", "stories with a stock phrase", 0.02),
 ]
+
 
 def recur_goals(pack, n: int) -> list[tuple[str, float]]:
     """The top share each recurrence may reach: the pack's caps (first names,
@@ -78,7 +79,7 @@ def shared_shares(tokens: list[list[str]], top: int = 4) -> dict[int, float]:
     self-BLEU's n-gram precisions count before clipping."""
     out = {}
     for n in range(1, top + 1):
-        grams = [Counter(tuple(t[i:i + n]) for i in range(len(t) - n + 1)) for t in tokens]
+        grams = [Counter(tuple(t[i : i + n]) for i in range(len(t) - n + 1)) for t in tokens]
         df = Counter(g for c in grams for g in c)
         shares = [sum(v for g, v in c.items() if df[g] > 1) / sum(c.values()) for c in grams if c]
         out[n] = sum(shares) / len(shares) if shares else 0.0
@@ -118,15 +119,16 @@ def main() -> None:
         ok = top["share"] <= goal
         missed += [] if ok else [f"top {field}"]
         print(f"{'top ' + field:<30}{top['share']:>10.0%}{'':>10}{'':>8}{goal:>8.0%}  {'met' if ok else 'MISSED'}  ({top['value']})")
-    firsts = [" ".join(st.text.split()[:a.first_words]) for st in iter_folder(out)]  # what measure() reads
+    firsts = [" ".join(st.text.split()[: a.first_words]) for st in iter_folder(out)]  # what measure() reads
     first_tokens = lowered_words(firsts)
-    print("n-grams of a story that another story also holds (mean share; BLEU-4 is about their geometric mean): "
-          + ", ".join(f"{n}-grams {v:.3f}" for n, v in shared_shares(first_tokens).items()))
+    print(
+        "n-grams of a story that another story also holds (mean share; BLEU-4 is about their geometric mean): "
+        + ", ".join(f"{n}-grams {v:.3f}" for n, v in shared_shares(first_tokens).items())
+    )
     for size, why in ((ref["stories"], "the seeds' size"), (64, "the goal's corpora")):
         m = at_size(firsts, first_tokens, size)
         if m is not None:
-            print(f"at {size} stories ({why}; mean of 20 random subsets): "
-                  + ", ".join(f"{label} {m[key]:.3f}" for key, label, _ in GOALS if key in m))
+            print(f"at {size} stories ({why}; mean of 20 random subsets): " + ", ".join(f"{label} {m[key]:.3f}" for key, label, _ in GOALS if key in m))
     print(f"{'distinct-2':<30}{corpus['distinct_2']:>10.3f}{ref['distinct_2']:>10.3f}{corpus['distinct_2'] / ref['distinct_2']:>8.2f}")
     print(f"{'stories / words mean':<30}{corpus['stories']:>5}/{corpus['words_mean']:<4.0f}{ref['stories']:>5}/{ref['words_mean']:<4.0f}")
     held, planned, slips, n, whole = 0, 0, {t: 0 for t in TERMS}, 0, 0
@@ -139,12 +141,12 @@ def main() -> None:
             paragraphs = [p for p in (out / rec["file"]).read_text(encoding="utf-8").split("\n\n") if p.strip()]
             pasted = []
             for i, para in enumerate(paragraphs):
-                for cand in ((card.openers[i:i + 1] or [""])[0], card.beats[i] if i < len(card.beats) else ""):
+                for cand in ((card.openers[i : i + 1] or [""])[0], card.beats[i] if i < len(card.beats) else ""):
                     if cand and para.startswith(cand):
                         pasted.append(cand)
                         break
             toks = [w.lower() for w in words(" ".join(pasted))]
-            pasted_df.update({tuple(toks[i:i + 4]) for i in range(len(toks) - 3)})
+            pasted_df.update({tuple(toks[i : i + 4]) for i in range(len(toks) - 3)})
             whole += all(holds_word(" ".join(paragraphs), card.slots[k]) for k in card.required)
             h, p = coverage(paragraphs, card)
             held, planned, n = held + h, planned + p, n + 1
@@ -156,14 +158,15 @@ def main() -> None:
     if pack.required:
         ok = whole == n
         missed += [] if ok else ["required words"]
-        print(f"{'stories with every required word':<30}{whole / max(n, 1):>10.0%}{'':>10}{'':>8}{1:>8.0%}  {'met' if ok else 'MISSED'}  ({', '.join(pack.required)})")
+        print(
+            f"{'stories with every required word':<30}{whole / max(n, 1):>10.0%}{'':>10}{'':>8}{1:>8.0%}  {'met' if ok else 'MISSED'}  ({', '.join(pack.required)})"
+        )
     gram, df = min(pasted_df.items(), key=lambda kv: (-kv[1], kv[0]), default=((), 0))  # ties: the first in order
     ok = df / max(n, 1) <= 0.10
     missed += [] if ok else ["pack 4-grams"]
     print(f"{'top pack-written 4-gram':<30}{df / max(n, 1):>10.0%}{'':>10}{'':>8}{0.10:>8.0%}  {'met' if ok else 'MISSED'}  ({' '.join(gram)})")
     total = sum(v for k, v in slips.items() if k != "missing")
-    print(f"{'slips per story':<30}{total / max(n, 1):>10.2f}  ("
-          + ", ".join(f"{k} {v / max(n, 1):.2f}" for k, v in slips.items() if k != "missing") + ")")
+    print(f"{'slips per story':<30}{total / max(n, 1):>10.2f}  (" + ", ".join(f"{k} {v / max(n, 1):.2f}" for k, v in slips.items() if k != "missing") + ")")
     print(f"goals missed: {', '.join(missed) if missed else 'none'}")
 
 

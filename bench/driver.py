@@ -150,8 +150,7 @@ def start_instant_server():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "instant_server.py"), str(port)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "instant_server.py"), str(port)], stdout=subprocess.PIPE, text=True)
     if proc.stdout.readline().strip() != "ready":
         sys.exit("bench/instant_server.py did not start")
     return proc, f"http://127.0.0.1:{port}/v1"
@@ -189,8 +188,17 @@ def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
     pack = load_pack("spy")
     words = pack.words
     planner = plan.Planner(pack, seed, n)
-    payloads = [{"model": "instant", "max_tokens": int(words * TOKENS_PER_WORD * 1.4), "temperature": 0.8, "top_p": 0.95,
-                 "seed": i, "messages": [{"role": "user", "content": instruction(planner.next(), words)}]} for i in range(n)]
+    payloads = [
+        {
+            "model": "instant",
+            "max_tokens": int(words * TOKENS_PER_WORD * 1.4),
+            "temperature": 0.8,
+            "top_p": 0.95,
+            "seed": i,
+            "messages": [{"role": "user", "content": instruction(planner.next(), words)}],
+        }
+        for i in range(n)
+    ]
     proc, url = start_instant_server()
     try:
         print(f"\nthrough HTTP (instruct mode, best of 1, bench/instant_server.py): {n} stories a run")
@@ -202,13 +210,15 @@ def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
                     continue
                 folder = os.path.join(root, f"http-{c}-{len(ours)}")
                 shutil.rmtree(folder, ignore_errors=True)
-                summary = fabula.Corpus(folder).write(n, backend=Server(base_url=url, model="instant", concurrency=c),
-                                                      mode="instruct", best_of=1, seed=seed, progress=False)
+                summary = fabula.Corpus(folder).write(
+                    n, backend=Server(base_url=url, model="instant", concurrency=c), mode="instruct", best_of=1, seed=seed, progress=False
+                )
                 ours.append(summary.written / summary.seconds)
                 dropped += sum(summary.dropped.values())
             b, f = sum(bare) / 2, sum(ours) / 2
-            print(f"  concurrency {c:4d}: fabula {f:7.1f} stories/s, bare httpx loop {b:7.1f} requests/s, "
-                  f"ratio {f / b:.2f} (drafts dropped {dropped // 2} a run)")
+            print(
+                f"  concurrency {c:4d}: fabula {f:7.1f} stories/s, bare httpx loop {b:7.1f} requests/s, ratio {f / b:.2f} (drafts dropped {dropped // 2} a run)"
+            )
     finally:
         proc.terminate()
         proc.wait()
@@ -240,10 +250,14 @@ def main() -> None:
             total = time.perf_counter() - t0
             n = summary.written
             own = seconds - st.get("fake backend", 0.0)
-            print(f"\nbest of {k}: {n} stories in {seconds:.1f} s of writing ({total:.1f} s with start-up), "
-                  f"dropped {sum(summary.dropped.values())}, rejected {summary.rejected}")
-            print(f"  {n / seconds:8.1f} stories/s; fabula's own work {1000 * own / n:.2f} ms/story "
-                  f"= {own / n * 1000 / ref:.3f} reference units/story ({n / own:.0f} stories/s without the fake backend)")
+            print(
+                f"\nbest of {k}: {n} stories in {seconds:.1f} s of writing ({total:.1f} s with start-up), "
+                f"dropped {sum(summary.dropped.values())}, rejected {summary.rejected}"
+            )
+            print(
+                f"  {n / seconds:8.1f} stories/s; fabula's own work {1000 * own / n:.2f} ms/story "
+                f"= {own / n * 1000 / ref:.3f} reference units/story ({n / own:.0f} stories/s without the fake backend)"
+            )
             timed = sum(st.values())
             for stage, sec in sorted(st.items(), key=lambda x: -x[1]):
                 print(f"  {stage:24s} {1000 * sec / n:7.3f} ms/story  {100 * sec / seconds:5.1f} %")

@@ -46,9 +46,8 @@ import os
 import time
 
 from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
-
-from fabula.backends.base import Request  # noqa: E402
 from fabula.api import DEFAULT_BATCH  # noqa: E402
+from fabula.backends.base import Request  # noqa: E402
 from fabula.backends.embedded import EmbeddedBackend, default_model_path  # noqa: E402
 
 TEMP, TOP_P, TOP_K, PENALTY = 0.8, 0.92, 64, 1.18
@@ -58,8 +57,7 @@ PROMPTS = 16  # per run at B <= 16; a run at larger B has B prompts (one full ba
 def reference(llm, texts: list[str], tokens: int) -> tuple[int, float]:
     t0, total = time.perf_counter(), 0
     for i, p in enumerate(texts):
-        out = llm.create_completion(p, max_tokens=tokens, temperature=TEMP, top_p=TOP_P, top_k=TOP_K,
-                                    repeat_penalty=PENALTY, seed=i)
+        out = llm.create_completion(p, max_tokens=tokens, temperature=TEMP, top_p=TOP_P, top_k=TOP_K, repeat_penalty=PENALTY, seed=i)
         total += out["usage"]["completion_tokens"]
     return total, time.perf_counter() - t0
 
@@ -90,7 +88,7 @@ def ceiling(backend: EmbeddedBackend, texts: list[str], tokens: int, b: int) -> 
 
     total, t0 = 0, time.perf_counter()
     for g in range(0, len(prompts), b):
-        group = prompts[g:g + b]
+        group = prompts[g : g + b]
         L.llama_memory_clear(mem, True)
         batch.n_tokens = 0
         at = []  # batch index of each live sequence's last token (its logits)
@@ -118,16 +116,23 @@ def ceiling(backend: EmbeddedBackend, texts: list[str], tokens: int, b: int) -> 
 
 
 def fabula(backend: EmbeddedBackend, texts: list[str], tokens: int) -> tuple[int, float]:
-    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, min_tokens=tokens, stop_at_newline=False, seed=i,
-                                       temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY) for i, p in enumerate(texts)])
+    return timed_run(
+        backend,
+        [
+            Request(prompt=p, max_tokens=tokens, min_tokens=tokens, stop_at_newline=False, seed=i, temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY)
+            for i, p in enumerate(texts)
+        ],
+    )
 
 
 def kept_words(backend: EmbeddedBackend, texts: list[str], tokens: int, k: int) -> tuple[float, float]:
     """(words kept per second, tokens per second) with k candidates per prompt."""
     from fabula.backends.base import OneShot
 
-    jobs = [OneShot(Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i, temperature=TEMP,
-                            top_p=TOP_P, repeat_penalty=PENALTY, n=k)) for i, p in enumerate(texts)]
+    jobs = [
+        OneShot(Request(prompt=p, max_tokens=tokens, min_tokens=0, stop_at_newline=False, seed=i, temperature=TEMP, top_p=TOP_P, repeat_penalty=PENALTY, n=k))
+        for i, p in enumerate(texts)
+    ]
     t0 = time.perf_counter()
     for _ in backend.run(iter(jobs)):
         pass
@@ -151,8 +156,9 @@ def accepted_words(k: int, stories: int, threads: int) -> tuple[float, float, in
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         try:
-            Corpus(d).write(stories, seed=1, best_of=k, backend=EmbeddedModel(threads=threads), progress=False,
-                            on_story=lambda summary: last.update(summary=summary))
+            Corpus(d).write(
+                stories, seed=1, best_of=k, backend=EmbeddedModel(threads=threads), progress=False, on_story=lambda summary: last.update(summary=summary)
+            )
             stopped = False
         except TooManyRejects:
             stopped = True
@@ -193,10 +199,13 @@ def main() -> None:
         for k in (1, 4):
             rows[k] = accepted_words(k, a.stories, a.threads)
             w, t, dropped, rejected, stopped = rows[k]
-            print(f"{'k=' + str(k) + ', ' + str(a.stories) + ' stories':<22}{t:>10.1f}   {w:6.1f} accepted words/s"
-                  + (f"   ratio {w / rows[1][0]:.2f}" if k > 1 else "")
-                  + f"   ({dropped} drafts dropped, {rejected} cards rejected"
-                  + (", stopped: too many cards rejected)" if stopped else ")"), flush=True)
+            print(
+                f"{'k=' + str(k) + ', ' + str(a.stories) + ' stories':<22}{t:>10.1f}   {w:6.1f} accepted words/s"
+                + (f"   ratio {w / rows[1][0]:.2f}" if k > 1 else "")
+                + f"   ({dropped} drafts dropped, {rejected} cards rejected"
+                + (", stopped: too many cards rejected)" if stopped else ")"),
+                flush=True,
+            )
 
 
 def batch_rows(a, batches: list[int], texts: list[str]) -> None:
@@ -215,8 +224,8 @@ def batch_rows(a, batches: list[int], texts: list[str]) -> None:
         print(f"  reference run: {n / s:7.1f} tokens/s", flush=True)
         backend = EmbeddedBackend.load(threads=a.threads, batch=b, words=120)
         fabula(backend, texts[:1], 4)  # warm-up
-        n, s = fabula(backend, texts[:max(PROMPTS, b)], a.tokens)
-        cn, cs = ceiling(backend, texts[:max(PROMPTS, b)], a.tokens, b)
+        n, s = fabula(backend, texts[: max(PROMPTS, b)], a.tokens)
+        cn, cs = ceiling(backend, texts[: max(PROMPTS, b)], a.tokens, b)
         rows.append((b, n / s, cn / cs))
         print(f"  fabula B={b:<2}:    {n / s:7.1f} tokens/s   ceiling {cn / cs:7.1f}", flush=True)
     ref = sum(refs) / len(refs)
@@ -231,8 +240,7 @@ def batch_rows(a, batches: list[int], texts: list[str]) -> None:
     b1_text = f"{b1 / ref:.2f}" if b1 else "n/a"
     low = min(rows, key=lambda r: r[1] / r[2])
     print(f"lowest share of the ceiling: {low[1] / low[2]:.2f} at B={low[0]}")
-    print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}; "
-          f"ceiling ratio at B={best[0]}: {best[1] / best[2]:.2f}", flush=True)
+    print(f"best ratio: {best[1] / ref:.2f} at B={best[0]}; B=1 ratio: {b1_text}; ceiling ratio at B={best[0]}: {best[1] / best[2]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import sys
-import os
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
@@ -47,8 +47,7 @@ def story(prompt: str, seed: int) -> str:
 
 
 def _response(status: str, body: bytes) -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Connection: keep-alive\r\n\r\n").encode() + body
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode() + body
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -68,11 +67,18 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 req = json.loads(body)
                 text = story(req["messages"][-1]["content"], int(req.get("seed") or 0))
                 tokens = round(len(text.split()) / 0.75)
-                out = _response("200 OK", json.dumps({
-                    "id": "instant", "object": "chat.completion", "model": MODEL,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": len(body) // 4, "completion_tokens": tokens, "total_tokens": tokens + len(body) // 4},
-                }).encode())
+                out = _response(
+                    "200 OK",
+                    json.dumps(
+                        {
+                            "id": "instant",
+                            "object": "chat.completion",
+                            "model": MODEL,
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": len(body) // 4, "completion_tokens": tokens, "total_tokens": tokens + len(body) // 4},
+                        }
+                    ).encode(),
+                )
             else:
                 out = _response("404 Not Found", b'{"error": "not found"}')
             writer.write(out)

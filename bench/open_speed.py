@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401 (sets sys.path)
-
 import fabula  # noqa: E402
 from fabula.store import CORPUS, PLAN, STORIES, read_heads, read_jsonl, text_hash  # noqa: E402
 
@@ -85,8 +84,9 @@ def export_seconds(folder: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--no-rebuild", action="store_true",
-                    help="skip the two runs without index.npz (minutes at 100,000); the files read alone stay the reference")
+    ap.add_argument(
+        "--no-rebuild", action="store_true", help="skip the two runs without index.npz (minutes at 100,000); the files read alone stay the reference"
+    )
     args = ap.parse_args()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     base = Path(tempfile.mkdtemp(prefix="fabula-open-"))
@@ -105,18 +105,18 @@ def main() -> None:
             target += 1
             sec, s = resume(folder, target)
             runs[key].append(sec)
-            print(f"  {key}: {sec:.1f} s to the first new story (memory: {s.opened_from_index} from the index, "
-                  f"{s.opened_from_texts} from texts)", flush=True)
+            print(f"  {key}: {sec:.1f} s to the first new story (memory: {s.opened_from_index} from the index, {s.opened_from_texts} from texts)", flush=True)
         w = sum(runs["with index.npz"]) / 2
         wo = sum(runs["without (rebuild from texts)"]) / 2 if not args.no_rebuild else float("nan")
         floor_w = read_alone(folder, texts=False)
         ex = export_seconds(folder)
         floor_x = read_alone(folder, texts=True)
         print(f"  export to parquet: {ex:.1f} s (reading corpus.jsonl and every story alone: {floor_x:.1f} s)")
-        print(f"open {args.n} stories: {w:.1f} s with index.npz, {wo:.1f} s without; ratio {wo / w:.1f}x; "
-              f"reading its files alone {floor_w:.1f} s (goal <= 10 s: {'met' if w <= 10 else 'MISSED'})")
-        print(f"export {args.n} stories: {ex:.1f} s (goal <= 60 s: {'met' if ex <= 60 else 'MISSED'}); "
-              f"reading its files alone {floor_x:.1f} s")
+        print(
+            f"open {args.n} stories: {w:.1f} s with index.npz, {wo:.1f} s without; ratio {wo / w:.1f}x; "
+            f"reading its files alone {floor_w:.1f} s (goal <= 10 s: {'met' if w <= 10 else 'MISSED'})"
+        )
+        print(f"export {args.n} stories: {ex:.1f} s (goal <= 60 s: {'met' if ex <= 60 else 'MISSED'}); reading its files alone {floor_x:.1f} s")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

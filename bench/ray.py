@@ -28,7 +28,6 @@ import tempfile
 import time
 
 import _common  # noqa: F401 (sets sys.path)
-
 import fabula  # noqa: E402
 
 # This file is named ray.py: with bench/ first on sys.path, `import ray` would import it.
@@ -39,8 +38,7 @@ def write(folder: str, n: int, words: int, threads: int, executor) -> tuple[floa
     """(writing seconds, start-up seconds, stories, tokens, drafts dropped) for one run into a fresh folder."""
     shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
-    s = fabula.Corpus(folder).write(n, seed=1, words=words, backend=fabula.EmbeddedModel(threads=threads),
-                                    executor=executor, progress=False)
+    s = fabula.Corpus(folder).write(n, seed=1, words=words, backend=fabula.EmbeddedModel(threads=threads), executor=executor, progress=False)
     total = time.perf_counter() - t0
     assert s.written == n, s.lines()
     return s.seconds, total - s.seconds, s.written, s.tokens, sum(s.dropped.values()) + s.rejected
@@ -75,15 +73,22 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="fabula-ray-bench-")
     runs = {"A": [], "B": [], "C": []}
     half = max(1, cores // 2)
-    plan = [("A", "local", cores), ("B", fabula.RayCluster(workers=1), cores), ("C", fabula.RayCluster(workers=2), half),
-            ("B", fabula.RayCluster(workers=1), cores), ("A", "local", cores)]
+    plan = [
+        ("A", "local", cores),
+        ("B", fabula.RayCluster(workers=1), cores),
+        ("C", fabula.RayCluster(workers=2), half),
+        ("B", fabula.RayCluster(workers=1), cores),
+        ("A", "local", cores),
+    ]
     try:
         for key, ex, threads in plan:
             r = write(os.path.join(base, key), args.n, args.words, threads, ex)
             runs[key].append(r)
             sec, start, n, tok, dropped = r
-            print(f"  run {key}: {n / sec:.4f} stories/s, {tok / sec:.1f} tokens/s ({sec:.1f} s writing, "
-                  f"{start:.1f} s start-up, {dropped} drafts dropped)", flush=True)
+            print(
+                f"  run {key}: {n / sec:.4f} stories/s, {tok / sec:.1f} tokens/s ({sec:.1f} s writing, {start:.1f} s start-up, {dropped} drafts dropped)",
+                flush=True,
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -97,14 +102,18 @@ def main() -> None:
     print()
     ta, tb, tc = tok_rate("A"), tok_rate("B"), tok_rate("C")
     print(f"{'executor':38} {'stories/s':>10} {'ratio':>6} {'tokens/s':>9} {'ratio':>6}")
-    for name, r, t in ((f"A local, --threads {cores}", a, ta), (f"B ray, --workers 1 --threads {cores}", b, tb),
-                       (f"C ray, --workers 2 --threads {half}", c, tc)):
+    for name, r, t in (
+        (f"A local, --threads {cores}", a, ta),
+        (f"B ray, --workers 1 --threads {cores}", b, tb),
+        (f"C ray, --workers 2 --threads {half}", c, tc),
+    ):
         print(f"{name:38} {r:10.4f} {r / a:6.2f} {t:9.1f} {t / ta:6.2f}")
     first, last = driver(args.driver_n)
-    print(f"driver work per story (fake backend, best of 4, corpus growing to {args.driver_n}): "
-          f"{first * 1000:.0f} ms in the first quarter, {last * 1000:.0f} ms in the last")
-    print(f"ray cost: B/A = {b / a:.2f}; two half-thread workers: C/B = {c / b:.2f}; "
-          f"driver ceiling ~{1 / last:.1f} stories/s at {args.driver_n} stories")
+    print(
+        f"driver work per story (fake backend, best of 4, corpus growing to {args.driver_n}): "
+        f"{first * 1000:.0f} ms in the first quarter, {last * 1000:.0f} ms in the last"
+    )
+    print(f"ray cost: B/A = {b / a:.2f}; two half-thread workers: C/B = {c / b:.2f}; driver ceiling ~{1 / last:.1f} stories/s at {args.driver_n} stories")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,8 +54,7 @@ def report(folder: Path, out: Path) -> tuple[float, float]:
         "except SystemExit: pass\n"
         "print('SECONDS', time.perf_counter()-t); print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    r = subprocess.run([sys.executable, "-c", code, "report", str(folder), "--no-semantic", "--json", str(out)],
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", code, "report", str(folder), "--no-semantic", "--json", str(out)], capture_output=True, text=True, check=True)
     vals = dict(line.split() for line in r.stdout.splitlines() if line.startswith(("SECONDS", "RSS")))
     return float(vals["SECONDS"]), int(vals["RSS"]) / 1024
 
@@ -83,8 +81,10 @@ def main() -> None:
         print(f"{f'report, {a.n // 4} stories':<34}{s_small:>9.1f}{rss_small:>10.0f}")
         print(f"{f'report, {a.n} stories':<34}{secs:>9.1f}{rss:>10.0f}")
         print(f"memory x{rss / rss_small:.2f} for x4 stories (N^2 would be x16)")
-        print(f"report: {secs:.1f} s for {a.n} stories (goal <= 60 s: {'met' if secs <= 60 else 'missed'}); "
-              f"ratio to read+split: {secs / ref:.2f}; peak {rss:.0f} MiB")
+        print(
+            f"report: {secs:.1f} s for {a.n} stories (goal <= 60 s: {'met' if secs <= 60 else 'missed'}); "
+            f"ratio to read+split: {secs / ref:.2f}; peak {rss:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

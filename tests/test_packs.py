@@ -79,10 +79,12 @@ def T(old, new):  # GOOD_TAIL with one change
         (pack_text(head='[pack]\nname = "t"\nwords = "many"\n'), "t.toml, line 3: pack.words: input should be a valid integer, got 'many'"),
         (pack_text(head='[pack]\nname = "t"\nwrods = 3\n'), "t.toml, line 3: pack.wrods: is not a known key; use one of: name, title"),
         (T("traits = [", "trait = ["), "t.toml, line 8: roles[0].trait: is not a known key; use one of: name, label, genders"),
-        (T('surname = false', 'surname = "no"'), "t.toml, line 13: roles[1].surname: input should be a valid boolean"),
+        (T("surname = false", 'surname = "no"'), "t.toml, line 13: roles[1].surname: input should be a valid boolean"),
         (T('male = ["Bramble", "Moss"]', 'men = ["Bramble"]'), "line 12: roles[1].first_names.men: input should be 'female' or 'male'"),
-        (T('first_names = { female = ["Pip", "Hazel"], male = ["Bramble", "Moss"] }', 'locale = "en_US"\nnationalities = true'),
-         "line 10: roles[1]: has nationalities and locale; give exactly one of"),
+        (
+            T('first_names = { female = ["Pip", "Hazel"], male = ["Bramble", "Moss"] }', 'locale = "en_US"\nnationalities = true'),
+            "line 10: roles[1]: has nationalities and locale; give exactly one of",
+        ),
         (T('city = ["Riga", "Turku"]', "city = []"), "t.toml, line 21: slots.city: list should have at least 1 item"),
         (T("{{ city }}", "{{ town }}"), "t.toml, line 25: beats[0].variants: unknown placeholder {{ town }}"),
         (T("{{ hero }}", "{{ hero.age }}"), "line 25: beats[0].variants: unknown placeholder {{ hero.age }}; a character has: He, Him"),
@@ -93,11 +95,11 @@ def T(old, new):  # GOOD_TAIL with one change
         (T("{{ city }}.", "{{ city }."), "beats[0].variants: template"),
         (T("[slots]", '[checks]\nrequired = ["town"]\n\n[slots]'), "checks.required: 'town' is not a slot"),
         (pack_text(tail=GOOD_TAIL + "[caps]\ntown = 0.1\n"), "caps.town: names no slot"),
-        (pack_text(tail=GOOD_TAIL + "[checks]\nnamed = [\"town\"]\n"), "checks.named: 'town' is not a slot"),
-        (pack_text(tail=GOOD_TAIL + "[era]\nyear_slot = \"year\"\n"), "era.year_slot: 'year' is not a slot"),
+        (pack_text(tail=GOOD_TAIL + '[checks]\nnamed = ["town"]\n'), "checks.named: 'town' is not a slot"),
+        (pack_text(tail=GOOD_TAIL + '[era]\nyear_slot = "year"\n'), "era.year_slot: 'year' is not a slot"),
         (pack_text(tail=GOOD_TAIL + "[era]\nnever = ['(unclosed']\n"), "is not a regular expression"),
         (pack_text(tail=GOOD_TAIL + "[[era.events]]\npattern = 'x'\nyears = [1990, 1980]\n"), "the first comes before the last"),
-        (pack_text(tail=GOOD_TAIL + "[people]\nsurnames = [\"ov\"]\n"), "people.surnames: is not a known key; use one of: surname_endings, not_people"),
+        (pack_text(tail=GOOD_TAIL + '[people]\nsurnames = ["ov"]\n'), "people.surnames: is not a known key; use one of: surname_endings, not_people"),
     ],
 )
 def test_broken_packs_name_file_line_and_fix(text, expect):
@@ -127,7 +129,7 @@ def test_cli_broken_pack_exits_2_with_one_line_and_writes_nothing(tmp_path):
 
 def test_cli_packs_lists_and_shows(tmp_path):
     r = run_cli("packs")
-    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()[:len(builtin_names())]] == builtin_names()
+    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()[: len(builtin_names())]] == builtin_names()
     r = run_cli("packs", "--show", "spy")
     assert r.returncode == 0 and "slot city: 48 values" in r.stdout
     import re

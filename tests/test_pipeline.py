@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from fabula.backends.fake import FakeBackend
@@ -13,8 +11,7 @@ SETTINGS = WriteSettings(words=300)
 def run(tmp_path, spy, n, backend=None, seed=1, **kw):
     store = Store.open(tmp_path / "c", {"pack": "spy", "seed": seed})
     backend = backend or FakeBackend()
-    summary = write_corpus(store, spy, backend, n, seed, SETTINGS, max_attempts=kw.pop("max_attempts", 3),
-                           avoid=kw.pop("avoid", spy.avoid_phrases), **kw)
+    summary = write_corpus(store, spy, backend, n, seed, SETTINGS, max_attempts=kw.pop("max_attempts", 3), avoid=kw.pop("avoid", spy.avoid_phrases), **kw)
     return store, summary
 
 
@@ -56,6 +53,7 @@ def _filler(req, extra=""):
     import random
 
     from fabula.backends.fake import filler
+
     return " " + filler(random.Random(req.seed), 16) + extra
 
 
@@ -63,8 +61,11 @@ def test_failing_drafts_are_rewritten_then_rejected_and_replaced(tmp_path, spy):
     from fabula.plan import Planner
 
     first = Planner(spy, 1, 2).next()
+
     # every draft of the first card holds a banned phrase; other cards are fine
-    responder = lambda req: _filler(req, " The rain-soaked street was empty." if req.prompt.endswith(first.beats[0]) else "")
+    def responder(req):
+        return _filler(req, " The rain-soaked street was empty." if req.prompt.endswith(first.beats[0]) else "")
+
     store, s = run(tmp_path, spy, 2, backend=FakeBackend(responder=responder))
     assert s.written == 2 and s.rejected == 1 and s.dropped == {"stock-phrase": 3}
     (rej,) = store.rejects()
@@ -88,8 +89,9 @@ def test_a_broken_model_stops_with_a_clear_error(tmp_path, spy):
 
 def test_a_draft_with_a_special_token_never_reaches_the_store(tmp_path, spy):
     """The first draft carries Gemma's <start_of_image>; it is dropped as markup and redrawn."""
-    from fabula.backends.fake import filler
     import random
+
+    from fabula.backends.fake import filler
 
     calls = []
 

@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from fabula.packs import builtin_names, load_pack
 from fabula.names import is_latin
+from fabula.packs import builtin_names, load_pack
 from fabula.plan import Planner, cap_count
 from fabula.records import Card
 
@@ -105,7 +105,7 @@ def test_openers_carry_the_anchors_and_no_template_4_gram_reaches_10_percent(spy
     df: Counter = Counter()
     for card in cards:
         toks = [w.lower() for w in words(" ".join(card.openers))]
-        df.update({tuple(toks[i:i + 4]) for i in range(len(toks) - 3)})
+        df.update({tuple(toks[i : i + 4]) for i in range(len(toks) - 3)})
         for i, opener in enumerate(card.openers):
             assert "[" not in opener and "#" not in opener and "{" not in opener
             for label, alts in anchors(card, i):
@@ -206,8 +206,11 @@ def test_cards_of_plans_written_before_roles_still_load(spy):
     new = plan(spy, 1)[0].to_dict()
     old = {k: v for k, v in new.items() if k not in ("cast", "voice", "required")}
     for role, ch in new["cast"].items():
-        old[role] = {**{k: v for k, v in ch.items() if k != "traits"}, "service": ch["traits"].get("service", ""),
-                     "cover": new["slots"]["cover"] if role == "hero" else ""}
+        old[role] = {
+            **{k: v for k, v in ch.items() if k != "traits"},
+            "service": ch["traits"].get("service", ""),
+            "cover": new["slots"]["cover"] if role == "hero" else "",
+        }
     card = Card.from_dict(old)
     assert card.to_dict() == new and card.hero.service == new["cast"]["hero"]["traits"]["service"]
 
@@ -231,14 +234,20 @@ def test_render_fills_placeholders_as_jinja_does():
     import pytest
 
     from fabula.packs import ENV
-    from fabula.plan import _View, _render
+    from fabula.plan import _render, _View
     from fabula.records import Character
 
-    ctx = {"hero": _View(Character(first="Ilona", last="Kovács", gender="female", nationality="Hungarian")),
-           "venue": "the ferry terminal", "n": 3}
-    for src in ["At {{ venue|capitalize }}, {{ hero }} waited.", "{{hero.first}} and {{ hero.his | upper }} coat\n",
-                "{{ hero.His }} {{ venue | title|lower }}", "no placeholder\n\n", "{{ n + 1 }} days", "{{ venue[:3] }}",
-                "{% if n %}{{ hero.last }}{% endif %}", "{{ hero.full }}: {{ hero.nationality|lower }}"]:
+    ctx = {"hero": _View(Character(first="Ilona", last="Kovács", gender="female", nationality="Hungarian")), "venue": "the ferry terminal", "n": 3}
+    for src in [
+        "At {{ venue|capitalize }}, {{ hero }} waited.",
+        "{{hero.first}} and {{ hero.his | upper }} coat\n",
+        "{{ hero.His }} {{ venue | title|lower }}",
+        "no placeholder\n\n",
+        "{{ n + 1 }} days",
+        "{{ venue[:3] }}",
+        "{% if n %}{{ hero.last }}{% endif %}",
+        "{{ hero.full }}: {{ hero.nationality|lower }}",
+    ]:
         assert _render(src, ctx) == ENV.from_string(src).render(**ctx), src
     for bad in ["{{ nobody }}", "{{ hero.age }}"]:
         with pytest.raises(jinja2.UndefinedError):

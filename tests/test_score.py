@@ -10,9 +10,9 @@ from fabula.genre import GENERIC, Genre
 from fabula.packs import load_pack, parse_pack
 from fabula.plan import Planner
 from fabula.records import Character
+from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt
 from tests.conftest import recast
 from tests.test_packs import pack_text
-from fabula.score import TERMS, CommonGrams, NgramSet, coverage, misspelt
 
 SPY = Genre.of(load_pack("spy"))  # the spy pack's facts: its surnames, dated events, press agencies
 
@@ -31,8 +31,13 @@ def card(spy):
     # A card we can write against by hand: a woman hero, a man other, Riga, 1994.
     hero = Character(first="Ilze", last="Ozola", gender="female", nationality="Latvian", locale="lv_LV", traits={"service": "the KGB"})
     other = Character(first="Tomas", last="Berg", gender="male", nationality="Swedish", locale="sv_SE")
-    slots = {**c.slots, "city": "Riga", "year": "1994", "venue": "the back room of a chess club",
-             "summons": "a postcard of a lighthouse with a single date written on the back"}
+    slots = {
+        **c.slots,
+        "city": "Riga",
+        "year": "1994",
+        "venue": "the back room of a chess club",
+        "summons": "a postcard of a lighthouse with a single date written on the back",
+    }
     return replace(c, cast={"hero": hero, "other": other}, slots=slots, anchors=[["hero", "city"], ["other"], ["summons"], ["venue"]])
 
 
@@ -113,9 +118,10 @@ def test_pronoun_of_a_gender_no_character_has(spy, card):
 
 
 def test_pronouns_and_names_the_card_itself_holds_are_not_slips(card):
-    two_men = replace(recast(card, hero=replace(card.hero, gender="male", first="Ernst-August"),
-                             other=replace(card.cast["other"], gender="male")),
-                      slots={**card.slots, "secret": "a child who did not know who her father was"})
+    two_men = replace(
+        recast(card, hero=replace(card.hero, gender="male", first="Ernst-August"), other=replace(card.cast["other"], gender="male")),
+        slots={**card.slots, "secret": "a child who did not know who her father was"},
+    )
     text = "Ernst met Tomas about a child who did not know who her father was."
     assert slips(text, two_men)["pronoun"] == 0 and slips(text, two_men)["stranger"] == 0
     assert slips(text + " Then her mother came.", two_men)["pronoun"] == 1
@@ -139,8 +145,10 @@ def test_reportage(card):
 
 
 def test_encyclopedic_is_the_voice_of_a_biography_or_a_press_report(card):
-    bio = ("Tomas Berg (born in 1945) was a child of the port. Her book was published by Yuzhna Books and became "
-           "an international bestseller; Ilze told reporters she was tired.")
+    bio = (
+        "Tomas Berg (born in 1945) was a child of the port. Her book was published by Yuzhna Books and became "
+        "an international bestseller; Ilze told reporters she was tired."
+    )
     assert slips(bio, card)["encyclopedic"] == 4
     assert slips("Tomas Berg (b. 1945) is best known for his silence.", card)["encyclopedic"] == 2
     assert slips("Ilze was born in Riga, and nobody knew what she had published in the old days.", card)["encyclopedic"] == 0
@@ -211,8 +219,20 @@ def test_coverage_counts_anchors_in_their_own_paragraph(card):
 
 
 def test_every_term_is_weighted():
-    assert set(TERMS) == {"missing", "stranger", "pronoun", "era", "first-person", "reportage", "encyclopedic", "aside", "trailing",
-                          "markup", "meta", "unfinished"}
+    assert set(TERMS) == {
+        "missing",
+        "stranger",
+        "pronoun",
+        "era",
+        "first-person",
+        "reportage",
+        "encyclopedic",
+        "aside",
+        "trailing",
+        "markup",
+        "meta",
+        "unfinished",
+    }
 
 
 def test_without_genre_facts_only_the_generic_terms_count(card):

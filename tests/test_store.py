@@ -1,4 +1,3 @@
-import json
 import os
 
 import pytest
@@ -92,11 +91,10 @@ def test_two_writers_at_once_leave_exactly_n_stories(tmp_path):
     import sys
 
     out = tmp_path / "c"
-    cmd = [sys.executable, "-m", "fabula", "write", "-n", "40", "--backend", "fake", "--seed", "9", "--words", "300",
-           "--out", str(out), "-q"]
+    cmd = [sys.executable, "-m", "fabula", "write", "-n", "40", "--backend", "fake", "--seed", "9", "--words", "300", "--out", str(out), "-q"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
-    for stdout, stderr, rc in results:
+    for _stdout, stderr, rc in results:
         assert rc == 0 or (rc == 2 and "is being written by process" in stderr), stderr
     recs = read_jsonl(out / "corpus.jsonl")
     assert len(recs) == 40 and len({r["id"] for r in recs}) == 40 and len({r["index"] for r in recs}) == 40

@@ -15,21 +15,23 @@ def test_a_grams_hash_is_the_same_from_its_words_or_its_string_and_order_matters
     toks = tokens("The porter folded the Ticket, and the porter waited.")
     h4 = ngram_hashes(word_hashes(toks), 4)
     assert len(h4) == len(toks) - 3
-    assert [gram_hash(" ".join(toks[i:i + 4])) for i in range(len(h4))] == h4.tolist()
+    assert [gram_hash(" ".join(toks[i : i + 4])) for i in range(len(h4))] == h4.tolist()
     assert gram_hash("a b c d") != gram_hash("b a c d") and gram_hash("a b c d") != gram_hash("a b c")
     assert len(ngram_hashes(word_hashes(["a", "b"]), 4)) == 0
 
 
 def test_hashes_are_the_same_in_every_process():
     code = "from fabula.text import gram_hash; print(gram_hash('the porter folded the'))"
-    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    seen = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+        for seed in ("1", "2")
+    }
     assert seen == {str(gram_hash("the porter folded the"))}
 
 
 def _shingles(text):
     toks = tokens(text)
-    return {tuple(toks[i:i + SHINGLE]) for i in range(len(toks) - SHINGLE + 1)}
+    return {tuple(toks[i : i + SHINGLE]) for i in range(len(toks) - SHINGLE + 1)}
 
 
 def test_minhash_estimates_the_jaccard_of_5_gram_sets():
@@ -61,17 +63,69 @@ def test_gram_hit_finds_a_banned_4_gram_when_its_last_word_closes():
 
 # One text per alternative of the gated patterns: the gate must let each through.
 GATED_EXAMPLES = {
-    "META_GATED": ["In this short story", "It was ORIGINALLY PUBLISHED in", "first published in", "All rights reserved.",
-                   "Copyright 1990", "Chapter 3 opens", "Chapter IV", "The End", "  the end.", "Read more here", "Click HERE",
-                   "subscribe now", "see https://x", "at www.example", "visit kgb.org today", "Author's note: hi",
-                   "A note: he left", "Title: Cold", "Prompt: write", "Summary: a man", "**bold**", "# Heading",
-                   "as in [12]", "© 1991", "Continue reading", "To be continued", "About the Author", "Book 2 begins",
-                   "part 2 of it", "on Kindle", "in paperback", "a <div> here", "</p>", "(see below)", "the story below"],
-    "ENCYCLOPEDIC_GATED": ["Ivan (born 1945)", "Ivan (née Petrova)", "(died in 1990)", "(b. 1945)", "(d.1990)", "(1945-1990)",
-                           "born in 1945 in Riga", "born on May 1945", "was first published by", "were published", "a bestseller",
-                           "best-selling", "copies sold", "told reporters", "told the BBC", "told Reuters News", "according to police",
-                           "is best known for", "is known as", "is portrayed", "was portrayed", "media outlets", "works for Interfax",
-                           "RIA Novosti said"],
+    "META_GATED": [
+        "In this short story",
+        "It was ORIGINALLY PUBLISHED in",
+        "first published in",
+        "All rights reserved.",
+        "Copyright 1990",
+        "Chapter 3 opens",
+        "Chapter IV",
+        "The End",
+        "  the end.",
+        "Read more here",
+        "Click HERE",
+        "subscribe now",
+        "see https://x",
+        "at www.example",
+        "visit kgb.org today",
+        "Author's note: hi",
+        "A note: he left",
+        "Title: Cold",
+        "Prompt: write",
+        "Summary: a man",
+        "**bold**",
+        "# Heading",
+        "as in [12]",
+        "© 1991",
+        "Continue reading",
+        "To be continued",
+        "About the Author",
+        "Book 2 begins",
+        "part 2 of it",
+        "on Kindle",
+        "in paperback",
+        "a <div> here",
+        "</p>",
+        "(see below)",
+        "the story below",
+    ],
+    "ENCYCLOPEDIC_GATED": [
+        "Ivan (born 1945)",
+        "Ivan (née Petrova)",
+        "(died in 1990)",
+        "(b. 1945)",
+        "(d.1990)",
+        "(1945-1990)",
+        "born in 1945 in Riga",
+        "born on May 1945",
+        "was first published by",
+        "were published",
+        "a bestseller",
+        "best-selling",
+        "copies sold",
+        "told reporters",
+        "told the BBC",
+        "told Reuters News",
+        "according to police",
+        "is best known for",
+        "is known as",
+        "is portrayed",
+        "was portrayed",
+        "media outlets",
+        "works for Interfax",
+        "RIA Novosti said",
+    ],
     "META_EXTRA": ["The Story went", "this tale of", "the author wrote", "Readers knew", "a reader"],
 }
 
@@ -79,13 +133,17 @@ GATED_EXAMPLES = {
 def test_a_gated_pattern_finds_what_its_regex_finds():
     import random
 
-    from fabula import score, text as text_layer
+    from fabula import score
+    from fabula import text as text_layer
     from fabula.backends.fake import filler
     from fabula.genre import Genre
     from fabula.packs import load_pack
 
-    where = {"META_GATED": text_layer.META_GATED, "META_EXTRA": score.META_EXTRA,
-             "ENCYCLOPEDIC_GATED": Genre.of(load_pack("spy")).encyclopedic}  # with the spy pack's agencies
+    where = {
+        "META_GATED": text_layer.META_GATED,
+        "META_EXTRA": score.META_EXTRA,
+        "ENCYCLOPEDIC_GATED": Genre.of(load_pack("spy")).encyclopedic,
+    }  # with the spy pack's agencies
     for name, examples in GATED_EXAMPLES.items():
         gated = where[name]
         for text in examples:

@@ -105,8 +105,12 @@ def test_report_counts_the_stories_a_reader_sees_and_says_when_records_disagree(
 def test_report_and_verify_run_while_a_writer_writes_and_see_only_committed_stories(tmp_path):
     out = tmp_path / "c"
     n = 150
-    writer = subprocess.Popen([sys.executable, "-m", "fabula", "write", "-n", str(n), "--backend", "fake", "--seed", "5",
-                               "--words", "300", "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "fabula", "write", "-n", str(n), "--backend", "fake", "--seed", "5", "--words", "300", "--out", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         seen_writer = 0
         deadline = time.time() + 120

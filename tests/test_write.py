@@ -103,8 +103,8 @@ def test_best_of_keeps_the_candidate_the_scorer_prefers(spy):
 
 
 def test_requests_carry_the_corpus_common_grams_but_not_the_cards_own(spy):
-    from fabula.text import grams as _grams
     from fabula.score import CommonGrams
+    from fabula.text import grams as _grams
 
     card = Planner(spy, 1, 3).next()
     common = CommonGrams(limit=2)

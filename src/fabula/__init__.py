@@ -11,15 +11,33 @@ Everything the command line does is here too (see ``fabula.api``)::
     fabula.report("corpus")                       # the figures of `fabula report --json`
 """
 
-from fabula.version import __version__  # noqa: E402
 from fabula.api import Corpus, EmbeddedModel, FakeModel, RayCluster, Server, Story, report  # noqa: E402
 from fabula.errors import BackendError, FabulaError, MissingDependency, PackError, StoreError, UsageError  # noqa: E402
 from fabula.packs import Pack, load_pack  # noqa: E402
 from fabula.plan import Planner  # noqa: E402
 from fabula.records import Card, Character, Draft, Verdict  # noqa: E402
+from fabula.version import __version__  # noqa: E402
 
 __all__ = [
-    "BackendError", "Card", "Character", "Corpus", "Draft", "EmbeddedModel", "FabulaError", "FakeModel",
-    "MissingDependency", "Pack", "PackError", "Planner", "RayCluster", "Server", "StoreError", "Story", "UsageError", "Verdict",
-    "load_pack", "report", "__version__",
+    "BackendError",
+    "Card",
+    "Character",
+    "Corpus",
+    "Draft",
+    "EmbeddedModel",
+    "FabulaError",
+    "FakeModel",
+    "MissingDependency",
+    "Pack",
+    "PackError",
+    "Planner",
+    "RayCluster",
+    "Server",
+    "StoreError",
+    "Story",
+    "UsageError",
+    "Verdict",
+    "load_pack",
+    "report",
+    "__version__",
 ]

@@ -29,8 +29,8 @@ from typing import Any, Iterator, Union
 
 from fabula.backends.base import Backend
 from fabula.errors import UsageError
-from fabula.reporting import measure_folders, report  # noqa: F401  (fabula.report; the CLI's report)
 from fabula.records import Card
+from fabula.reporting import measure_folders, report  # noqa: F401  (fabula.report; the CLI's report)
 
 log = logging.getLogger("fabula")
 
@@ -113,7 +113,7 @@ def as_backend(backend: BackendLike) -> EmbeddedModel | Server | FakeModel | Plu
     if backend == "embedded":
         return EmbeddedModel()
     if isinstance(backend, str) and backend.startswith("gguf:"):
-        return EmbeddedModel(path=backend[len("gguf:"):])
+        return EmbeddedModel(path=backend[len("gguf:") :])
     if backend == "fake":
         return FakeModel()
     if backend == "openai":
@@ -121,8 +121,7 @@ def as_backend(backend: BackendLike) -> EmbeddedModel | Server | FakeModel | Plu
     if isinstance(backend, str) and backend.partition(":")[0] in backend_names():
         return Plugin(backend)
     names = ", ".join(n + (":PATH" if n == "gguf" else "") for n in backend_names())
-    raise UsageError(f"unknown backend {backend!r}; use one of: {names} (`fabula backends` lists them), "
-                     "or from Python a fabula.Server or a Backend instance")
+    raise UsageError(f"unknown backend {backend!r}; use one of: {names} (`fabula backends` lists them), or from Python a fabula.Server or a Backend instance")
 
 
 @dataclass(frozen=True)
@@ -163,8 +162,7 @@ class Corpus:
 
     def __iter__(self) -> Iterator[Story]:
         for r in self.records():
-            yield Story(id=r["id"], index=r["index"], text=(self.path / r["file"]).read_text(encoding="utf-8"),
-                        card=Card.from_dict(r["card"]), record=r)
+            yield Story(id=r["id"], index=r["index"], text=(self.path / r["file"]).read_text(encoding="utf-8"), card=Card.from_dict(r["card"]), record=r)
 
     def __len__(self) -> int:
         return len(self.records())
@@ -243,12 +241,12 @@ class Corpus:
         objects), or a function of the pack's list that returns the list to
         run; ``scorer``: a ``fabula.score.Scorer`` with your own terms and
         weights for choosing among candidates."""
-        from fabula.version import __version__
         from fabula.backends import make_backend
         from fabula.packs import load_pack
         from fabula.pipeline import write_corpus
         from fabula.plan import Planner
         from fabula.store import Store
+        from fabula.version import __version__
         from fabula.write import WriteSettings
 
         warn = warn or log.warning
@@ -260,8 +258,7 @@ class Corpus:
         elif executor != "local" and not isinstance(executor, RayCluster):
             raise UsageError(f"executor {executor!r}: use local or ray")
         if isinstance(executor, RayCluster) and not isinstance(be_opts, EmbeddedModel):
-            raise UsageError("--executor ray runs the embedded or a gguf:PATH model on Ray workers; for model servers "
-                             "give --base-url once per server instead")
+            raise UsageError("--executor ray runs the embedded or a gguf:PATH model on Ray workers; for model servers give --base-url once per server instead")
         p = load_pack(pack)
         g = p.generation
         _check_plugins(checks, scorer)
@@ -304,28 +301,34 @@ class Corpus:
             if be_opts.batch is not None and be_opts.batch < k:
                 raise UsageError(f"--batch {be_opts.batch} is smaller than --best-of {k}; each candidate takes one sequence: use --batch {k} or more")
             # Lanes of k sequences: enough for every story to run at once, up to the default batch.
-            options.update(words=settings.words, prefix_words=prefix_words,
-                           batch=be_opts.batch or max(k, min(DEFAULT_BATCH, n * k) // k * k))
+            options.update(words=settings.words, prefix_words=prefix_words, batch=be_opts.batch or max(k, min(DEFAULT_BATCH, n * k) // k * k))
             if be_opts.threads:
                 options["threads"] = be_opts.threads
         elif isinstance(be_opts, Server):
             if be_opts.api_key_env != "OPENAI_API_KEY" and not os.environ.get(be_opts.api_key_env):
                 raise UsageError(f"--api-key-env {be_opts.api_key_env}: that variable is not set; export it, or leave the option out for a server without keys")
-            options = dict(base_url=be_opts.base_url, model=be_opts.model, api_key_env=be_opts.api_key_env,
-                           concurrency=be_opts.concurrency, timeout=be_opts.timeout, max_retries=be_opts.max_retries)
+            options = dict(
+                base_url=be_opts.base_url,
+                model=be_opts.model,
+                api_key_env=be_opts.api_key_env,
+                concurrency=be_opts.concurrency,
+                timeout=be_opts.timeout,
+                max_retries=be_opts.max_retries,
+            )
         owned = not isinstance(be_opts, Backend)  # a Backend the caller made is the caller's to close
         if isinstance(executor, RayCluster):
             from fabula.backends.ray_pool import RayBackend
 
-            be = RayBackend(path=be_opts.path, workers=executor.workers, address=executor.address,
-                            runtime_env=executor.runtime_env, **options)
+            be = RayBackend(path=be_opts.path, workers=executor.workers, address=executor.address, runtime_env=executor.runtime_env, **options)
         elif isinstance(be_opts, Backend):
             be = be_opts
         else:
             be = make_backend(be_opts.spec, **options)  # before the folder: a bad backend leaves nothing behind
         try:
             if settings.mode == "instruct" and not be.chat:
-                raise UsageError(f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai")
+                raise UsageError(
+                    f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai"
+                )
             be.preflight()  # server there, key accepted, model served: before any story
             store = Store.open(self.path, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
             bar = None
@@ -345,8 +348,9 @@ class Corpus:
                     bar.refresh()
 
             try:
-                summary = write_corpus(store, p, be, n, seed, settings, max_attempts or g.max_attempts, avoid=ban,
-                                       on_story=on_story, checks=checks, scorer=scorer)
+                summary = write_corpus(
+                    store, p, be, n, seed, settings, max_attempts or g.max_attempts, avoid=ban, on_story=on_story, checks=checks, scorer=scorer
+                )
             except KeyboardInterrupt:
                 store.repair()  # a story caught between its file and its record is not kept
                 raise

@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -30,8 +30,8 @@ from fabula.score import outside_dialogue, pronouns, strangers
 
 if TYPE_CHECKING:
     from fabula.packs import Pack
-from fabula.text import (MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, PhraseGate, ngram_hashes, phrase_pattern,  # noqa: F401
-                         tokens, word_hashes, words)
+from fabula.text import MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, PhraseGate, ngram_hashes, phrase_pattern, tokens, word_hashes, words  # noqa: F401
+
 
 def length(text: str, lo: int, hi: int) -> Verdict:
     n = len(words(text))
@@ -475,8 +475,7 @@ def _takes_the_list(fn: Callable) -> bool:
     import inspect
 
     try:
-        params = [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty
-                  and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         return False
     return len(params) == 1

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
-from fabula.version import __version__
 from fabula.api import DEFAULT_BAN_COMMON
 from fabula.errors import FabulaError, FabulaWarning, UsageError
+from fabula.version import __version__
 
 EPILOG_WRITE = """\b
 Examples:
@@ -93,10 +93,15 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Stories the corpus should hold.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="corpus", show_default=True, help="Corpus folder (created, or continued).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Plans and sampling derive from it; same seed, same corpus.")
-@click.option("--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml.")
-@click.option("--backend", default="embedded", show_default=True,
-              help="embedded | gguf:PATH | openai (with --base-url and --model) | fake | an installed plug-in's name "
-                   "(`fabula backends` lists them).")
+@click.option(
+    "--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml."
+)
+@click.option(
+    "--backend",
+    default="embedded",
+    show_default=True,
+    help="embedded | gguf:PATH | openai (with --base-url and --model) | fake | an installed plug-in's name (`fabula backends` lists them).",
+)
 @click.option("--words", type=click.IntRange(min=40), default=None, help="Target length in words [default: the pack's, 450 for spy].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Sampling temperature [default: the pack's].")
 @click.option("--top-p", type=click.FloatRange(0.01, 1), default=None, help="Nucleus sampling mass [default: the pack's].")
@@ -104,42 +109,112 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Drafts per card before it is rejected [default: the pack's].")
 @click.option("--avoid", "avoid_path", type=click.Path(dir_okay=False), default=None, help="Extra phrases to keep out, one per line.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the embedded model [default: all cores].")
-@click.option("--batch", type=click.IntRange(1, 64), default=None,
-              help="Sequences decoded together by the embedded model, --best-of K per story [default: min(32, N x K); see README].")
-@click.option("--mode", type=click.Choice(["steer", "beats", "instruct"]), default=None,
-              help="steer: each paragraph opens with a few words carrying the card's people and places, the model "
-                   "writes the rest; beats: the model continues the pack's whole beat sentence; instruct: one chat "
-                   "request per story [default: instruct for openai, else the pack's (spy: steer)].")
-@click.option("--best-of", "best_of", type=click.IntRange(1, 16), default=None,
-              help="Candidates sampled per paragraph (per story in instruct mode); the scorer keeps the best "
-                   "(see README) [default: 4 with the embedded and gguf backends, 1 with openai or in instruct mode].")
-@click.option("--ban-common", "ban_common", type=click.FloatRange(0, 1), default=DEFAULT_BAN_COMMON, show_default=True,
-              help="Embedded and gguf backends: keep out of what the model samples every word 4-gram already in this "
-                   "share of the N stories (at least 2 stories), except the card's own phrases; 0 turns it off.")
-@click.option("--exemplar/--no-exemplar", default=False, show_default=True,
-              help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: run the embedded or gguf model on Ray workers (each loads it once, with --threads and "
-                   "--batch); this process keeps the plan, the checks and the folder. Needs pip install 'fabula[ray]'.")
-@click.option("--ray-address", default=None,
-              help="--executor ray: the cluster to join (auto: the one `ray start` made on this node; or HOST:PORT) "
-                   "[default: start a local Ray on this machine].")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="--executor ray: workers (actors), each with --threads CPUs [default: 2; threads: the cluster's CPUs / workers].")
-@click.option("--base-url", "base_urls", multiple=True,
-              help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1; give it several times for several "
-                   "servers (each request goes to the one with the fewest in flight).")
-@click.option("--base-urls", "base_urls_file", type=click.Path(dir_okay=False), default=None,
-              help="openai backend: a file of API roots, one a line (# comments), added to --base-url.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Sequences decoded together by the embedded model, --best-of K per story [default: min(32, N x K); see README].",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["steer", "beats", "instruct"]),
+    default=None,
+    help="steer: each paragraph opens with a few words carrying the card's people and places, the model "
+    "writes the rest; beats: the model continues the pack's whole beat sentence; instruct: one chat "
+    "request per story [default: instruct for openai, else the pack's (spy: steer)].",
+)
+@click.option(
+    "--best-of",
+    "best_of",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Candidates sampled per paragraph (per story in instruct mode); the scorer keeps the best "
+    "(see README) [default: 4 with the embedded and gguf backends, 1 with openai or in instruct mode].",
+)
+@click.option(
+    "--ban-common",
+    "ban_common",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_BAN_COMMON,
+    show_default=True,
+    help="Embedded and gguf backends: keep out of what the model samples every word 4-gram already in this "
+    "share of the N stories (at least 2 stories), except the card's own phrases; 0 turns it off.",
+)
+@click.option(
+    "--exemplar/--no-exemplar",
+    default=False,
+    show_default=True,
+    help="steer and beats modes: put one of the pack's exemplar stories before each story (a base model writes like the text before it).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: run the embedded or gguf model on Ray workers (each loads it once, with --threads and "
+    "--batch); this process keeps the plan, the checks and the folder. Needs pip install 'fabula[ray]'.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="--executor ray: the cluster to join (auto: the one `ray start` made on this node; or HOST:PORT) [default: start a local Ray on this machine].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--executor ray: workers (actors), each with --threads CPUs [default: 2; threads: the cluster's CPUs / workers].",
+)
+@click.option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1; give it several times for several "
+    "servers (each request goes to the one with the fewest in flight).",
+)
+@click.option(
+    "--base-urls",
+    "base_urls_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="openai backend: a file of API roots, one a line (# comments), added to --base-url.",
+)
 @click.option("--model", "model_name", default=None, help="openai backend: the model id the server serves.")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="openai backend: environment variable holding the API key.")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="openai backend: requests in flight.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True, help="openai backend: seconds per request.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_penalty, max_attempts, avoid_path, threads,
-          batch, mode, best_of, ban_common, exemplar, executor, ray_address, workers, base_urls, base_urls_file, model_name,
-          api_key_env, concurrency, timeout, max_retries, quiet):
+def write(
+    count,
+    out,
+    seed,
+    pack,
+    backend,
+    words,
+    temperature,
+    top_p,
+    repeat_penalty,
+    max_attempts,
+    avoid_path,
+    threads,
+    batch,
+    mode,
+    best_of,
+    ban_common,
+    exemplar,
+    executor,
+    ray_address,
+    workers,
+    base_urls,
+    base_urls_file,
+    model_name,
+    api_key_env,
+    concurrency,
+    timeout,
+    max_retries,
+    quiet,
+):
     """Write stories into a corpus folder until it holds N."""
     from fabula.api import Corpus, EmbeddedModel, RayCluster, Server, as_backend
 
@@ -155,8 +230,14 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
             raise UsageError(f"--base-urls {p}: no such file; give a text file with one API root per line")
         urls += [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if backend == "openai":
-        be = Server(base_url=urls[0] if len(urls) == 1 else tuple(urls), model=model_name or "", api_key_env=api_key_env,
-                    concurrency=concurrency, timeout=timeout, max_retries=max_retries)
+        be = Server(
+            base_url=urls[0] if len(urls) == 1 else tuple(urls),
+            model=model_name or "",
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
     else:
         if urls or model_name:
             raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
@@ -168,9 +249,22 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
     corpus = Corpus(out)
     try:
         summary = corpus.write(
-            count, pack=pack, backend=be, seed=seed, words=words, mode=mode, best_of=best_of, temperature=temperature,
-            top_p=top_p, repeat_penalty=repeat_penalty, max_attempts=max_attempts, avoid=_read_avoid(avoid_path),
-            ban_common=ban_common, exemplar=exemplar, executor=executor, progress=not quiet,
+            count,
+            pack=pack,
+            backend=be,
+            seed=seed,
+            words=words,
+            mode=mode,
+            best_of=best_of,
+            temperature=temperature,
+            top_p=top_p,
+            repeat_penalty=repeat_penalty,
+            max_attempts=max_attempts,
+            avoid=_read_avoid(avoid_path),
+            ban_common=ban_common,
+            exemplar=exemplar,
+            executor=executor,
+            progress=not quiet,
             warn=lambda m: click.echo(f"fabula: warning: {m}", err=True),
         )
     except KeyboardInterrupt:
@@ -184,7 +278,9 @@ def write(count, out, seed, pack, backend, words, temperature, top_p, repeat_pen
 @main.command()
 @click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Cards to plan.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml.")
+@click.option(
+    "--pack", default="spy", show_default=True, help="Built-in pack (spy, bedtime, noir, outpost; `fabula packs` lists them) or path to a pack .toml."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON card per line instead of text.")
 def plan(count, seed, pack, as_json):
     """Print the cards a run would write, without writing.
@@ -219,8 +315,7 @@ def plan(count, seed, pack, as_json):
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="Output file (parquet, jsonl) or folder (hf); must not exist.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "hf"]), default=None,
-              help="[default: from the --to suffix: .parquet, .jsonl, else hf]")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "hf"]), default=None, help="[default: from the --to suffix: .parquet, .jsonl, else hf]")
 def export(folder, to, fmt):
     """Export a corpus as a dataset: one row per committed story.
 
@@ -259,14 +354,20 @@ def _warn_if_not_whole(folder: Path) -> None:
     faults = [x for x in fsck.verify(folder, hashes=False).faults if x.kind in ("missing", "duplicate")]
     if faults:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(Counter(x.kind for x in faults).items()))
-        click.echo(f"fabula: warning: {folder}: the records and the story files disagree ({kinds}); counting only "
-                   f"the stories whose file is there, once; run `fabula verify {folder}`", err=True)
+        click.echo(
+            f"fabula: warning: {folder}: the records and the story files disagree ({kinds}); counting only "
+            f"the stories whose file is there, once; run `fabula verify {folder}`",
+            err=True,
+        )
 
 
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--repair", is_flag=True, help="Move damaged and unrecorded stories to FOLDER/quarantine/ and drop their "
-              "records, so that the next write rewrites those cards (nothing is deleted).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Move damaged and unrecorded stories to FOLDER/quarantine/ and drop their records, so that the next write rewrites those cards (nothing is deleted).",
+)
 def verify(folder, repair):
     """Check that a corpus folder is whole (fsck for a corpus).
 
@@ -280,16 +381,18 @@ def verify(folder, repair):
       fabula verify corpus
       fabula verify corpus --repair && fabula write -n 100 --out corpus
     """
-    from fabula.store import lock_folder, unlock_folder
     from fabula import verify as fsck
+    from fabula.store import lock_folder, unlock_folder
 
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder; give the folder `fabula write --out` wrote")
     check = fsck.verify(folder)
     for fault in check.faults:
         click.echo(str(fault))
-    click.echo(f"{folder}: {check.stories} whole stories, {check.records} records, {check.files} story files, "
-               f"{len(check.faults)} fault{'s' * (len(check.faults) != 1)}")
+    click.echo(
+        f"{folder}: {check.stories} whole stories, {check.records} records, {check.files} story files, "
+        f"{len(check.faults)} fault{'s' * (len(check.faults) != 1)}"
+    )
     if check.writer is not None:
         click.echo(f"(process {check.writer} is writing this folder: {len(check.in_flight)} file(s) it is committing are not counted)")
     if not check.faults:
@@ -333,7 +436,7 @@ def doctor(backend, threads):
     if backend == "embedded":
         path = default_model_path()
     elif backend.startswith("gguf:"):
-        path = backend[len("gguf:"):]
+        path = backend[len("gguf:") :]
         if not os.path.isfile(path):
             raise UsageError(f"--backend {backend}: no such file; give the path of a .gguf model file")
     else:
@@ -359,8 +462,12 @@ def backends():
 
     from fabula.backends import BUILTIN, ENTRY_POINTS
 
-    about = {"embedded": "the embedded Gemma 3 270M, on this CPU (llama.cpp)", "gguf": "gguf:PATH, any GGUF model file (llama.cpp)",
-             "openai": "an OpenAI-compatible server (--base-url, --model)", "fake": "filler text, no model: try the pipeline"}
+    about = {
+        "embedded": "the embedded Gemma 3 270M, on this CPU (llama.cpp)",
+        "gguf": "gguf:PATH, any GGUF model file (llama.cpp)",
+        "openai": "an OpenAI-compatible server (--base-url, --model)",
+        "fake": "filler text, no model: try the pipeline",
+    }
     for name in BUILTIN:
         click.echo(f"{name:<12}{about.get(name, '')}")
     for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
@@ -371,8 +478,13 @@ def backends():
 
 @main.group(invoke_without_command=True)
 @click.option("--show", "show", default=None, metavar="NAME|PATH", help="Validate one pack and print its pools and placeholders.")
-@click.option("--check", "check", default=None, metavar="NAME|PATH",
-              help="--show, plus how many distinct cards and wordings the pack can make and which caps cannot hold for --n stories.")
+@click.option(
+    "--check",
+    "check",
+    default=None,
+    metavar="NAME|PATH",
+    help="--show, plus how many distinct cards and wordings the pack can make and which caps cannot hold for --n stories.",
+)
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True, help="--check: the corpus size the caps must hold for.")
 @click.pass_context
 def packs(ctx, show, check, n):
@@ -394,8 +506,9 @@ def packs(ctx, show, check, n):
         for name in builtin_names():
             p = load_pack(name)
             click.echo(f"{name:<10} {p.title} ({p.words} words, {len(p.beats)} beats) - {p.description}")
-        click.echo("\nUse --pack NAME or --pack PATH.toml with write and plan; `fabula packs --show NAME` describes one;"
-                   " `fabula packs new NAME` starts your own.")
+        click.echo(
+            "\nUse --pack NAME or --pack PATH.toml with write and plan; `fabula packs --show NAME` describes one; `fabula packs new NAME` starts your own."
+        )
         return
     p = load_pack(check or show)
     _describe(p)
@@ -409,8 +522,13 @@ def _describe(p) -> None:
     click.echo(f"{p.name}: {p.title} ({p.source}, digest {p.digest})")
     click.echo(f"  words {p.words} ({p.min_words}-{p.max_words}), mode {p.generation.mode}")
     for r in p.roles:
-        source = (f"{len(p.nationalities_for(r))} nationalities" if r.nationalities else f"Faker {r.locale}" if r.locale
-                  else f"{sum(p.grammar.count(x) for v in r.first_names.values() for x in v)} first names in the pack")  # grammar expansions
+        source = (
+            f"{len(p.nationalities_for(r))} nationalities"
+            if r.nationalities
+            else f"Faker {r.locale}"
+            if r.locale
+            else f"{sum(p.grammar.count(x) for v in r.first_names.values() for x in v)} first names in the pack"
+        )  # grammar expansions
         click.echo(f"  role {r.name}: {'/'.join(r.genders)}, names from {source}" + (f", traits {', '.join(r.traits)}" if r.traits else ""))
     g = p.grammar
     for slot, values in p.slots.items():
@@ -428,8 +546,10 @@ def _describe(p) -> None:
         click.echo(f"  grammar: {len(g.rules)} rules ({', '.join(g.rules)})")
     click.echo(f"  avoid: {len(p.avoid_phrases)} phrases, {len(p.avoid_names)} names")
     r0 = p.roles[0]
-    click.echo("  placeholders: " + ", ".join([f"{r0.name}.{f}" for f in sorted(CHARACTER_FIELDS | set(r0.traits))]
-                                              + [f"{r.name}.*" for r in p.roles[1:]] + list(p.slots)))
+    click.echo(
+        "  placeholders: "
+        + ", ".join([f"{r0.name}.{f}" for f in sorted(CHARACTER_FIELDS | set(r0.traits))] + [f"{r.name}.*" for r in p.roles[1:]] + list(p.slots))
+    )
 
 
 def _check(p, n: int) -> None:
@@ -442,8 +562,7 @@ def _check(p, n: int) -> None:
     g = p.grammar
     cast = math.prod(max(1, len(p.nationalities_for(r))) * len(r.genders) for r in p.roles)
     cards = cast * math.prod(len(v) for v in p.slots.values())
-    wordings = math.prod(sum(g.count(v) for v in (b.openers if p.generation.mode == "steer" and b.openers else b.variants))
-                         for b in p.beats)
+    wordings = math.prod(sum(g.count(v) for v in (b.openers if p.generation.mode == "steer" and b.openers else b.variants)) for b in p.beats)
     click.echo(f"  distinct cards: {_big(cards)} (nationalities, genders and slot values; names come on top)")
     click.echo(f"  wordings of one card's paragraphs ({p.generation.mode} mode): {_big(wordings)}")
     problems = Planner(p, 1, n).feasibility()
@@ -514,8 +633,13 @@ REPORT_ROWS = [
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Write a self-contained HTML report here.")
 @click.option("--first-words", type=click.IntRange(min=1), default=None, help="Measure only the first N words of each story (human references use 250).")
 @click.option("--no-semantic", is_flag=True, help="Skip the embedding metrics even when the semantic extra is installed.")
-@click.option("--reference", "reference", type=click.Path(exists=True, file_okay=False), default=None,
-              help="A folder of human-written stories to measure against: the first column, grey and dashed in the plots.")
+@click.option(
+    "--reference",
+    "reference",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A folder of human-written stories to measure against: the first column, grey and dashed in the plots.",
+)
 def report(folders, json_path, html_path, first_words, no_semantic, reference):
     """Measure the diversity of one or more folders of .txt stories, side by side.
 

@@ -123,13 +123,14 @@ def dataset_card(corpus, ds) -> str:
     models = sorted({m for m in ds["model"] if m})
     import datasets
 
-    features = [{"name": name, "dtype": feat.dtype} if isinstance(feat, datasets.Value) else {"name": name, "sequence": "string"}
-                for name, feat in ds.features.items()]  # (beats is the one list column)
+    features = [
+        {"name": name, "dtype": feat.dtype} if isinstance(feat, datasets.Value) else {"name": name, "sequence": "string"} for name, feat in ds.features.items()
+    ]  # (beats is the one list column)
     header = {
         "license": "other",
         "license_name": "model-terms",
         "license_details": "Stories written by " + ", ".join(models or ["a language model"]) + "; their use follows "
-                           "that model's terms" + (" (the Gemma Terms of Use)" if any("gemma" in m.lower() for m in models) else "") + ".",
+        "that model's terms" + (" (the Gemma Terms of Use)" if any("gemma" in m.lower() for m in models) else "") + ".",
         "language": ["en"],
         "size_categories": [_size_category(len(ds))],
         "task_categories": ["text-generation"],
@@ -137,9 +138,19 @@ def dataset_card(corpus, ds) -> str:
         "dataset_info": {"features": features, "splits": [{"name": "train", "num_examples": len(ds)}]},
     }
     yaml_text = _yaml(header)
-    rows_md = "\n".join(f"| {k} | {fig[k]:.3f} |" if isinstance(fig.get(k), float) else f"| {k} | {fig.get(k)} |"
-                        for k in ("stories", "words_mean", "compression_ratio", "self_repetition_4", "self_bleu_4",
-                                  "distinct_2", "near_duplicate_pairs", "stock_phrase_story_share"))
+    rows_md = "\n".join(
+        f"| {k} | {fig[k]:.3f} |" if isinstance(fig.get(k), float) else f"| {k} | {fig.get(k)} |"
+        for k in (
+            "stories",
+            "words_mean",
+            "compression_ratio",
+            "self_repetition_4",
+            "self_bleu_4",
+            "distinct_2",
+            "near_duplicate_pairs",
+            "stock_phrase_story_share",
+        )
+    )
     return (
         f"---\n{yaml_text}---\n\n# {corpus.path.name}\n\n"
         f"{len(ds)} short stories written with [fabula](https://pypi.org/project/fabula/) by "

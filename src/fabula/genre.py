@@ -33,8 +33,7 @@ ENCYCLOPEDIC = (
     r"\bis (?:best )?known (?:as|for)\b|\bis portrayed\b|\bwas portrayed\b|"
     r"\bmedia outlets?\b"
 )
-ENCYCLOPEDIC_NEEDLES = ("(", "born ", "published", "sell", "copies sold", "told ", "according to", "known ",
-                        "portrayed", "media outlet")
+ENCYCLOPEDIC_NEEDLES = ("(", "born ", "published", "sell", "copies sold", "told ", "according to", "known ", "portrayed", "media outlet")
 # An agency's own people and rooms are not its voice ("the Reuters correspondent").
 NOT_PRESS_VOICE = r"(?! (?:correspondent|man|office|bureau))"
 
@@ -66,8 +65,9 @@ class Genre:
             never=tuple(re.compile(p) for p in era.never),
             surname=re.compile(rf"[A-Z][^\W\d_]{{2,}}(?:{endings})") if endings else None,
             not_people=frozenset(people.not_people),
-            encyclopedic=Gated(re.compile(ENCYCLOPEDIC + (rf"|\b(?:{press})\b{NOT_PRESS_VOICE}" if press else "")),
-                               ENCYCLOPEDIC_NEEDLES + tuple(pack.press_agencies)),
+            encyclopedic=Gated(
+                re.compile(ENCYCLOPEDIC + (rf"|\b(?:{press})\b{NOT_PRESS_VOICE}" if press else "")), ENCYCLOPEDIC_NEEDLES + tuple(pack.press_agencies)
+            ),
             named=pack.named,
         )
         if len(_COMPILED) >= 64:

@@ -47,8 +47,8 @@ import numpy as np
 
 from fabula.checks import NearDuplicates
 from fabula.score import CommonGrams, NgramSet, gram_hashes
-from fabula.text import tokens
 from fabula.store import PLAN, TMP_SUFFIX
+from fabula.text import tokens
 
 INDEX = "index.npz"
 SIGNATURES = "index.signatures"
@@ -85,9 +85,16 @@ class Memory:
         self.unsaved += 1
 
     def _header(self) -> dict:
-        return {"version": VERSION, "stories": len(self.near), "ids": self.ids.hexdigest(), "minhash": self.near.minhash_scheme(),
-                "threshold": self.near.threshold, "ngram_bits": NgramSet.BITS, "count_bits": CommonGrams.BITS,
-                "limit": self.counts.limit}
+        return {
+            "version": VERSION,
+            "stories": len(self.near),
+            "ids": self.ids.hexdigest(),
+            "minhash": self.near.minhash_scheme(),
+            "threshold": self.near.threshold,
+            "ngram_bits": NgramSet.BITS,
+            "count_bits": CommonGrams.BITS,
+            "limit": self.counts.limit,
+        }
 
 
 def ban_limit(ban_common: float, n: int) -> int:
@@ -103,7 +110,7 @@ def open_memory(root: Path, records: list[dict], near_threshold: float, ban_comm
     if mem is None:
         mem = Memory(NearDuplicates(threshold=near_threshold), NgramSet(), CommonGrams(limit), ban=ban_common > 0)
     mem.ban = ban_common > 0
-    for r in records[mem.loaded:]:
+    for r in records[mem.loaded :]:
         mem.add(r["id"], (root / r["file"]).read_text(encoding="utf-8"))
         mem.read += 1
     return mem
@@ -179,7 +186,7 @@ STATE_FORMAT = 3  # Planner.state()'s layout; 2: tallies per role ("gender:hero"
 
 
 def _plan_tail(data: bytes, end: int) -> str:
-    return hashlib.sha256(data[max(0, end - PLAN_TAIL):end]).hexdigest()
+    return hashlib.sha256(data[max(0, end - PLAN_TAIL) : end]).hexdigest()
 
 
 def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
@@ -199,7 +206,7 @@ def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
     end = saved.get("plan_bytes", -1)
-    if not 0 <= end <= len(plan) or (end and plan[end - 1:end] != b"\n"):
+    if not 0 <= end <= len(plan) or (end and plan[end - 1 : end] != b"\n"):
         return None
     if saved.get("plan_tail") != _plan_tail(plan, end) or plan.count(b"\n", 0, end) != saved["state"]["counted"]:
         return None
@@ -240,9 +247,14 @@ def save(root: Path, mem: Memory, planner=None) -> None:
         for k, v in planner.arrays().items():
             extra.update(_sparse(f"planner_{k}", v))
     with open(tmp, "wb") as f:
-        np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                 **_sparse("ngram_bits", mem.corpus.bits), **_sparse("counts", mem.counts.counts),
-                 common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8), **extra)
+        np.savez(
+            f,
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            **_sparse("ngram_bits", mem.corpus.bits),
+            **_sparse("counts", mem.counts.counts),
+            common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8),
+            **extra,
+        )
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -14,16 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
-from fabula.backends.base import Backend
 from fabula import index
+from fabula.backends.base import Backend
 from fabula.checks import MARKUP, Check, compose, default_checks, run_checks, words
 from fabula.errors import FabulaError
 from fabula.genre import Genre
 from fabula.packs import Pack
 from fabula.plan import Planner
 from fabula.score import CommonGrams, NgramSet, Scorer
-from fabula.verify import quarantined_attempts
 from fabula.store import Store
+from fabula.verify import quarantined_attempts
 from fabula.write import StoryJob, WriteSettings
 
 
@@ -130,19 +130,23 @@ def write_corpus(
             draft = job.draft(backend.id, backend.model)
             verdicts = run_checks(draft.text, job.card, checks, near)
             if all(v.keep for v in verdicts):
-                rec = store.accept(jobs.next_index(), draft.text, {
-                    "card": job.card.to_dict(),
-                    "pack": {"name": pack.name, "digest": pack.digest},
-                    **backend.describe(),
-                    "sampling": draft.sampling,
-                    "seed": draft.seed,
-                    "attempt": draft.attempt,
-                    "words": len(words(draft.text)),
-                    "tokens": draft.tokens,
-                    "seconds": round(draft.seconds, 3),
-                    **({"best_of": settings.best_of, "picked": job.picked} if settings.best_of > 1 else {}),
-                    "checks": [v.to_dict() for v in verdicts],
-                })
+                rec = store.accept(
+                    jobs.next_index(),
+                    draft.text,
+                    {
+                        "card": job.card.to_dict(),
+                        "pack": {"name": pack.name, "digest": pack.digest},
+                        **backend.describe(),
+                        "sampling": draft.sampling,
+                        "seed": draft.seed,
+                        "attempt": draft.attempt,
+                        "words": len(words(draft.text)),
+                        "tokens": draft.tokens,
+                        "seconds": round(draft.seconds, 3),
+                        **({"best_of": settings.best_of, "picked": job.picked} if settings.best_of > 1 else {}),
+                        "checks": [v.to_dict() for v in verdicts],
+                    },
+                )
                 mem.add(rec["id"], draft.text)
                 if mem.unsaved >= index.SAVE_EVERY:
                     store.flush()  # the index holds committed stories only
@@ -162,11 +166,18 @@ def write_corpus(
                             "use --mode steer"
                         )
                 if job.attempt + 1 < max_attempts:
-                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common,
-                                               scorer=scorer))
+                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common, scorer=scorer))
                 else:
-                    store.reject({"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason,
-                                  "detail": bad.detail, "last_draft": draft.text, **backend.describe()})
+                    store.reject(
+                        {
+                            "card": job.card.to_dict(),
+                            "attempts": job.attempt + 1,
+                            "reason": bad.reason,
+                            "detail": bad.detail,
+                            "last_draft": draft.text,
+                            **backend.describe(),
+                        }
+                    )
                     summary.rejected += 1
                     if summary.rejected > give_up:
                         raise TooManyRejects(
@@ -193,8 +204,18 @@ class _Jobs:
     """The job stream a backend pulls from. Yields None when every remaining
     story is already in flight (a batching backend then waits for one to finish)."""
 
-    def __init__(self, store: Store, pack: Pack, seed: int, n: int, settings: WriteSettings, records: list[dict],
-                 corpus: NgramSet | None = None, common: CommonGrams | None = None, scorer: Scorer | None = None):
+    def __init__(
+        self,
+        store: Store,
+        pack: Pack,
+        seed: int,
+        n: int,
+        settings: WriteSettings,
+        records: list[dict],
+        corpus: NgramSet | None = None,
+        common: CommonGrams | None = None,
+        scorer: Scorer | None = None,
+    ):
         self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
         self.scorer = scorer or Scorer(genre=Genre.of(pack))
         # The planner's tallies come from index.npz where they still describe
@@ -237,8 +258,7 @@ class _Jobs:
                 else:
                     card = self.planner.next()
                     self.store.plan(card)
-                job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common,
-                               scorer=self.scorer)
+                job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common, scorer=self.scorer)
             elif self.in_flight == 0:
                 return
             else:

@@ -18,8 +18,6 @@ this keeps the words that carry them from repeating across the corpus.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import hashlib
 import math
 import random
@@ -27,6 +25,7 @@ import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 import jinja2
@@ -125,7 +124,7 @@ def _buckets(text: str) -> list[int]:
     """The bucket of each word 4-gram of ``text`` (crc32 of the lower-case gram:
     the same in every process, and fast on the planner's short strings)."""
     toks = tokens(text)
-    return [zlib.crc32(" ".join(toks[i:i + 4]).encode()) & (GRAM_BUCKETS - 1) for i in range(len(toks) - 3)]
+    return [zlib.crc32(" ".join(toks[i : i + 4]).encode()) & (GRAM_BUCKETS - 1) for i in range(len(toks) - 3)]
 
 
 class Planner:
@@ -152,8 +151,12 @@ class Planner:
         """Everything the cards planned so far left in the planner, as JSON
         data, less the two arrays (see arrays()): a 100,000-card plan resumes
         from it instead of re-counting every card (see fabula.index)."""
-        return {"tally": {k: dict(c) for k, c in self.tally.items()}, "next_id": self.next_id, "counted": self.counted,
-                "format": 3}  # fabula.index.STATE_FORMAT
+        return {
+            "tally": {k: dict(c) for k, c in self.tally.items()},
+            "next_id": self.next_id,
+            "counted": self.counted,
+            "format": 3,
+        }  # fabula.index.STATE_FORMAT
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"gram_counts": self.gram_counts, "names": self.names}
@@ -276,8 +279,7 @@ class Planner:
         for _ in range(NAME_DRAWS):
             first, last = self._name(role, locale, gender, rng)
             full = f"{first} {last}" if last else first
-            if not is_latin(full) or (last and self.name_taken(full)) or first in taken \
-                    or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
+            if not is_latin(full) or (last and self.name_taken(full)) or first in taken or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
                 best = (first, last)
@@ -287,8 +289,7 @@ class Planner:
         if best is None:
             raise RuntimeError(f"no unused name for the role {role.name!r} found in {NAME_DRAWS} draws")
         traits = {t: self._pick(rng, f"{t}:{role.name}", list(nat.traits[t])) for t in role.traits}  # evenness only
-        return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective if nat else "",
-                         locale=locale, traits=traits)
+        return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective if nat else "", locale=locale, traits=traits)
 
     def _name(self, role: Role, locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
         if locale:

@@ -31,8 +31,14 @@ class Character:
     def to_dict(self) -> dict[str, Any]:
         # As dataclasses.asdict gives it (fields in order, containers copied), a
         # tenth of its cost: a card is written twice a story.
-        return {"first": self.first, "last": self.last, "gender": self.gender, "nationality": self.nationality,
-                "locale": self.locale, "traits": dict(self.traits)}
+        return {
+            "first": self.first,
+            "last": self.last,
+            "gender": self.gender,
+            "nationality": self.nationality,
+            "locale": self.locale,
+            "traits": dict(self.traits),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Character":
@@ -71,12 +77,23 @@ class Card:
 
     def to_dict(self) -> dict[str, Any]:
         """As dataclasses.asdict gives it (a test holds them equal)."""
-        return {"id": self.id, "seed": self.seed, "pack": self.pack, "title": self.title,
-                "cast": {role: c.to_dict() for role, c in self.cast.items()},
-                "slots": dict(self.slots), "choices": dict(self.choices), "beats": list(self.beats),
-                "beat_variants": list(self.beat_variants), "notes": list(self.notes),
-                "anchors": [list(a) for a in self.anchors], "openers": list(self.openers),
-                "opener_variants": list(self.opener_variants), "voice": self.voice, "required": list(self.required)}
+        return {
+            "id": self.id,
+            "seed": self.seed,
+            "pack": self.pack,
+            "title": self.title,
+            "cast": {role: c.to_dict() for role, c in self.cast.items()},
+            "slots": dict(self.slots),
+            "choices": dict(self.choices),
+            "beats": list(self.beats),
+            "beat_variants": list(self.beat_variants),
+            "notes": list(self.notes),
+            "anchors": [list(a) for a in self.anchors],
+            "openers": list(self.openers),
+            "opener_variants": list(self.opener_variants),
+            "voice": self.voice,
+            "required": list(self.required),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Card":

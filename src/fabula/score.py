@@ -60,17 +60,27 @@ import numpy as np
 
 from fabula.genre import GENERIC, Genre
 from fabula.records import Card
-from fabula.text import (MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, Gated, gram_hash, grams, ngram_hashes,  # noqa: F401
-                         outside_dialogue, tokens, word_hashes, words)
+from fabula.text import MARKUP, META_GATED, PARAGRAPH_END, REPORTAGE, Gated, gram_hash, grams, ngram_hashes, outside_dialogue, tokens, word_hashes, words  # noqa: F401
 
 # Weights for choosing among candidates: a wrong person or a markup token ruins
 # a paragraph; a missing anchor is bad; a stray year is small.
-WEIGHTS = {"missing": 2.0, "stranger": 2.0, "pronoun": 1.0, "era": 1.0, "first-person": 1.5,
-           "reportage": 2.0, "encyclopedic": 2.0, "aside": 1.0, "trailing": 1.0, "markup": 3.0, "meta": 3.0, "unfinished": 3.0}
+WEIGHTS = {
+    "missing": 2.0,
+    "stranger": 2.0,
+    "pronoun": 1.0,
+    "era": 1.0,
+    "first-person": 1.5,
+    "reportage": 2.0,
+    "encyclopedic": 2.0,
+    "aside": 1.0,
+    "trailing": 1.0,
+    "markup": 3.0,
+    "meta": 3.0,
+    "unfinished": 3.0,
+}
 TERMS = tuple(WEIGHTS)
 
-META_EXTRA = Gated(re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE),
-                   ("the story", "this tale", "the author", "reader"))
+META_EXTRA = Gated(re.compile(r"\bthe story\b|this tale|\bthe author\b|\breaders?\b", re.IGNORECASE), ("the story", "this tale", "the author", "reader"))
 # The narrator addressing whoever reads ("as you can see here", in a 10-story
 # read of 4872449); only in the narration: a character may show another a seal.
 META_NARRATION = re.compile(r"\bas (?:you|we) (?:can|could|will|may|might) (?:see|imagine|guess)\b|\bdear reader\b", re.IGNORECASE)
@@ -88,11 +98,13 @@ CAPITAL = re.compile(r"\b([A-Z][a-zà-ÿ]{2,})\b(?!['’][a-z])")  # not "Don" o
 # that opens speech after a comma (said, "Wait here").
 SENTENCE_START = re.compile(r"(?:(?:^|[.!?…:;][\"'”’)]*)\s*[\"“‘(]?|,\s*[\"“‘])\s*$")
 # First names that are also everyday English words (or months): not strangers.
-NAME_WORDS = frozenset("Will May June April August Rose Grace Mark Bill Art Hope Faith Frank Dawn Page Ray Rich Victor "
-                       "Major Sunny Joy Iris Violet Ivy Lily Pearl Ruby Amber Olive Summer Autumn Forest River Stone "
-                       "Gale Chase Miles Wade Lane Dean Guy Earl Duke King Prince Baron Sterling Christian Angel "
-                       "Constance Prudence Patience Honor Liberty Justice Eve Carol Holly Daisy Heather Fern German Love "
-                       "Norman Roman Celestine Clement Ernest Florence Lorraine Marine Trinity Paris Sofia Victoria".split())
+NAME_WORDS = frozenset(
+    "Will May June April August Rose Grace Mark Bill Art Hope Faith Frank Dawn Page Ray Rich Victor "
+    "Major Sunny Joy Iris Violet Ivy Lily Pearl Ruby Amber Olive Summer Autumn Forest River Stone "
+    "Gale Chase Miles Wade Lane Dean Guy Earl Duke King Prince Baron Sterling Christian Angel "
+    "Constance Prudence Patience Honor Liberty Justice Eve Carol Holly Daisy Heather Fern German Love "
+    "Norman Roman Celestine Clement Ernest Florence Lorraine Marine Trinity Paris Sofia Victoria".split()
+)
 
 
 @dataclass
@@ -145,8 +157,7 @@ def per_card(table: dict, card: Card, compute):
 
 
 def _card_words(card: Card) -> frozenset[str]:
-    parts = [card.title, *(x for ch in card.cast.values() for x in (ch.full, ch.nationality, *ch.traits.values())),
-             *card.slots.values(), *card.beats]
+    parts = [card.title, *(x for ch in card.cast.values() for x in (ch.full, ch.nationality, *ch.traits.values())), *card.slots.values(), *card.beats]
     own = {x for p in parts for w in words(p) for x in (w, *w.split("-"))}  # Ernst-August is also Ernst
     # Names whole, as written: words() stops at letters outside Latin-1 and
     # Latin Extended-A (Azerbaijani ə of "Məmmədli").
@@ -186,17 +197,18 @@ def anchors(card: Card, paragraph: int) -> list[tuple[str, tuple[str, ...]]]:
     return out
 
 
-_STOP = set("a an the of to in on at by for with from and or but that this these those his her their its into over "
-            "under about after before one two three no not nothing every some any all him he she it was were had has "
-            "have be been who which what when where there here as than then".split())
+_STOP = set(
+    "a an the of to in on at by for with from and or but that this these those his her their its into over "
+    "under about after before one two three no not nothing every some any all him he she it was were had has "
+    "have be been who which what when where there here as than then".split()
+)
 
 
 def _content_words(text: str) -> list[str]:
     return [w for w in words(text) if len(w) > 3 and w.lower() not in _STOP]
 
 
-def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | None" = None,
-                    genre: Genre = GENERIC) -> Score:
+def score_paragraph(text: str, card: Card, paragraph: int, corpus: "NgramSet | None" = None, genre: Genre = GENERIC) -> Score:
     s = Score()
     low = text.lower()
     for label, alts in anchors(card, paragraph):
@@ -383,8 +395,12 @@ def misspelt(text: str, card: Card, own: set[str] | None = None) -> list[str]:
             continue
         for n in names:
             limit = 2 if len(n) >= 9 else 1
-            if _fold(w[0]).lower() == _fold(n[0]).lower() and abs(len(w) - len(n)) <= limit \
-                    and _fold(w).lower() != _fold(n).lower() and _edits(w.lower(), n.lower(), limit) <= limit:
+            if (
+                _fold(w[0]).lower() == _fold(n[0]).lower()
+                and abs(len(w) - len(n)) <= limit
+                and _fold(w).lower() != _fold(n).lower()
+                and _edits(w.lower(), n.lower(), limit) <= limit
+            ):
                 out.append(w)
                 break
     return out
@@ -501,7 +517,7 @@ class CommonGrams:
         self.counts[buckets] = np.minimum(self.counts[buckets].astype(np.int64) + times, 255).astype(np.uint8)
         hit = np.flatnonzero(self.counts[at] >= self.limit)
         if len(hit):
-            self.common.update(" ".join(toks[i:i + 4]) for i in first[hit].tolist())
+            self.common.update(" ".join(toks[i : i + 4]) for i in first[hit].tolist())
 
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story

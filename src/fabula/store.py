@@ -344,8 +344,7 @@ class Store:
             if twice or r["file"] not in self._files:  # repair()'s one listing of stories/, not 100,000 stats
                 what = "is recorded twice" if twice else f"has no file ({r['file']})"
                 raise StoreError(
-                    f"{self.root}: story {r.get('id')} {what}, so the corpus does not add up; "
-                    f"run `fabula verify {self.root} --repair`, then write again"
+                    f"{self.root}: story {r.get('id')} {what}, so the corpus does not add up; run `fabula verify {self.root} --repair`, then write again"
                 )
             ids.add(r.get("id"))
             indexes.add(r.get("index"))

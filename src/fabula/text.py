@@ -51,8 +51,19 @@ def word_hashes(toks: list[str]) -> np.ndarray:
 
 # One odd 64-bit multiplier per position in a gram (n <= 8), fixed forever:
 # changing them changes every saved index and every near-duplicate answer.
-_POSITION = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                      0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9], dtype=np.uint64)
+_POSITION = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+    ],
+    dtype=np.uint64,
+)
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -74,7 +85,7 @@ def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         h = hashes[:count] * _POSITION[0]
         for k in range(1, n):
-            h = h + hashes[k:k + count] * _POSITION[k]
+            h = h + hashes[k : k + count] * _POSITION[k]
         return _mix(h)
 
 
@@ -118,15 +129,46 @@ class Gated:
         return self.pattern.search(text) if self._may_match(text) else None
 
 
-META_GATED = Gated(META, (
-    "story", "originally published", "first published", "all rights reserved", "copyright", "chapter", "the end",
-    "read more", "click here", "subscribe", "http", "www.", ".com", ".org", ".net", "author", "note:", "title:",
-    "prompt:", "summary:", "**", "#", "[", "©", "continue reading", "to be continued", "book ", "part ", "kindle",
-    "paperback", "<", "(see"))
+META_GATED = Gated(
+    META,
+    (
+        "story",
+        "originally published",
+        "first published",
+        "all rights reserved",
+        "copyright",
+        "chapter",
+        "the end",
+        "read more",
+        "click here",
+        "subscribe",
+        "http",
+        "www.",
+        ".com",
+        ".org",
+        ".net",
+        "author",
+        "note:",
+        "title:",
+        "prompt:",
+        "summary:",
+        "**",
+        "#",
+        "[",
+        "©",
+        "continue reading",
+        "to be continued",
+        "book ",
+        "part ",
+        "kindle",
+        "paperback",
+        "<",
+        "(see",
+    ),
+)
 # Special tokens and markup a story never holds: <start_of_image>, <unused12>,
 # [multimodal], [Note: …], {{ … }}, table pipes.
 MARKUP = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\n]{0,80}\]|\{\{|\}\}|\|")
-
 
 
 # News-report voice instead of fiction: present-tense attribution ("she says
@@ -139,7 +181,6 @@ REPORTAGE = re.compile(
 
 # A paragraph ends as a sentence does (an opener the model never finished does not).
 PARAGRAPH_END = re.compile(r"[.!?…][\"'”’)]*\s*$")
-
 
 
 def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern | None:
@@ -210,4 +251,4 @@ def outside_dialogue(text: str) -> str:
 def grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
     """The word n-grams of ``text``, lower-case, as tuples."""
     toks = [w.lower() for w in words(text)]
-    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    return [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]

@@ -29,9 +29,22 @@ from pathlib import Path
 from typing import Any
 
 from fabula.errors import StoreError
-from fabula.store import (CORPUS, FAILED, MANIFEST, PLAN, QUARANTINE, QUARANTINE_LOG, REJECTS, STORIES, TMP_SUFFIX,
-                          append_line, read_jsonl, text_hash, write_atomic, writer_pid)
-
+from fabula.store import (
+    CORPUS,
+    FAILED,
+    MANIFEST,
+    PLAN,
+    QUARANTINE,
+    QUARANTINE_LOG,
+    REJECTS,
+    STORIES,
+    TMP_SUFFIX,
+    append_line,
+    read_jsonl,
+    text_hash,
+    write_atomic,
+    writer_pid,
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,7 @@ def _lines(path: Path) -> tuple[list[tuple[int, dict]], bool]:
     raw = path.read_bytes()
     torn = bool(raw) and not raw.endswith(b"\n")
     out = []
-    for i, line in enumerate(raw.decode("utf-8", "replace").split("\n")[: -1], 1):
+    for i, line in enumerate(raw.decode("utf-8", "replace").split("\n")[:-1], 1):
         if line.strip():
             try:
                 out.append((i, json.loads(line)))
@@ -141,8 +154,14 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
     # A writer at work: its temporary file, its story renamed into place but
     # not yet recorded, its record half appended are a commit in progress.
     moving = [f for f in faults if f.kind in ("temporary", "stray", "torn")]
-    return Check(stories=whole, records=len(records), files=files - sum(f.kind == "stray" for f in moving),
-                 faults=[f for f in faults if f not in moving], writer=writer, in_flight=moving)
+    return Check(
+        stories=whole,
+        records=len(records),
+        files=files - sum(f.kind == "stray" for f in moving),
+        faults=[f for f in faults if f not in moving],
+        writer=writer,
+        in_flight=moving,
+    )
 
 
 def repair(root: str | Path, check: Check) -> list[str]:
@@ -161,8 +180,7 @@ def repair(root: str | Path, check: Check) -> list[str]:
             dst = q / f"{src.stem}.{n}{src.suffix}"
             n += 1
         shutil.move(str(src), dst)
-        append_line(q / QUARANTINE_LOG, {"file": rel, "moved_to": f"{QUARANTINE}/{dst.name}", "reason": reason,
-                                         **({"record": record} if record else {})})
+        append_line(q / QUARANTINE_LOG, {"file": rel, "moved_to": f"{QUARANTINE}/{dst.name}", "reason": reason, **({"record": record} if record else {})})
         actions.append(f"moved {rel} to {QUARANTINE}/{dst.name} ({reason})")
 
     for name in (CORPUS, PLAN, REJECTS, FAILED):

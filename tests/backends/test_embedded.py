@@ -8,8 +8,10 @@ from fabula.errors import BackendError
 
 pytestmark = pytest.mark.model
 
-PROMPT = ("From a collection of literary short stories about former Cold War spies.\n\nThe Exchange\n\n"
-          "In 1994, Arnolds Balodis repaired pianos for churches and schools in Marseille, and nobody there knew that he had once served the KGB.")
+PROMPT = (
+    "From a collection of literary short stories about former Cold War spies.\n\nThe Exchange\n\n"
+    "In 1994, Arnolds Balodis repaired pianos for churches and schools in Marseille, and nobody there knew that he had once served the KGB."
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +52,11 @@ def test_common_grams_are_kept_out_while_sampling(model):
     req = Request(prompt=PROMPT, max_tokens=40, min_tokens=40, seed=1, temperature=0, repeat_penalty=1.0)
     greedy = model.complete(req)
     w = [x.lower() for x in words(greedy.text)]
-    grams = frozenset(" ".join(w[i:i + 4]) for i in range(2, 8))  # 4-grams the model certainly writes
+    grams = frozenset(" ".join(w[i : i + 4]) for i in range(2, 8))  # 4-grams the model certainly writes
     banned = model.complete(Request(**{**req.__dict__, "ban_grams": grams}))
     assert banned.backtracks >= 1
     b = [x.lower() for x in words(banned.text)]
-    assert not grams & {" ".join(b[i:i + 4]) for i in range(len(b) - 4)}  # the last word may still be open
+    assert not grams & {" ".join(b[i : i + 4]) for i in range(len(b) - 4)}  # the last word may still be open
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
@@ -115,7 +117,6 @@ def test_an_impossible_batch_is_refused_up_front():
 
 
 def test_special_tokens_are_never_sampled(model):
-    import ctypes
 
     L = model.L
     ids = []
@@ -162,7 +163,7 @@ def forced_gaps(be, prompt: str, text: str, stop_at_newline: bool = True) -> lis
         be._add(tok, pos, 0, pos >= len(head) - 1)
     assert L.llama_decode(be.ctx, be.lbatch) == 0
     gaps = []
-    for i, tok in enumerate(full[len(head):]):
+    for i, tok in enumerate(full[len(head) :]):
         row = np.array(be._logits(len(head) - 1 + i))  # by batch position
         row[be._never_np] = -np.inf
         row[be._no_end_np if stop_at_newline else be._eog_np] = -np.inf
@@ -217,8 +218,10 @@ def test_default_batch_and_best_of_are_deterministic_and_keep_banned_phrases_out
     lanes = DEFAULT_BATCH // DEFAULT_BEST_OF
 
     def run(ban=()):
-        jobs = [OneShot(Request(prompt=PROMPT, max_tokens=16, min_tokens=16, stop_at_newline=False, seed=s, temperature=1.0,
-                                n=DEFAULT_BEST_OF, ban=ban)) for s in range(2 * lanes)]
+        jobs = [
+            OneShot(Request(prompt=PROMPT, max_tokens=16, min_tokens=16, stop_at_newline=False, seed=s, temperature=1.0, n=DEFAULT_BEST_OF, ban=ban))
+            for s in range(2 * lanes)
+        ]
         list(be.run(iter(jobs)))
         return [c for j in jobs for c in j.result.candidates]
 

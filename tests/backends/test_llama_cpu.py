@@ -84,6 +84,7 @@ def _segfault_when(extra_crashes: bool, safe_crashes: bool):
 
     def cmd(model_path, threads, extra):
         return crash if (extra_crashes if extra else safe_crashes) else ok
+
     return cmd
 
 
@@ -136,9 +137,7 @@ def test_a_crash_in_the_cli_names_the_fix(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "from fabula.backends import llama_cpu\n"
-        "import sys\n"
-        "llama_cpu._probe_cmd = lambda *a: [sys.executable, '-c', 'import ctypes; ctypes.string_at(0)']\n"
+        "from fabula.backends import llama_cpu\nimport sys\nllama_cpu._probe_cmd = lambda *a: [sys.executable, '-c', 'import ctypes; ctypes.string_at(0)']\n"
     )
     env = {"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "XDG_CACHE_HOME": str(tmp_path / "c")}
     r = run_cli("write", "-n", "1", "--out", str(tmp_path / "out"), cwd=tmp_path, env=env)

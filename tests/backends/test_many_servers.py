@@ -26,8 +26,26 @@ def servers():
 
 
 def args(urls, out, n):
-    base = ["write", "-n", str(n), "--backend", "openai", "--model", "fabula-test", "--mode", "steer", "--words", str(WORDS),
-            "--best-of", "1", "--concurrency", "4", "--out", str(out), "-q"]
+    base = [
+        "write",
+        "-n",
+        str(n),
+        "--backend",
+        "openai",
+        "--model",
+        "fabula-test",
+        "--mode",
+        "steer",
+        "--words",
+        str(WORDS),
+        "--best-of",
+        "1",
+        "--concurrency",
+        "4",
+        "--out",
+        str(out),
+        "-q",
+    ]
     for u in urls:
         base += ["--base-url", u]
     return base
@@ -55,8 +73,7 @@ def test_requests_spread_over_the_live_servers_and_a_dead_url_is_one_warning(ser
 def test_a_server_stopped_mid_run_does_not_stop_the_run(servers, tmp_path):
     a, b = servers[0], LlamaServer(alias="fabula-test", threads=1)  # its own second server: this test stops it
     out = tmp_path / "c"
-    p = subprocess.Popen([sys.executable, "-m", "fabula", *args([a.url, b.url], out, 4)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-m", "fabula", *args([a.url, b.url], out, 4)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not ((out / "corpus.jsonl").exists() and (out / "corpus.jsonl").read_text().strip()):
         time.sleep(0.5)

@@ -3,7 +3,6 @@
 proxy that injects faults."""
 
 import json
-import os
 
 import pytest
 
@@ -28,8 +27,22 @@ def env(monkeypatch):
 
 
 def write(server_url, out, *extra, n=2):
-    return run_cli("write", "-n", str(n), "--backend", "openai", "--base-url", server_url, "--model", "fabula-test",
-                   "--api-key-env", "FABULA_TEST_KEY", "--out", str(out), *extra)
+    return run_cli(
+        "write",
+        "-n",
+        str(n),
+        "--backend",
+        "openai",
+        "--base-url",
+        server_url,
+        "--model",
+        "fabula-test",
+        "--api-key-env",
+        "FABULA_TEST_KEY",
+        "--out",
+        str(out),
+        *extra,
+    )
 
 
 def test_the_test_server_loads_the_model_into_no_amx_buffer(server):
@@ -73,7 +86,21 @@ def test_wrong_key_wrong_model_and_no_server_fail_before_any_story(server, env, 
     ]
     for i, (args, expect) in enumerate(cases):
         out = tmp_path / f"c{i}"
-        base = ["write", "-n", "1", "--backend", "openai", "--base-url", server.url, "--model", "fabula-test", "--api-key-env", "FABULA_TEST_KEY", "--out", str(out)]
+        base = [
+            "write",
+            "-n",
+            "1",
+            "--backend",
+            "openai",
+            "--base-url",
+            server.url,
+            "--model",
+            "fabula-test",
+            "--api-key-env",
+            "FABULA_TEST_KEY",
+            "--out",
+            str(out),
+        ]
         r = run_cli(*base, *args)
         assert r.returncode == 2 and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists()
@@ -86,8 +113,7 @@ def test_faults_are_retried_and_the_run_ends_with_exactly_n_stories(server, env,
     proxy = FaultProxy(server.url, share=0.3, stall=12.0)
     try:
         out = tmp_path / "faults"
-        r = write(proxy.url, out, "--mode", "beats", "--words", "250", "--concurrency", "2", "--timeout", "8",
-                  "--max-retries", "8", n=4)
+        r = write(proxy.url, out, "--mode", "beats", "--words", "250", "--concurrency", "2", "--timeout", "8", "--max-retries", "8", n=4)
     finally:
         proxy.stop()
     assert r.returncode == 0, r.stderr

@@ -57,8 +57,7 @@ class Servers:
         text = " " + filler(rng, int(body["max_tokens"] * 0.45))
         self.counts["passed"] += 1
         self.answered[root] += 1
-        return httpx.Response(200, json={"choices": [{"text": text, "finish_reason": "stop"}],
-                                         "usage": {"completion_tokens": len(text.split())}})
+        return httpx.Response(200, json={"choices": [{"text": text, "finish_reason": "stop"}], "usage": {"completion_tokens": len(text.split())}})
 
 
 def backend(servers, urls=(A,), **kw):
@@ -146,8 +145,7 @@ def test_the_key_goes_only_into_the_authorization_header(tmp_path, spy, monkeypa
     for path in store.root.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
-    refuse = OpenAIBackend(A, "m", api_key_env="FABULA_KEY",
-                           transport=httpx.MockTransport(lambda r: httpx.Response(401, json={"error": "bad key"})))
+    refuse = OpenAIBackend(A, "m", api_key_env="FABULA_KEY", transport=httpx.MockTransport(lambda r: httpx.Response(401, json={"error": "bad key"})))
     from fabula.errors import BackendError
 
     with pytest.raises(BackendError) as e:

@@ -28,8 +28,12 @@ def installed(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("plugin")
     src, target = work / "src", work / "site"
     shutil.copytree(PLUGIN, src)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-cache-dir", "--target", str(target), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-cache-dir", "--target", str(target), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert any(p.name.startswith("fabula_echo-") and p.suffix == ".dist-info" for p in target.iterdir())
     return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
 
@@ -86,8 +90,7 @@ def test_register_adds_a_name_and_a_factory_must_make_a_backend(tmp_path, monkey
     monkeypatch.setattr(fabula.backends, "_REGISTERED", {})  # this test's names only
     register("counting", lambda arg, **options: Counting())
     assert make_backend("counting").id == "counting"
-    assert fabula.Corpus(tmp_path / "c").write(1, backend="counting", seed=3, words=300, progress=False,
-                                                checks=lambda checks: checks[:1]).written == 1
+    assert fabula.Corpus(tmp_path / "c").write(1, backend="counting", seed=3, words=300, progress=False, checks=lambda checks: checks[:1]).written == 1
     register("broken", lambda arg, **options: "not a backend")
     with pytest.raises(BackendError, match="made a str, not a fabula Backend"):
         make_backend("broken")

@@ -11,8 +11,8 @@ import threading
 import time
 
 import pytest
-import ray  # the ray extra: make test installs it
 
+import ray  # the ray extra: make test installs it
 from tests.conftest import run_cli
 from tests.test_end_to_end import assert_valid_corpus
 
@@ -45,8 +45,7 @@ def assert_local_plan(out, seed: int, n: int) -> None:
     plan = [json.loads(x) for x in (out / "plan.jsonl").read_text().splitlines()]
     local = Planner(load_pack("spy"), seed, n)
     assert plan == [local.next().to_dict() for _ in plan]
-    done = [json.loads(x)["card"] for name in ("corpus.jsonl", "rejects.jsonl") if (out / name).exists()
-            for x in (out / name).read_text().splitlines()]
+    done = [json.loads(x)["card"] for name in ("corpus.jsonl", "rejects.jsonl") if (out / name).exists() for x in (out / name).read_text().splitlines()]
     assert sorted(c["id"] for c in done) == [c["id"] for c in plan]
 
 
@@ -82,8 +81,9 @@ def test_a_worker_killed_mid_run_costs_only_its_in_flight_paragraphs(tmp_path):
 
     t = threading.Thread(target=kill_worker_one, daemon=True)
     t.start()
-    summary = fabula.Corpus(out).write(N, seed=11, words=WORDS, best_of=1, backend=fabula.EmbeddedModel(threads=1),
-                                       executor=fabula.RayCluster(workers=2), progress=False)
+    summary = fabula.Corpus(out).write(
+        N, seed=11, words=WORDS, best_of=1, backend=fabula.EmbeddedModel(threads=1), executor=fabula.RayCluster(workers=2), progress=False
+    )
     t.join()
     assert killed, "the run ended before a story was committed"
     assert summary.written == N
@@ -116,8 +116,7 @@ def test_the_driver_killed_mid_run_resumes_to_exactly_n(tmp_path):
 
 def test_a_worker_that_cannot_load_the_model_fails_before_any_story(tmp_path):
     out = tmp_path / "c"
-    r = run_cli("write", "-n", "2", "--backend", f"gguf:{tmp_path / 'nowhere.gguf'}", "--executor", "ray", "--workers", "1",
-                "--out", str(out))
+    r = run_cli("write", "-n", "2", "--backend", f"gguf:{tmp_path / 'nowhere.gguf'}", "--executor", "ray", "--workers", "1", "--out", str(out))
     assert r.returncode != 0
     err = [x for x in r.stderr.splitlines() if x.startswith("fabula: error")]
     assert len(err) == 1 and "Ray worker 1 on node" in err[0] and "cannot load the model" in err[0], r.stderr

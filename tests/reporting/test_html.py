@@ -19,8 +19,16 @@ def chromium() -> str:
     return path
 
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_report_renders_in_headless_chromium_and_story_markup_is_inert(tmp_path):
@@ -64,8 +72,11 @@ def test_report_on_two_folders_draws_every_folder_and_logs_no_console_error(tmp_
         assert "tales" in svg and "humans" in svg  # every folder named in every plot
     assert "humans (reference)" in run.stdout
     png = tmp_path / "shot.png"
-    subprocess.run([chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={png}",
-                    "--window-size=1200,900", html.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={png}", "--window-size=1200,900", html.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     img = Image.open(png).convert("RGB")
     colours = img.getcolors(maxcolors=1 << 20)
     assert len(colours) > 50  # bars, text, antialiasing: a drawn page

@@ -12,12 +12,21 @@ def results(with_vectors: bool = False) -> list[dict]:
     def one(folder, n, spread, reference=False):
         v = rng.normal(size=(n, 8)) * spread + 1  # around one direction, tight or loose
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        return {"folder": folder, "_reference": reference, "_lengths": list(rng.integers(300, 500, n)),
-                "_vectors": v if with_vectors else None, "compression_ratio": 2.1 if reference else 2.6,
-                "self_repetition_4": 1.2, "self_bleu_4": 0.07, "distinct_2": 0.9, "mean_cosine": None,
-                "stock_phrases_per_1k_words": 0.0,
-                "recurrence": {"name": [{"value": "Natalia", "share": 0.67}]} if reference else
-                {"name": [{"value": "Hadija", "share": 0.02}], "city": [{"value": "Riga", "share": 0.1}]}}
+        return {
+            "folder": folder,
+            "_reference": reference,
+            "_lengths": list(rng.integers(300, 500, n)),
+            "_vectors": v if with_vectors else None,
+            "compression_ratio": 2.1 if reference else 2.6,
+            "self_repetition_4": 1.2,
+            "self_bleu_4": 0.07,
+            "distinct_2": 0.9,
+            "mean_cosine": None,
+            "stock_phrases_per_1k_words": 0.0,
+            "recurrence": {"name": [{"value": "Natalia", "share": 0.67}]}
+            if reference
+            else {"name": [{"value": "Hadija", "share": 0.02}], "city": [{"value": "Riga", "share": 0.1}]},
+        }
 
     return [one("/x/seeds", 3, 0.05, reference=True), one("/y/corpus", 40, 1.0)]
 

@@ -82,8 +82,10 @@ def _factory(name: str) -> Factory | None:
     try:
         return ep.load()  # type: ignore[attr-defined]
     except Exception as e:  # a broken plug-in names itself, not fabula
-        raise BackendError(f"backend plug-in {name!r} ({ep.value}) does not load: {e}; "  # type: ignore[attr-defined]
-                           "reinstall or fix that package") from None
+        raise BackendError(
+            f"backend plug-in {name!r} ({ep.value}) does not load: {e}; "  # type: ignore[attr-defined]
+            "reinstall or fix that package"
+        ) from None
 
 
 def make_backend(spec: str, **options) -> Backend:
@@ -97,7 +99,5 @@ def make_backend(spec: str, **options) -> Backend:
     else:
         backend = factory(arg if colon else None, **options)
     if not isinstance(backend, Backend):
-        raise BackendError(f"backend {name!r} made a {type(backend).__name__}, not a fabula Backend; "
-                           "its factory must return a fabula.backends.Backend")
+        raise BackendError(f"backend {name!r} made a {type(backend).__name__}, not a fabula Backend; its factory must return a fabula.backends.Backend")
     return backend
-

@@ -166,9 +166,15 @@ def merge(parts: list[Completion]) -> Completion:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
-    return Completion(text=first.text, tokens=sum(p.tokens for p in parts), seconds=max(p.seconds for p in parts),
-                      finish=first.finish, backtracks=sum(p.backtracks for p in parts),
-                      retries=sum(p.retries for p in parts), candidates=[p.text for p in parts])
+    return Completion(
+        text=first.text,
+        tokens=sum(p.tokens for p in parts),
+        seconds=max(p.seconds for p in parts),
+        finish=first.finish,
+        backtracks=sum(p.backtracks for p in parts),
+        retries=sum(p.retries for p in parts),
+        candidates=[p.text for p in parts],
+    )
 
 
 def now() -> float:

@@ -30,8 +30,8 @@ import numpy as np
 
 from fabula.backends import llama_cpu
 from fabula.backends.base import Backend, Completion, Job, JobSource, OneShot, Request, candidate_seed, merge, now
-from fabula.text import gram_hit, phrase_pattern
 from fabula.errors import BackendError, MissingDependency
+from fabula.text import gram_hit, phrase_pattern
 
 MAX_BACKTRACKS = 48  # per request; past it the text goes to the checks as it is
 TOP_K = 64  # candidates kept before top-p; bounds the sampler's work per token
@@ -122,8 +122,7 @@ class EmbeddedBackend(Backend):
 
     # -- loading -------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450,
-             prefix_words: int = 0) -> "EmbeddedBackend":
+    def load(cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450, prefix_words: int = 0) -> "EmbeddedBackend":
         """Load (once per process) a model for ``batch`` sequences of a story of
         ``words``, each prompt led by up to ``prefix_words`` (an exemplar)."""
         model_name = "gemma-3-270m-q4_k_m" if path is None else os.path.basename(path)
@@ -250,7 +249,7 @@ class EmbeddedBackend(Backend):
             raise BackendError(f"best of {k} needs --batch {k} or more (each candidate is one sequence of the batch)")
         # A lane is k sequences that sample k candidates of one request, each
         # in its own KV cells; the prompt is decoded once and copied.
-        lanes = [_Lane(slots=self.slots[i * k:(i + 1) * k]) for i in range(self.batch // k)]
+        lanes = [_Lane(slots=self.slots[i * k : (i + 1) * k]) for i in range(self.batch // k)]
         for lane in lanes:
             for j, slot in enumerate(lane.slots):
                 slot.lane, slot.cand = lane, j
@@ -341,8 +340,7 @@ class EmbeddedBackend(Backend):
         tokens = self.tokenize(req.prompt) if tokens is None else tokens
         if len(tokens) + req.max_tokens > self.ctx_per_seq:
             raise BackendError(
-                f"a prompt of {len(tokens)} tokens plus {req.max_tokens} new ones does not fit the {self.ctx_per_seq}-token "
-                "context per sequence; lower --words"
+                f"a prompt of {len(tokens)} tokens plus {req.max_tokens} new ones does not fit the {self.ctx_per_seq}-token context per sequence; lower --words"
             )
         # The sequence whose KV cells already hold the longest prefix decodes
         # the prompt (at least one token, for fresh logits); the others wait
@@ -408,7 +406,7 @@ class EmbeddedBackend(Backend):
         generated text and ban that token at that position."""
         upto = 0
         j = 0
-        for j, p in enumerate(slot.pieces):
+        for j, p in enumerate(slot.pieces):  # noqa: B007  (j is read after the loop)
             upto += len(p.decode("utf-8", "ignore"))
             if upto > char_start:
                 break

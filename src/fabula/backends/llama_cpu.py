@@ -136,7 +136,8 @@ def preflight(model_path: str, threads: int, fresh: bool = False) -> bool:
             warnings.warn(
                 f"llama.cpp crashed ({_signame(first)}) decoding with its optional CPU weight buffers on this CPU "
                 f"({cpu_model()}); fabula runs with them off ({SAFE_ENV}=1), which is safe but may be slower",
-                FabulaWarning, stacklevel=2,
+                FabulaWarning,
+                stacklevel=2,
             )
         extra = False
     if rc < 0:
@@ -149,8 +150,11 @@ def preflight(model_path: str, threads: int, fresh: bool = False) -> bool:
 
 def crash_message(rc: int, model_path: str) -> str:
     amx = "yes" if cpu_has_amx() else "no"
-    cause = ("its Intel AMX path (llama.cpp issue 20824) is the likely cause" if library_has_amx() and cpu_has_amx()
-             else "one of its optional CPU paths is the likely cause")
+    cause = (
+        "its Intel AMX path (llama.cpp issue 20824) is the likely cause"
+        if library_has_amx() and cpu_has_amx()
+        else "one of its optional CPU paths is the likely cause"
+    )
     return (
         f"llama.cpp crashed ({_signame(rc)}) on a test decode of {os.path.basename(model_path)} on this CPU "
         f"({cpu_model()}, AMX: {amx}) even with {SAFE_ENV}=1; {cause}: rebuild llama-cpp-python for a portable "
@@ -166,16 +170,14 @@ def _signame(rc: int) -> str:
 
 
 def _probe_cmd(model_path: str, threads: int, extra: bool) -> list[str]:
-    return [sys.executable, "-m", "fabula.backends.llama_cpu", "--probe", model_path,
-            "--threads", str(threads), "--extra-bufts", "1" if extra else "0"]
+    return [sys.executable, "-m", "fabula.backends.llama_cpu", "--probe", model_path, "--threads", str(threads), "--extra-bufts", "1" if extra else "0"]
 
 
 def _probe(model_path: str, threads: int, extra: bool) -> int:
     """The child's exit status: 0 decoded, > 0 failed cleanly, < 0 killed by that signal."""
     cmd = _probe_cmd(model_path, threads, extra)
     try:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=600).returncode
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600).returncode
     except subprocess.TimeoutExpired:
         return 1  # slow, not crashed: let the real load go ahead
 
@@ -243,8 +245,7 @@ def _cache_key(model_path: str, threads: int, extra: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m fabula.backends.llama_cpu", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m fabula.backends.llama_cpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check-build", action="store_true", help="exit 1 if the installed llama.cpp has AMX compiled in")
     ap.add_argument("--probe", metavar="MODEL", help="(internal) load MODEL and decode once")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)

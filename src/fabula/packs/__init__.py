@@ -179,15 +179,32 @@ def parse_pack(text: str, source: str = "<pack>") -> Pack:
     m = f.pack
     exemplar_names = tuple(n for e in f.exemplars for n in e.avoid if n not in f.avoid.names)
     return Pack(
-        name=m.name, title=m.title or m.name, description=m.description, words=m.words,
-        min_words=m.min_words or round(m.words * 0.78), max_words=m.max_words or round(m.words * 1.22), voice=m.voice,
-        generation=f.generation, caps=dict(f.caps), avoid_phrases=tuple(f.avoid.phrases),
-        avoid_names=tuple(f.avoid.names) + exemplar_names, roles=tuple(f.roles),
+        name=m.name,
+        title=m.title or m.name,
+        description=m.description,
+        words=m.words,
+        min_words=m.min_words or round(m.words * 0.78),
+        max_words=m.max_words or round(m.words * 1.22),
+        voice=m.voice,
+        generation=f.generation,
+        caps=dict(f.caps),
+        avoid_phrases=tuple(f.avoid.phrases),
+        avoid_names=tuple(f.avoid.names) + exemplar_names,
+        roles=tuple(f.roles),
         nationalities=tuple(n if n.adjective else n.model_copy(update={"adjective": n.key.title()}) for n in f.nationalities),
-        slots={k: tuple(v) for k, v in f.slots.items()}, beats=tuple(f.beats), titles=tuple(f.titles.variants),
-        exemplars=tuple(f.exemplars), required=tuple(f.checks.required), named=tuple(f.checks.named), era=f.era,
-        people=f.people, press_agencies=tuple(f.press.agencies), checks=f.checks,
-        stock_phrases=tuple(f.report.stock_phrases or f.avoid.phrases), grammar=grammar, source=source,
+        slots={k: tuple(v) for k, v in f.slots.items()},
+        beats=tuple(f.beats),
+        titles=tuple(f.titles.variants),
+        exemplars=tuple(f.exemplars),
+        required=tuple(f.checks.required),
+        named=tuple(f.checks.named),
+        era=f.era,
+        people=f.people,
+        press_agencies=tuple(f.press.agencies),
+        checks=f.checks,
+        stock_phrases=tuple(f.report.stock_phrases or f.avoid.phrases),
+        grammar=grammar,
+        source=source,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
 
@@ -210,7 +227,9 @@ def _check_cast(f: PackFile, w: _Where) -> None:
     keys = [n.key for n in f.nationalities]
     for i, n in enumerate(f.nationalities):
         if n.locale not in SUPPORTED_LOCALES:
-            raise w.err(("nationalities", i, "locale"), f"{n.locale!r} is not a name locale fabula supports", f"use one of: {', '.join(sorted(SUPPORTED_LOCALES))}")
+            raise w.err(
+                ("nationalities", i, "locale"), f"{n.locale!r} is not a name locale fabula supports", f"use one of: {', '.join(sorted(SUPPORTED_LOCALES))}"
+            )
         if keys.count(n.key) > 1:
             raise w.err(("nationalities", i, "key"), f"the key {n.key!r} is used twice", "give every nationality its own key")
         stray = next((x for x in n.roles or () if x not in roles), None)
@@ -265,8 +284,12 @@ def _check_template(src: str, allowed: dict[str, set[str]], loc: tuple, w: _Wher
             raise w.err(loc, f"unknown placeholder {{{{ {name} }}}}", f"use one of: {', '.join(allowed) or 'none here'}", src[:40])
     for node in ast.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.attr not in allowed.get(node.node.name, ()):
-            raise w.err(loc, f"unknown placeholder {{{{ {node.node.name}.{node.attr} }}}}",
-                        f"a character has: {', '.join(sorted(allowed.get(node.node.name, ())))}", src[:40])
+            raise w.err(
+                loc,
+                f"unknown placeholder {{{{ {node.node.name}.{node.attr} }}}}",
+                f"a character has: {', '.join(sorted(allowed.get(node.node.name, ())))}",
+                src[:40],
+            )
     for node in ast.find_all(nodes.Filter):
         if node.name not in ENV.filters:
             raise w.err(loc, f"unknown filter |{node.name}", "use a Jinja built-in filter such as capitalize, upper, lower, title", src[:40])

@@ -52,7 +52,7 @@ def _seq(src: str, i: int, top: bool) -> tuple[tuple[Part, ...], int]:
             end = src.find("}}", i)
             if end < 0:
                 raise GrammarError("a {{ has no closing }}")
-            buf.append(src[i:end + 2])
+            buf.append(src[i : end + 2])
             i = end + 2
         elif c == "[":
             if buf:
@@ -76,7 +76,7 @@ def _seq(src: str, i: int, top: bool) -> tuple[tuple[Part, ...], int]:
             break
         elif c == "#":
             end = src.find("#", i + 1)
-            name = src[i + 1:end] if end > 0 else ""
+            name = src[i + 1 : end] if end > 0 else ""
             if end < 0 or not name or not all(ch.isalnum() or ch == "_" for ch in name):
                 raise GrammarError("a # must enclose a rule name, as in #place#")
             if buf:

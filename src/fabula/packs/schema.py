@@ -75,11 +75,12 @@ class Role(Strict):
     def _one_source(self):
         given = [k for k in ("nationalities", "locale", "first_names") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"has {' and '.join(given) or 'no name source'}; give exactly one of nationalities = true, "
-                             'locale = "en_US" or first_names = { female = [...], male = [...] }')
+            raise ValueError(
+                f"has {' and '.join(given) or 'no name source'}; give exactly one of nationalities = true, "
+                'locale = "en_US" or first_names = { female = [...], male = [...] }'
+            )
         if self.first_names is not None and not set(self.genders) <= set(self.first_names):
-            raise ValueError(f"first_names has no list for {', '.join(sorted(set(self.genders) - set(self.first_names)))}; "
-                             "add one per gender in genders")
+            raise ValueError(f"first_names has no list for {', '.join(sorted(set(self.genders) - set(self.first_names)))}; add one per gender in genders")
         if self.traits and not self.nationalities:
             raise ValueError("has traits but no nationalities; traits are lists of a nationality")
         return self
@@ -219,6 +220,18 @@ class PackFile(Strict):
 
 
 # Which model a table's keys belong to (for "use one of: ..." in errors).
-TABLES = {"pack": Meta, "generation": Generation, "titles": Titles, "avoid": Avoid, "checks": Checks, "era": Era,
-          "people": People, "press": Press, "report": Report, "roles": Role,
-          "nationalities": Nationality, "beats": Beat, "exemplars": Exemplar}
+TABLES = {
+    "pack": Meta,
+    "generation": Generation,
+    "titles": Titles,
+    "avoid": Avoid,
+    "checks": Checks,
+    "era": Era,
+    "people": People,
+    "press": Press,
+    "report": Report,
+    "roles": Role,
+    "nationalities": Nationality,
+    "beats": Beat,
+    "exemplars": Exemplar,
+}

@@ -12,8 +12,9 @@ from fabula.reporting.metrics import measure, stock_ruler
 __all__ = ["measure", "measure_folders", "report"]
 
 
-def report(*paths: str | os.PathLike[str], first_words: int | None = None, semantic: bool = True,
-           reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+def report(
+    *paths: str | os.PathLike[str], first_words: int | None = None, semantic: bool = True, reference: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
     """The figures of `fabula report --json`, one dict per folder (a fabula
     corpus or any folder of .txt stories); ``reference`` (human-written
     stories) comes first, with ``"reference": true``."""
@@ -21,8 +22,7 @@ def report(*paths: str | os.PathLike[str], first_words: int | None = None, seman
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rs]
 
 
-def measure_folders(paths, first_words: int | None = None, semantic: bool = True,
-                    reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+def measure_folders(paths, first_words: int | None = None, semantic: bool = True, reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Every metric per folder, with the private keys the HTML report draws from."""
     paths = ([Path(reference)] if reference else []) + [Path(f) for f in paths if not reference or Path(f) != Path(reference)]
     if not paths:

@@ -9,7 +9,6 @@ import html
 from typing import Any
 
 
-
 def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
     e = html.escape
     from fabula.reporting import plots
@@ -48,8 +47,8 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
 .card{{color:#555;font-style:italic}}details{{margin:.3em 0}}section{{max-width:60em}}figure{{margin:1em 0}}figure svg{{max-width:100%;height:auto}}</style></head><body>
 <h1>fabula report</h1>
 <h2>Plots</h2>{figures}
-<h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>
-<h2>Reading pane</h2>{''.join(panes)}</body></html>
+<h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{"".join(body)}</table>
+<h2>Reading pane</h2>{"".join(panes)}</body></html>
 """
 
 

@@ -57,6 +57,8 @@ def stock_ruler(folders) -> tuple[str, tuple[str, ...]]:
             name = pack
             break
     return name, load_pack(name).stock_phrases
+
+
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zà-ÿ]+(?:-[A-Z][a-z]+)?)\b")
 # Capitalised words that are not names: sentence glue and demonyms.
 _COMMON_CAPS = set(
@@ -65,6 +67,8 @@ _COMMON_CAPS = set(
     "Russian Soviet Ukrainian Latvian Lithuanian Estonian Georgian Polish Czech Slovak Hungarian Romanian Bulgarian "
     "German English British American French Italian Spanish Swedish Finnish Dutch Turkish Western Eastern".split()
 )
+
+
 def _person_names() -> frozenset[str]:
     from fabula.score import NAME_WORDS, known_first_names
 
@@ -213,8 +217,9 @@ def _gram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def measure(folder: Path, first_words: int | None = None, semantic: bool = True, sample: int = READING_SAMPLE,
-            ruler: tuple[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+def measure(
+    folder: Path, first_words: int | None = None, semantic: bool = True, sample: int = READING_SAMPLE, ruler: tuple[str, tuple[str, ...]] | None = None
+) -> dict[str, Any]:
     """Every metric for one folder, in one streaming pass: memory grows with
     the number of distinct n-grams (8 bytes each), never with N²; self-BLEU,
     the semantic metrics and the reading pane use seeded samples.

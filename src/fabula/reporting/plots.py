@@ -35,15 +35,14 @@ LABEL_CHARS = 48  # a recurrence label longer than this is cut with an ellipsis
 
 
 def _rc() -> dict[str, Any]:
-    return {"svg.fonttype": "none", "svg.hashsalt": "fabula", "font.size": 9, "axes.titlesize": 10,
-            "axes.spines.top": False, "axes.spines.right": False}
+    return {"svg.fonttype": "none", "svg.hashsalt": "fabula", "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False}
 
 
 def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # inline: drop the XML prolog and doctype
+    return text[text.index("<svg") :]  # inline: drop the XML prolog and doctype
 
 
 def names(results: list[dict]) -> list[str]:
@@ -83,8 +82,16 @@ def lengths(results: list[dict]) -> str:
         ax = fig.add_subplot()
         for r, name, c in zip(results, names(results), colours(results)):
             x = np.asarray(r["_lengths"])
-            ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), histtype="step", linewidth=1.8, color=c,
-                    linestyle="--" if r.get("_reference") else "-", label=f"{name} (n={len(x)})")
+            ax.hist(
+                x,
+                bins=bins,
+                weights=np.full(len(x), 1 / len(x)),
+                histtype="step",
+                linewidth=1.8,
+                color=c,
+                linestyle="--" if r.get("_reference") else "-",
+                label=f"{name} (n={len(x)})",
+            )
         ax.set_xlabel("words per story")
         ax.set_ylabel("share of stories")
         ax.set_title("Story lengths")
@@ -178,10 +185,17 @@ def story_map(results: list[dict]) -> str:
         start = 0
         for r, name, c in have:
             n = len(r["_vectors"])
-            part = xy[start:start + n]
+            part = xy[start : start + n]
             start += n
-            ax.scatter(part[:, 0], part[:, 1], s=28 if r.get("_reference") else 14, color=c,
-                       marker="D" if r.get("_reference") else "o", alpha=0.8, label=f"{name} ({n})")
+            ax.scatter(
+                part[:, 0],
+                part[:, 1],
+                s=28 if r.get("_reference") else 14,
+                color=c,
+                marker="D" if r.get("_reference") else "o",
+                alpha=0.8,
+                label=f"{name} ({n})",
+            )
             cx, cy = part.mean(axis=0)
             spread = float(np.sqrt(((part - part.mean(axis=0)) ** 2).sum(axis=1).mean()))
             ax.annotate(f"{name}: spread {spread:.2f}", (cx, cy), fontsize=8, color=c)
