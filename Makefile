@@ -18,7 +18,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fabula-installed
 
-.PHONY: setup demo test chromium clean llama-cflags
+.PHONY: setup demo test lint chromium clean llama-cflags
 
 setup: $(STAMP)
 
@@ -44,8 +44,14 @@ demo: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest -q --durations=12
+
+# ruff (lint and format) and mypy, as `make test` runs them first; `ruff format src tests bench` fixes the layout.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 # The flags the llama.cpp build gets (tests/backends/test_llama_cpu.py checks them).
 llama-cflags:

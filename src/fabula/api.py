@@ -316,9 +316,11 @@ class Corpus:
                 max_retries=be_opts.max_retries,
             )
         owned = not isinstance(be_opts, Backend)  # a Backend the caller made is the caller's to close
+        be: Backend
         if isinstance(executor, RayCluster):
             from fabula.backends.ray_pool import RayBackend
 
+            assert isinstance(be_opts, EmbeddedModel)  # refused above otherwise
             be = RayBackend(path=be_opts.path, workers=executor.workers, address=executor.address, runtime_env=executor.runtime_env, **options)
         elif isinstance(be_opts, Backend):
             be = be_opts

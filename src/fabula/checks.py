@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -249,7 +249,7 @@ class NearDuplicates:
     keys: list = field(default_factory=list, repr=False)  # story ids, in insertion order
     _sigs: list = field(default_factory=list, repr=False)  # their signatures (uint32 arrays)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         from datasketch.lsh import _optimal_param
 
         self.b, self.r = _optimal_param(self.threshold, self.num_perm, 0.5, 0.5)
@@ -337,7 +337,8 @@ class NearDuplicates:
 class Check(Protocol):
     """What the pipeline runs on every draft: keep, or drop with a reason."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, text: str, card: Card) -> Verdict: ...
 
@@ -435,9 +436,6 @@ def as_check(check: Check | Callable[[str, Card], Any], name: str | None = None)
     return FunctionCheck(check, name or getattr(check, "__name__", "check").replace("_", "-"))
 
 
-SKIPPABLE = ("length", "adherence", "degeneration", "cast", "stock-phrases", "near-duplicate")
-
-
 def default_checks(pack: "Pack", lo: int, hi: int, avoid: Sequence[str] = (), genre: Genre | None = None) -> list[Check]:
     """The built-in checks a pack asks for, cheapest first, with its
     thresholds, less those it skips (``[checks]``); ``avoid``: the phrases
@@ -455,7 +453,7 @@ def default_checks(pack: "Pack", lo: int, hi: int, avoid: Sequence[str] = (), ge
     return [x for x in out if x.name not in c.skip]
 
 
-def compose(base: list[Check], checks: "Iterable[Check | Callable] | Callable[[list[Check]], Iterable[Check]] | None") -> list[Check]:
+def compose(base: list[Check], checks: Any) -> list[Check]:
     """The checks a run uses: ``base`` (default_checks), then ``checks``: a
     list is added after them; a function of the list returns the list to run
     (to drop, reorder or replace built-in checks)."""
@@ -463,11 +461,11 @@ def compose(base: list[Check], checks: "Iterable[Check | Callable] | Callable[[l
         return list(base)
     if callable(checks) and not hasattr(checks, "name"):
         if _takes_the_list(checks):
-            return [as_check(x) for x in checks(list(base))]  # type: ignore[call-arg]
+            return [as_check(x) for x in checks(list(base))]
         return list(base) + [as_check(checks)]  # one check function
     if hasattr(checks, "name"):
-        return list(base) + [as_check(checks)]  # type: ignore[arg-type]
-    return list(base) + [as_check(x) for x in checks]  # type: ignore[union-attr]
+        return list(base) + [as_check(checks)]
+    return list(base) + [as_check(x) for x in checks]
 
 
 def _takes_the_list(fn: Callable) -> bool:

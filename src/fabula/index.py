@@ -42,6 +42,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -234,27 +235,27 @@ def save(root: Path, mem: Memory, planner=None) -> None:
     last = new[-1:] if len(new) else None
     header = {**mem._header(), "last_signature": _last_signature(last) if last is not None else mem.last_signature}
     mem.last_signature = header["last_signature"]
-    extra = {}
+    extra: dict[str, Any] = {}
     if planner is not None:
-        data, size = b"", 0
+        plan_end, size = b"", 0
         if (root / PLAN).exists():
             with open(root / PLAN, "rb") as f:
                 size = f.seek(0, os.SEEK_END)
                 f.seek(max(0, size - PLAN_TAIL))
-                data = f.read()
-        saved = {"plan_bytes": size, "plan_tail": _plan_tail(data, len(data)), "state": planner.state()}
+                plan_end = f.read()
+        saved = {"plan_bytes": size, "plan_tail": _plan_tail(plan_end, len(plan_end)), "state": planner.state()}
         extra["planner"] = np.frombuffer(json.dumps(saved, ensure_ascii=False).encode(), dtype=np.uint8)
         for k, v in planner.arrays().items():
             extra.update(_sparse(f"planner_{k}", v))
     with open(tmp, "wb") as f:
-        np.savez(
-            f,
-            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        arrays: dict[str, Any] = {
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
             **_sparse("ngram_bits", mem.corpus.bits),
             **_sparse("counts", mem.counts.counts),
-            common=np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8),
+            "common": np.frombuffer("\n".join(sorted(mem.counts.common)).encode(), dtype=np.uint8),
             **extra,
-        )
+        }
+        np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -196,6 +196,7 @@ def transliterate(text: str, locale: str) -> str:
     for i, ch in enumerate(text):
         low = ch.lower()
         word_start = i == 0 or not text[i - 1].isalpha()
+        t: str | None
         if locale == "uk_UA" and word_start and low in _UK_INITIAL:
             t = _UK_INITIAL[low]  # Ukrainian 2010: word-initial є/ї/й/ю/я
         else:
@@ -264,21 +265,22 @@ def _gendered(locale: str, gender: str) -> tuple[tuple[str, ...], tuple[str, ...
         lasts = sorted({n if male else lithuanian_feminine(n) for n in Provider.last_names})
         return tuple(firsts), tuple(lasts)
     if locale == "pl_PL":
-        from faker.providers.person.pl_PL import Provider
+        from faker.providers.person.pl_PL import Provider as Polish
 
-        unisex = set(Provider.unisex_last_names)
+        unisex = set(Polish.unisex_last_names)
+        men: set[str] = set(Polish.male_last_names)
         if male:
-            lasts = set(Provider.male_last_names) | {n for n in unisex if not _polish_feminine(n, unisex)}
+            polish = men | {n for n in unisex if not _polish_feminine(n, unisex)}
         else:
-            lasts = {polish_feminine(n) for n in Provider.male_last_names} | {n for n in unisex if not _polish_masculine(n, unisex)}
-        return (), tuple(sorted(lasts))
+            polish = {polish_feminine(n) for n in men} | {n for n in unisex if not _polish_masculine(n, unisex)}
+        return (), tuple(sorted(polish))
     if locale == "bg_BG":
-        from faker.providers.person.bg_BG import Provider
+        from faker.providers.person.bg_BG import Provider as Bulgarian
 
         # Faker's men's list holds a few women's forms (Пройкова, Пеева).
         if male:
-            return (), tuple(n for n in Provider.last_names_male if not n.endswith(("ова", "ева", "ина")))
-        return (), tuple(Provider.last_names_female)
+            return (), tuple(n for n in Bulgarian.last_names_male if not n.endswith(("ова", "ева", "ина")))
+        return (), tuple(Bulgarian.last_names_female)
     raise KeyError(locale)
 
 

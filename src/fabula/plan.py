@@ -24,6 +24,7 @@ import random
 import re
 import zlib
 from collections import Counter
+from collections.abc import Set
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
@@ -139,7 +140,7 @@ class Planner:
         # whose bit is set is not given again; a shared bit only costs a draw).
         arrays = self.empty_arrays()
         self.gram_counts, self.names = arrays["gram_counts"], arrays["names"]
-        self._counts = memoryview(self.gram_counts)  # element access at Python speed (numpy's is 5x slower)
+        self._counts = memoryview(self.gram_counts)  # type: ignore[arg-type]  # element access at Python speed (numpy's is 5x slower)
         self.next_id = 0
         self.counted = 0  # cards counted: those of history, then each one next() plans
         for card in history:
@@ -176,7 +177,7 @@ class Planner:
         if arrays["gram_counts"].shape != p.gram_counts.shape or arrays["names"].shape != p.names.shape:
             raise ValueError("planner arrays of another size")
         p.gram_counts = arrays["gram_counts"].astype(np.uint32, copy=True)
-        p._counts = memoryview(p.gram_counts)
+        p._counts = memoryview(p.gram_counts)  # type: ignore[arg-type]
         p.names = arrays["names"].astype(np.uint8, copy=True)
         p.next_id, p.counted = state["next_id"], state["counted"]
         return p
@@ -262,7 +263,7 @@ class Planner:
     def _optional_cap(self, key: str) -> str | None:
         return key if key in self.pack.caps else None
 
-    def _character(self, rng: random.Random, role: Role, taken: set[str] = frozenset()) -> Character:
+    def _character(self, rng: random.Random, role: Role, taken: Set[str] = frozenset()) -> Character:
         """One person for ``role``; ``taken``: first names of the card's earlier roles
         (two Jeans in one story read as one person: seen in a noir card)."""
         nat = None
@@ -288,7 +289,7 @@ class Planner:
                 best = (first, last)
         if best is None:
             raise RuntimeError(f"no unused name for the role {role.name!r} found in {NAME_DRAWS} draws")
-        traits = {t: self._pick(rng, f"{t}:{role.name}", list(nat.traits[t])) for t in role.traits}  # evenness only
+        traits = {t: self._pick(rng, f"{t}:{role.name}", list(nat.traits[t])) for t in role.traits} if nat else {}  # evenness only
         return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective if nat else "", locale=locale, traits=traits)
 
     def _name(self, role: Role, locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
@@ -296,7 +297,8 @@ class Planner:
             first, last = draw_name(locale, gender, rng)
         else:  # the pack's own lists, whose items may use the grammar
             g = self.pack.grammar
-            first = _tidy(g.expand(rng.choice(role.first_names[gender]), rng))
+            assert role.first_names is not None  # the schema: exactly one name source
+            first = _tidy(g.expand(rng.choice(role.first_names[gender]), rng))  # type: ignore[index]
             last = _tidy(g.expand(rng.choice(role.last_names), rng)) if role.last_names else ""
         return first, last if role.surname else ""
 

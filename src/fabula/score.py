@@ -53,6 +53,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -358,7 +359,7 @@ def _starts_sentence(text: str, at: int) -> bool:
     return SENTENCE_START.search(text[a:at] if a == 0 else "x" + text[a:at]) is not None  # "x": no ^ mid-text
 
 
-def wrong_surnames(text: str, card: Card, own: set[str]) -> list[str]:
+def wrong_surnames(text: str, card: Card, own: AbstractSet[str]) -> list[str]:
     """A card character's first name followed by a capitalised word that is
     not on the card: a second surname, so a second person ("Validə Kets" for
     Validə Məmmədli, in a 10-story read)."""
@@ -381,17 +382,17 @@ _FIRST_THEN_CAPITAL: dict[int, tuple[Card, re.Pattern | None]] = {}
 NAME_LIKE = re.compile(r"\b([^\W\d_][^\W\d_'’-]{4,})\b")
 
 
-def misspelt(text: str, card: Card, own: set[str] | None = None) -> list[str]:
+def misspelt(text: str, card: Card, own: AbstractSet[str] | None = None) -> list[str]:
     """Capitalised words one edit from a card character's first or last name
     (two edits for names of 9 letters or more), not the name itself with or
     without accents: in the 40-story read, "Maglakelidze" for Maghlakelidze,
     "Shavaika" for Shvaika, "Yustim" for Yustym. A reader sees a second
     person, or a typo."""
     names = {n for ch in card.cast.values() for n in (ch.first, ch.last) if len(n) >= 5}
-    own = card_words(card) if own is None else own
+    known = card_words(card) if own is None else own
     out = []
     for w in NAME_LIKE.findall(text):
-        if not w[0].isupper() or w in own or _fold(w) in own:
+        if not w[0].isupper() or w in known or _fold(w) in known:
             continue
         for n in names:
             limit = 2 if len(n) >= 9 else 1

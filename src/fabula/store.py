@@ -339,9 +339,11 @@ class Store:
         """The cheap half of `fabula verify`: every record's file is there,
         once; else refuse rather than count stories that are not there."""
         ids, indexes = set(), set()
+        files = self._files
+        assert files is not None, "repair() lists the stories first"
         for r in self.heads():
             twice = r.get("id") in ids or r.get("index") in indexes
-            if twice or r["file"] not in self._files:  # repair()'s one listing of stories/, not 100,000 stats
+            if twice or r["file"] not in files:  # repair()'s one listing of stories/, not 100,000 stats
                 what = "is recorded twice" if twice else f"has no file ({r['file']})"
                 raise StoreError(
                     f"{self.root}: story {r.get('id')} {what}, so the corpus does not add up; run `fabula verify {self.root} --repair`, then write again"

@@ -220,7 +220,8 @@ class PhraseGate:
             if len(self._compiled) >= 256:
                 self._compiled.clear()
             self._compiled[maybe] = phrase_pattern(maybe)
-        return self._compiled[maybe].search(text)
+        pattern = self._compiled[maybe]
+        return pattern.search(text) if pattern is not None else None
 
 
 def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int = 4) -> int | None:

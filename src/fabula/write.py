@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from fabula.backends.base import Completion, Request
 from fabula.records import Card, Draft
@@ -118,7 +119,7 @@ class StoryJob:
         if self.done:
             return None
         s = self.settings
-        common = dict(
+        common: dict[str, Any] = dict(
             seed=derive_seed(self.seed, len(self.paragraphs)),
             temperature=s.temperature,
             top_p=s.top_p,

@@ -108,3 +108,11 @@ def test_the_most_common_name_is_a_person_not_a_place(tmp_path):
     m = measure(tmp_path, semantic=False)
     assert m["top_name"] == {"value": "Natalia", "share": round(2 / 3, 4)}
     assert "Tokyo" not in {x["value"] for x in m["recurrence"]["name"]}
+
+
+def test_a_pack_with_no_stock_phrases_is_measured_with_none(tmp_path):
+    from fabula.reporting.metrics import measure
+
+    (tmp_path / "a.txt").write_text("The rain-soaked dog slept by the stove.")
+    m = measure(tmp_path, semantic=False, ruler=("mine", ()))
+    assert m["stock_phrases_of"] == "mine" and m["stock_phrases_per_1k_words"] == 0.0

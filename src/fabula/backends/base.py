@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Iterable, Iterator, Protocol
+from typing import ClassVar, Generic, Iterable, Iterator, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ class Job(Protocol):
         """The backend gave up on the last request (transport faults past the retry budget)."""
 
 
+J = TypeVar("J", bound=Job)  # the jobs a run drives: it yields the same objects back
+
+
 @dataclass
 class Backend:
     """What every backend is and does. Only ``complete()`` must be written;
@@ -70,14 +73,15 @@ class Backend:
         """One request: its text (``request.n`` candidates: see split/merge)."""
         raise NotImplementedError
 
-    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+    def run(self, jobs: Iterable[J | None]) -> Iterator[J]:
         """Drive jobs to the end, yielding each when it is done. A job stream
         yields None when every remaining job waits on one in flight, which
         this one-at-a-time loop never has."""
         source = JobSource(jobs)
         while True:
             job = source.take()
-            if job is None and source.idle():  # nothing is ever in flight here
+            if job is None:
+                source.idle()  # nothing is ever in flight here: done, or a stalled stream
                 return
             while (req := job.request()) is not None:
                 job.feed(merge([self.complete(r) for r in split(req)]))
@@ -104,25 +108,25 @@ class Backend:
         self.close()
 
 
-class JobSource:
+class JobSource(Generic[J]):
     """The job stream as a scheduling loop pulls it: ``take()`` is the next
     job, or None when there is none to start now (every remaining one waits
     on a job in flight, or the stream is exhausted). When nothing is in
     flight, ``idle()`` says whether the stream is done, and a stream that
     waits with nothing in flight is a bug in its producer."""
 
-    def __init__(self, jobs: Iterable[Job | None]):
+    def __init__(self, jobs: Iterable[J | None]):
         self._it = iter(jobs)
         self.exhausted = False
 
-    def take(self) -> Job | None:
+    def take(self) -> J | None:
         if self.exhausted:
             return None
-        job = next(self._it, StopIteration)
-        if job is StopIteration:
+        try:
+            return next(self._it)
+        except StopIteration:
             self.exhausted = True
             return None
-        return job  # type: ignore[return-value]
 
     def idle(self) -> bool:
         """With no job in flight: True when the stream is done; raises when it stalls."""
@@ -136,7 +140,8 @@ class OneShot:
     the unit the benchmarks time."""
 
     def __init__(self, request: Request):
-        self._req, self.result = request, None
+        self._req = request
+        self.result: Completion | None = None
         self.error = ""
 
     def request(self) -> Request | None:

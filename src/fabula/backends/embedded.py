@@ -29,7 +29,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from fabula.backends import llama_cpu
-from fabula.backends.base import Backend, Completion, Job, JobSource, OneShot, Request, candidate_seed, merge, now
+from fabula.backends.base import Backend, Completion, J, Job, JobSource, OneShot, Request, candidate_seed, merge, now
 from fabula.errors import BackendError, MissingDependency
 from fabula.text import gram_hit, phrase_pattern
 
@@ -216,6 +216,7 @@ class EmbeddedBackend(Backend):
 
     def _sample(self, slot: _Slot, idx: int) -> int:
         req = slot.req
+        assert req is not None  # a slot samples only while it has a request
         banned = slot.bans.get(len(slot.gen))
         self._logits(idx)[self._never_np] = -np.inf
         if len(slot.gen) < req.min_tokens:
@@ -229,9 +230,11 @@ class EmbeddedBackend(Backend):
         box = OneShot(request)
         for _ in self.run([box]):
             pass
+        if box.result is None:
+            raise BackendError(f"the embedded engine gave no completion ({box.error or 'no reason'})")
         return box.result
 
-    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+    def run(self, jobs: Iterable[J | None]) -> Iterator[J]:
         source = JobSource(jobs)
         # Start from empty KV cells: the same jobs in the same order then give
         # the same batches, hence the same text, whatever ran before.
@@ -241,7 +244,8 @@ class EmbeddedBackend(Backend):
             slot.cells.clear()
             slot.req, slot.pending, slot.waiting = None, [], False
         first = source.take()
-        if first is None and source.idle():
+        if first is None:
+            source.idle()  # nothing in flight yet: the stream is done, or stalled
             return
         req0 = first.request()
         k = max(1, req0.n) if req0 is not None else 1
@@ -277,10 +281,11 @@ class EmbeddedBackend(Backend):
             rc = L.llama_decode(self.ctx, self.lbatch)
             if rc != 0:
                 raise BackendError(f"llama_decode failed (code {rc}); the context is full: lower --batch or --words")
-            done: list[Job] = []
+            done: list[J] = []
             for slot, idx in outputs:
                 if slot.fresh:  # the prompt is in: the other candidates start from a copy of it
                     slot.fresh = False
+                    assert slot.lane is not None
                     for other in slot.lane.slots:
                         if other.waiting:
                             L.llama_memory_seq_cp(self.mem, slot.seq, other.seq, -1, -1)
@@ -296,12 +301,14 @@ class EmbeddedBackend(Backend):
         if finished is None:
             return
         lane = slot.lane
+        assert lane is not None
         lane.results[slot.cand] = finished
         slot.req = None
         if any(r is None for r in lane.results):
             return
         job = lane.job
-        job.feed(merge(lane.results))
+        assert job is not None
+        job.feed(merge(lane.results))  # every result is in
         nxt = job.request()
         if nxt is not None:
             self._begin(lane, nxt)
@@ -370,6 +377,7 @@ class EmbeddedBackend(Backend):
     def _advance(self, slot: _Slot, tok: int, ban_re_cache: dict) -> Completion | None:
         """Take a sampled token; return the Completion when the request is done."""
         req = slot.req
+        assert req is not None
         if tok in self._eog:
             return self._finish(slot, "stop")
         piece = self.piece(tok)

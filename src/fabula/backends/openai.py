@@ -30,7 +30,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from fabula.backends.base import Backend, Completion, Job, JobSource, Request, merge, now, split
+from fabula.backends.base import Backend, Completion, J, JobSource, Request, merge, now, split
 from fabula.errors import BackendError, FabulaWarning, MissingDependency, UsageError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -142,8 +142,8 @@ class OpenAIBackend(Backend):
                 errors.append(e)
         if not live:
             raise errors[0]
-        for e in errors:
-            warnings.warn(f"skipping a server: {e}", FabulaWarning, stacklevel=2)
+        for error in errors:
+            warnings.warn(f"skipping a server: {error}", FabulaWarning, stacklevel=2)
         self.servers = live
         self.base_url = live[0].url
 
@@ -256,7 +256,7 @@ class OpenAIBackend(Backend):
                     await asyncio.sleep(self._delay(attempt, retry_after))
         raise RequestFailed(f"{last}, {self.max_retries} retries spent")
 
-    async def _drive(self, client, job: Job) -> Job:
+    async def _drive(self, client, job: J) -> J:
         try:
             while (req := job.request()) is not None:
                 parts = await asyncio.gather(*(self._complete(client, r) for r in split(req)))
@@ -266,12 +266,12 @@ class OpenAIBackend(Backend):
         return job
 
     # -- many jobs -----------------------------------------------------------------
-    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+    def run(self, jobs: Iterable[J | None]) -> Iterator[J]:
         httpx = _httpx()
         loop = asyncio.new_event_loop()
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         client = httpx.AsyncClient(timeout=self.timeout, limits=limits, transport=self.transport)
-        source, active = JobSource(jobs), set()
+        source, active = JobSource(jobs), set[asyncio.Task]()
         try:
             while True:
                 while len(active) < self.concurrency and (job := source.take()) is not None:

@@ -35,9 +35,9 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from fabula.backends.base import Backend, Completion, Job, JobSource, OneShot, Request
+from fabula.backends.base import Backend, Completion, J, Job, JobSource, OneShot, Request
 from fabula.errors import BackendError, MissingDependency, UsageError
 
 READY_TIMEOUT = 600.0  # seconds for every worker to load its model (a fresh node may build its preflight cache)
@@ -104,8 +104,8 @@ class Worker:
             if self.error:  # the engine stopped before it took this box
                 box.fail(self.error)
                 break
-        if box.error:
-            raise BackendError(box.error)
+        if box.error or box.result is None:
+            raise BackendError(box.error or "the engine gave no completion")
         return box.result
 
     def _source(self) -> Iterator[Job | None]:
@@ -152,7 +152,7 @@ class _Handle:
     """The driver's view of one worker."""
 
     number: int
-    actor: object
+    actor: Any  # a Ray actor handle
     node: str = ""
     pid: int = 0
     batch: int = 1
@@ -259,7 +259,7 @@ class RayBackend(Backend):
             h.batch = info["batch"]
 
     # -- many jobs -------------------------------------------------------------------
-    def run(self, jobs: Iterable[Job | None]) -> Iterator[Job]:
+    def run(self, jobs: Iterable[J | None]) -> Iterator[J]:
         ray = _ray()
         from ray.exceptions import RayActorError, RayTaskError
 

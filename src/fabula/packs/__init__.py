@@ -8,6 +8,7 @@ one line: the file, the TOML line, what is wrong and what to change.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ def builtin_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("fabula.packs").iterdir() if p.name.endswith(".toml"))
 
 
-def load_pack(name_or_path: str | Path) -> Pack:
+def load_pack(name_or_path: str | os.PathLike[str]) -> Pack:
     """Load a built-in pack by name, or a pack file by path."""
     text, source = _read(str(name_or_path))
     return parse_pack(text, source)
@@ -150,7 +151,7 @@ def _schema_error(e: pydantic.ValidationError, w: _Where) -> PackError:
     loc = tuple(s for s in err["loc"] if s != "[key]")  # pydantic's marker for a dict key (the key is the last step)
     kind, msg = err["type"], err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        model = TABLES.get(loc[0], PackFile) if len(loc) > 1 else PackFile
+        model: type[pydantic.BaseModel] = TABLES.get(str(loc[0]), PackFile) if len(loc) > 1 else PackFile
         return w.err(loc, "is not a known key", f"use one of: {', '.join(model.model_fields)}")
     if kind == "missing":
         return w.err(loc, "is missing", f"add {loc[-1]} = ... (see docs/packs.md)")
@@ -255,9 +256,9 @@ def _check_templates(f: PackFile, grammar: Grammar, w: _Where) -> None:
     """Every placeholder names a role (and a field it has) or a slot; every
     grammar reference names a rule. Slot values and name lists may use the
     roles; beats, notes and titles may use the roles and every slot."""
-    fields = {r.name: CHARACTER_FIELDS | set(r.traits) for r in f.roles}
-    every = {**fields, **{s: set() for s in f.slots}}
-    todo = [(("slots", k), v, fields) for k, vs in f.slots.items() for v in vs]
+    fields: dict[str, set[str]] = {r.name: set(CHARACTER_FIELDS) | set(r.traits) for r in f.roles}
+    every: dict[str, set[str]] = {**fields, **{s: set() for s in f.slots}}
+    todo: list[tuple[tuple, str, dict[str, set[str]]]] = [(("slots", k), v, fields) for k, vs in f.slots.items() for v in vs]
     todo += [(("titles", "variants"), v, every) for v in f.titles.variants]
     for i, r in enumerate(f.roles):
         todo += [(("roles", i, "first_names"), v, {}) for vs in (r.first_names or {}).values() for v in vs]
@@ -290,6 +291,6 @@ def _check_template(src: str, allowed: dict[str, set[str]], loc: tuple, w: _Wher
                 f"a character has: {', '.join(sorted(allowed.get(node.node.name, ())))}",
                 src[:40],
             )
-    for node in ast.find_all(nodes.Filter):
-        if node.name not in ENV.filters:
-            raise w.err(loc, f"unknown filter |{node.name}", "use a Jinja built-in filter such as capitalize, upper, lower, title", src[:40])
+    for filt in ast.find_all(nodes.Filter):
+        if filt.name not in ENV.filters:
+            raise w.err(loc, f"unknown filter |{filt.name}", "use a Jinja built-in filter such as capitalize, upper, lower, title", src[:40])

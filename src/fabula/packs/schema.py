@@ -220,7 +220,7 @@ class PackFile(Strict):
 
 
 # Which model a table's keys belong to (for "use one of: ..." in errors).
-TABLES = {
+TABLES: dict[str, type[BaseModel]] = {
     "pack": Meta,
     "generation": Generation,
     "titles": Titles,

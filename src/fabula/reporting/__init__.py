@@ -27,7 +27,7 @@ def measure_folders(paths, first_words: int | None = None, semantic: bool = True
     paths = ([Path(reference)] if reference else []) + [Path(f) for f in paths if not reference or Path(f) != Path(reference)]
     if not paths:
         raise UsageError("report needs at least one folder")
-    out = []
+    out: list[dict[str, Any]] = []
     ruler = stock_ruler(paths)
     for f in paths:
         r = measure(f, first_words=first_words, semantic=semantic, ruler=ruler)

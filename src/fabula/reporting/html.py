@@ -29,7 +29,7 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
     panes = []
     for r in results:
         stories = r["_reading"]  # all stories, or the seeded sample measure() kept
-        items = []
+        entries = []
         for s in stories:
             card = ""
             if s.card:
@@ -38,8 +38,8 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
                 where = ", ".join(x for x in (h.get("nationality", ""), c["slots"].get("city", "")) if x)
                 card = f"<p class=card>{e(c['title'])} - {e(h['first'])} {e(h['last'])}" + (f" ({e(where)})" if where else "") + "</p>"
             paras = "".join(f"<p>{e(p)}</p>" for p in s.text.split("\n\n") if p.strip())
-            items.append(f"<details><summary>{e(s.id)}</summary>{card}{paras}</details>")
-        panes.append(f"<section><h3>{e(r['folder'])}</h3>{''.join(items)}</section>")
+            entries.append(f"<details><summary>{e(s.id)}</summary>{card}{paras}</details>")
+        panes.append(f"<section><h3>{e(r['folder'])}</h3>{''.join(entries)}</section>")
     drawn = (plots.metrics(results), plots.lengths(results), plots.story_map(results), plots.recurrence(results))
     figures = "".join(f"<figure>{svg}</figure>" for svg in drawn if svg)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>fabula report</title>

@@ -194,7 +194,8 @@ class _Reservoir:
     """A seeded uniform sample of at most k items from a stream (Algorithm R)."""
 
     def __init__(self, k: int, seed: int = 0):
-        self.k, self.rng, self.items, self.seen = k, random.Random(seed), [], 0
+        self.k, self.rng, self.seen = k, random.Random(seed), 0
+        self.items: list = []
 
     def add(self, item) -> None:
         self.seen += 1
@@ -238,8 +239,8 @@ def measure(
     reading = _Reservoir(sample, seed=0)
     nd = NearDuplicates(threshold=0.5)
     near_pairs = 0
-    stock = phrase_pattern(ruler[1])
-    stock_hits, stock_stories, stock_per = 0, 0, Counter()
+    stock = phrase_pattern(ruler[1]) or re.compile(r"(?!)")  # no phrases: a pattern that never matches
+    stock_hits, stock_stories, stock_per = 0, 0, Counter[str]()
     rec: dict[str, Counter] = {}
     labels: dict[tuple[str, str], str] = {}
     all_cards = True

@@ -34,7 +34,7 @@ REFERENCE_GREY = "#8c8c8c"
 LABEL_CHARS = 48  # a recurrence label longer than this is cut with an ellipsis
 
 
-def _rc() -> dict[str, Any]:
+def _rc() -> Any:  # a dict of rcParams (matplotlib types its keys as a Literal)
     return {"svg.fonttype": "none", "svg.hashsalt": "fabula", "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False}
 
 
@@ -55,7 +55,7 @@ def names(results: list[dict]) -> list[str]:
 def colours(results: list[dict]) -> list[str]:
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"].colors
+    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     out, k = [], 0
     for r in results:
         if r.get("_reference"):
@@ -84,7 +84,7 @@ def lengths(results: list[dict]) -> str:
             x = np.asarray(r["_lengths"])
             ax.hist(
                 x,
-                bins=bins,
+                bins=bins.tolist(),
                 weights=np.full(len(x), 1 / len(x)),
                 histtype="step",
                 linewidth=1.8,
@@ -119,7 +119,7 @@ def metrics(results: list[dict]) -> str:
             ax.set_yticks(ys, labels)
             ax.invert_yaxis()
             for y, v in zip(ys, vals):
-                ax.text(v or 0, y, "  n/a" if v is None else f" {v:.3g}", va="center", fontsize=8)
+                ax.text(v or 0, float(y), "  n/a" if v is None else f" {v:.3g}", va="center", fontsize=8)
             for r, v in zip(results, vals):
                 if r.get("_reference") and v is not None:
                     ax.axvline(v, color=REFERENCE_GREY, linestyle="--", linewidth=1)
