@@ -138,6 +138,24 @@ def test_a_bad_check_or_scorer_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_the_api_checks_what_the_cli_checks_before_anything_is_written(tmp_path):
+    """Out-of-range options are one-line UsageErrors, not a run that records
+    temperature -1 or turns best_of 0 into 4 (fabula.config.resolve)."""
+    c = fabula.Corpus(tmp_path / "c")
+    for options, message in (
+        (dict(temperature=-1), "temperature = -1: use a value from 0 to 2"),
+        (dict(top_p=0), "top_p = 0: use a value above 0 and at most 1"),
+        (dict(repeat_penalty=0.5), "repeat_penalty = 0.5"),
+        (dict(best_of=0), "best_of = 0: use a whole number of 1 or more"),
+        (dict(max_attempts=0), "max_attempts = 0"),
+        (dict(words=0), "words = 0"),
+        (dict(ban_common=2), "ban_common = 2"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            c.write(1, backend="fake", progress=False, **options)
+    assert not (tmp_path / "c").exists()
+
+
 def test_a_python_writer_and_a_cli_writer_on_one_folder_at_once(tmp_path):
     out = tmp_path / "c"
     n = 120

@@ -23,105 +23,27 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator
 
-from fabula.backends.base import Backend
-from fabula.errors import UsageError
+from fabula.config import (  # noqa: F401  (the option objects are this module's API too)
+    DEFAULT_BAN_COMMON,
+    DEFAULT_BATCH,
+    DEFAULT_BEST_OF,
+    BackendLike,
+    EmbeddedModel,
+    FakeModel,
+    Plugin,
+    RayCluster,
+    Server,
+    WriteConfig,
+    as_backend,
+)
 from fabula.records import Card
 from fabula.reporting import measure_folders, report  # noqa: F401  (fabula.report; the CLI's report)
 
 log = logging.getLogger("fabula")
-
-DEFAULT_BATCH = 32  # sequences decoded together: on 2 cores B = 32 and 64 run 3 % faster than 16 (bench/embedded.py)
-# Best of 4 in steer and beats modes: on 16 stories (seed 1) the scorer's slips
-# fell from 3.38 per story at k = 1 (1.62 at k = 2) to 0.06, for 3.1x the time.
-# A server (where every candidate is paid for) and instruct mode (a chat model
-# writing whole stories) default to 1.
-DEFAULT_BEST_OF = 4
-DEFAULT_BAN_COMMON = 0.02  # share of the corpus; see score.CommonGrams and the README's diversity bench
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A local GGUF model run by llama.cpp in this process: the embedded Gemma 3
-    270M (``path=None``) or any GGUF file."""
-
-    path: str | None = None
-    threads: int | None = None  # CPU threads [all cores]
-    batch: int | None = None  # sequences decoded together [min(32, N x best_of)]
-
-    @property
-    def spec(self) -> str:
-        return "embedded" if self.path is None else f"gguf:{self.path}"
-
-
-@dataclass(frozen=True)
-class Server:
-    """An OpenAI-compatible server (vLLM, llama-server, Ollama, a hosted API),
-    or several serving the same model: ``base_url`` a list of API roots."""
-
-    base_url: str | tuple[str, ...]
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"  # the variable that holds the key; never stored
-    concurrency: int = 8
-    timeout: float = 120.0
-    max_retries: int = 6
-
-    spec = "openai"
-
-
-@dataclass(frozen=True)
-class FakeModel:
-    """Filler text, no model: for trying the pipeline and for tests."""
-
-    spec = "fake"
-
-
-@dataclass(frozen=True)
-class RayCluster:
-    """Run the embedded or GGUF model on Ray workers (`--executor ray`): each
-    worker is an actor that loads the model once and runs the batched engine
-    with the ``EmbeddedModel``'s threads and batch; this process keeps the
-    planner, the checks and the store."""
-
-    address: str | None = None  # None: start a local Ray; "auto": join the running cluster; or host:port
-    workers: int = 2
-    runtime_env: dict | None = None  # passed to ray.init, e.g. {"pip": ["fabula[ray]"]}
-
-
-@dataclass(frozen=True)
-class Plugin:
-    """A backend of another package (the ``fabula.backends`` entry point
-    group) or one ``fabula.backends.register`` added, by its spec: ``name`` or
-    ``name:ARG``."""
-
-    spec: str
-
-
-BackendLike = Union[str, EmbeddedModel, Server, FakeModel, Plugin, Backend]
-
-
-def as_backend(backend: BackendLike) -> EmbeddedModel | Server | FakeModel | Plugin | Backend:
-    """A backend option object from itself or a spec (embedded, gguf:PATH,
-    fake, a plug-in's name); a Backend instance is used as it is."""
-    from fabula.backends import backend_names
-
-    if isinstance(backend, (EmbeddedModel, Server, FakeModel, Plugin, Backend)):
-        return backend
-    if backend == "embedded":
-        return EmbeddedModel()
-    if isinstance(backend, str) and backend.startswith("gguf:"):
-        return EmbeddedModel(path=backend[len("gguf:") :])
-    if backend == "fake":
-        return FakeModel()
-    if backend == "openai":
-        raise UsageError("backend 'openai' needs a URL and a model: pass fabula.Server(base_url=..., model=...)")
-    if isinstance(backend, str) and backend.partition(":")[0] in backend_names():
-        return Plugin(backend)
-    names = ", ".join(n + (":PATH" if n == "gguf" else "") for n in backend_names())
-    raise UsageError(f"unknown backend {backend!r}; use one of: {names} (`fabula backends` lists them), or from Python a fabula.Server or a Backend instance")
 
 
 @dataclass(frozen=True)
@@ -241,98 +163,41 @@ class Corpus:
         objects), or a function of the pack's list that returns the list to
         run; ``scorer``: a ``fabula.score.Scorer`` with your own terms and
         weights for choosing among candidates."""
-        from fabula.backends import make_backend
-        from fabula.packs import load_pack
+        from fabula.config import resolve
+
+        cfg = resolve(
+            n,
+            pack=pack,
+            backend=backend,
+            seed=seed,
+            words=words,
+            mode=mode,
+            best_of=best_of,
+            temperature=temperature,
+            top_p=top_p,
+            repeat_penalty=repeat_penalty,
+            max_attempts=max_attempts,
+            avoid=avoid,
+            ban_common=ban_common,
+            exemplar=exemplar,
+            executor=executor,
+            checks=checks,
+            scorer=scorer,
+            warn=warn or log.warning,
+        )
+        return self._run(cfg, progress, on_story)
+
+    def _run(self, cfg: WriteConfig, progress: bool, on_story):
+        """A resolved write: the backend made, checked, run over the folder, closed."""
         from fabula.pipeline import write_corpus
-        from fabula.plan import Planner
         from fabula.store import Store
         from fabula.version import __version__
-        from fabula.write import WriteSettings
 
-        warn = warn or log.warning
-        if n < 1:
-            raise UsageError(f"n = {n}: a corpus holds at least 1 story")
-        be_opts = as_backend(backend)
-        if executor == "ray":
-            executor = RayCluster()
-        elif executor != "local" and not isinstance(executor, RayCluster):
-            raise UsageError(f"executor {executor!r}: use local or ray")
-        if isinstance(executor, RayCluster) and not isinstance(be_opts, EmbeddedModel):
-            raise UsageError("--executor ray runs the embedded or a gguf:PATH model on Ray workers; for model servers give --base-url once per server instead")
-        p = load_pack(pack)
-        g = p.generation
-        _check_plugins(checks, scorer)
-        phrases = list(p.avoid_phrases) + list(p.avoid_names) + [a for a in avoid if a.strip()]
-        ban = tuple(dict.fromkeys(x.strip().lower() for x in phrases))
-        local = isinstance(be_opts, (EmbeddedModel, FakeModel))
-        mode = mode or ("instruct" if isinstance(be_opts, Server) else g.mode)  # a plug-in: the pack's mode
-        if mode not in ("steer", "beats", "instruct"):
-            raise UsageError(f"mode {mode!r}: use steer, beats or instruct")
-        settings = WriteSettings(
-            words=words or p.words,
-            mode=mode,
-            frame=g.frame,
-            temperature=g.temperature if temperature is None else temperature,
-            top_p=g.top_p if top_p is None else top_p,
-            repeat_penalty=g.repeat_penalty if repeat_penalty is None else repeat_penalty,
-            ban=ban,
-            best_of=best_of or (DEFAULT_BEST_OF if mode != "instruct" and local else 1),
-            ban_common=ban_common,
-        )
-        if settings.mode in ("steer", "beats") and p.exemplars and exemplar:
-            settings = replace(settings, exemplars=tuple(e.block() for e in p.exemplars))
-        planner = Planner(p, seed, n)
-        for problem in planner.feasibility():
-            warn(problem)
-        if settings.mode in ("steer", "beats"):
-            lo, hi = p.word_range(settings.words)
-            card = planner.next()
-            pasted, what = (card.openers, "openers") if settings.mode == "steer" and card.openers else (card.beats, "beat sentences")
-            beat_words = len(" ".join(pasted).split())
-            if beat_words + 8 * len(p.beats) > hi:
-                raise UsageError(
-                    f"--words {settings.words} allows at most {hi} words, but the {what} of pack {p.name} alone take "
-                    f"about {beat_words}; use --words {int((beat_words + 25 * len(p.beats)) * settings.words / hi) + 1} or more"
-                )
-        options: dict[str, Any] = {}
-        if isinstance(be_opts, EmbeddedModel):
-            prefix_words = max((len(x.split()) for x in settings.exemplars), default=0)
-            k = settings.best_of
-            if be_opts.batch is not None and be_opts.batch < k:
-                raise UsageError(f"--batch {be_opts.batch} is smaller than --best-of {k}; each candidate takes one sequence: use --batch {k} or more")
-            # Lanes of k sequences: enough for every story to run at once, up to the default batch.
-            options.update(words=settings.words, prefix_words=prefix_words, batch=be_opts.batch or max(k, min(DEFAULT_BATCH, n * k) // k * k))
-            if be_opts.threads:
-                options["threads"] = be_opts.threads
-        elif isinstance(be_opts, Server):
-            if be_opts.api_key_env != "OPENAI_API_KEY" and not os.environ.get(be_opts.api_key_env):
-                raise UsageError(f"--api-key-env {be_opts.api_key_env}: that variable is not set; export it, or leave the option out for a server without keys")
-            options = dict(
-                base_url=be_opts.base_url,
-                model=be_opts.model,
-                api_key_env=be_opts.api_key_env,
-                concurrency=be_opts.concurrency,
-                timeout=be_opts.timeout,
-                max_retries=be_opts.max_retries,
-            )
-        owned = not isinstance(be_opts, Backend)  # a Backend the caller made is the caller's to close
-        be: Backend
-        if isinstance(executor, RayCluster):
-            from fabula.backends.ray_pool import RayBackend
-
-            assert isinstance(be_opts, EmbeddedModel)  # refused above otherwise
-            be = RayBackend(path=be_opts.path, workers=executor.workers, address=executor.address, runtime_env=executor.runtime_env, **options)
-        elif isinstance(be_opts, Backend):
-            be = be_opts
-        else:
-            be = make_backend(be_opts.spec, **options)  # before the folder: a bad backend leaves nothing behind
+        n = cfg.n
+        be, owned = cfg.open_backend()  # before the folder: a bad backend leaves nothing behind
         try:
-            if settings.mode == "instruct" and not be.chat:
-                raise UsageError(
-                    f"instruct mode needs a chat model; backend {be.id} writes in steer and beats modes only: use --mode steer or --backend openai"
-                )
             be.preflight()  # server there, key accepted, model served: before any story
-            store = Store.open(self.path, {"pack": p.name, "pack_digest": p.digest, "seed": seed, "fabula": __version__})
+            store = Store.open(self.path, cfg.manifest(__version__))
             bar = None
             if progress:
                 from tqdm.auto import tqdm
@@ -351,7 +216,17 @@ class Corpus:
 
             try:
                 summary = write_corpus(
-                    store, p, be, n, seed, settings, max_attempts or g.max_attempts, avoid=ban, on_story=on_story, checks=checks, scorer=scorer
+                    store,
+                    cfg.pack,
+                    be,
+                    n,
+                    cfg.seed,
+                    cfg.settings,
+                    cfg.max_attempts,
+                    avoid=cfg.settings.ban,
+                    on_story=on_story,
+                    checks=cfg.checks,
+                    scorer=cfg.scorer,
                 )
             except KeyboardInterrupt:
                 store.repair()  # a story caught between its file and its record is not kept
@@ -365,16 +240,3 @@ class Corpus:
         for line in summary.lines():
             log.info(line)
         return summary
-
-
-def _check_plugins(checks, scorer) -> None:
-    """A user's checks and scorer, refused before anything is written."""
-    from fabula.checks import compose
-    from fabula.score import Scorer
-
-    try:
-        compose([], checks)
-    except TypeError as e:
-        raise UsageError(f"checks: {e}") from None
-    if scorer is not None and not isinstance(scorer, Scorer):
-        raise UsageError(f"scorer {scorer!r}: give a fabula.score.Scorer (terms=[Term(...)], weights={{...}})")

@@ -16,11 +16,12 @@ from typing import Callable, Iterator
 
 from fabula import index
 from fabula.backends.base import Backend
-from fabula.checks import MARKUP, Check, compose, default_checks, run_checks, words
+from fabula.checks import MARKUP, Check, NearDuplicates, compose, default_checks, run_checks, words
 from fabula.errors import FabulaError
 from fabula.genre import Genre
 from fabula.packs import Pack
 from fabula.plan import Planner
+from fabula.records import Draft, Verdict
 from fabula.score import CommonGrams, NgramSet, Scorer
 from fabula.store import Store
 from fabula.verify import quarantined_attempts
@@ -99,105 +100,137 @@ def write_corpus(
         return summary
     lo, hi = pack.word_range(settings.words)
     genre = Genre.of(pack)
-    checks = compose(default_checks(pack, lo, hi, avoid, genre), checks)
     scorer = replace(scorer or Scorer(), genre=genre)
     # Near-duplicates, the scorer's novelty 4-grams and the common 4-grams that
     # sampling keeps out (those in ban_common of the target N, at least 2
     # stories) of every story kept: from DIR/index.npz, the rest from the texts.
     mem = index.open_memory(store.root, records, near_threshold, settings.ban_common, n)
     summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
-    corpus, common = mem.corpus, mem.common
-    near = None if "near-duplicate" in pack.checks.skip else mem.near
-    jobs = _Jobs(store, pack, seed, n, settings, records, corpus, common, scorer)
-    give_up = max(10, n)  # a run that rejects more cards than this is broken, not unlucky
+    jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer)
+    run = _Run(
+        store,
+        pack,
+        backend,
+        settings,
+        max_attempts,
+        compose(default_checks(pack, lo, hi, avoid, genre), checks),
+        None if "near-duplicate" in pack.checks.skip else mem.near,
+        mem,
+        jobs,
+        summary,
+    )
     store.group = COMMIT_GROUP
-    committed_before = store.committed
-
     try:
         for job in backend.run(jobs):
-            jobs.in_flight -= 1
-            summary.tokens += job.tokens
-            summary.retries += job.retries
-            summary.backtracks += job.backtracks
-            if job.error:
-                store.fail({"card": job.card.to_dict(), "attempt": job.attempt, "reason": job.error, **backend.describe()})
-                summary.failed += 1
-                jobs.failed += 1
-                summary.committed = store.committed - committed_before  # fail() flushed
-                if on_story:
-                    on_story(summary)
-                continue
-            draft = job.draft(backend.id, backend.model)
-            verdicts = run_checks(draft.text, job.card, checks, near)
-            if all(v.keep for v in verdicts):
-                rec = store.accept(
-                    jobs.next_index(),
-                    draft.text,
-                    {
-                        "card": job.card.to_dict(),
-                        "pack": {"name": pack.name, "digest": pack.digest},
-                        **backend.describe(),
-                        "sampling": draft.sampling,
-                        "seed": draft.seed,
-                        "attempt": draft.attempt,
-                        "words": len(words(draft.text)),
-                        "tokens": draft.tokens,
-                        "seconds": round(draft.seconds, 3),
-                        **({"best_of": settings.best_of, "picked": job.picked} if settings.best_of > 1 else {}),
-                        "checks": [v.to_dict() for v in verdicts],
-                    },
-                )
-                mem.add(rec["id"], draft.text)
-                if mem.unsaved >= index.SAVE_EVERY:
-                    store.flush()  # the index holds committed stories only
-                    index.save(store.root, mem, jobs.planner)
-                jobs.accepted += 1
-                summary.written += 1
-            else:
-                bad = verdicts[-1]
-                summary.dropped[bad.reason] += 1
-                debris = MARKUP.search(draft.text) if settings.mode == "instruct" else None
-                if debris:
-                    jobs.debris += 1
-                    if summary.written == 0 and jobs.debris >= DEBRIS_STOP:
-                        raise BaseModelInInstructMode(
-                            f"the first {jobs.debris} drafts from {backend.model} came back as chat-template debris or "
-                            f"markup (such as {debris.group(0)!r}); the model looks like a base model, not a chat model: "
-                            "use --mode steer"
-                        )
-                if job.attempt + 1 < max_attempts:
-                    jobs.retry.append(StoryJob(job.card, job.attempt + 1, settings, corpus=corpus, common=common, scorer=scorer))
-                else:
-                    store.reject(
-                        {
-                            "card": job.card.to_dict(),
-                            "attempts": job.attempt + 1,
-                            "reason": bad.reason,
-                            "detail": bad.detail,
-                            "last_draft": draft.text,
-                            **backend.describe(),
-                        }
-                    )
-                    summary.rejected += 1
-                    if summary.rejected > give_up:
-                        raise TooManyRejects(
-                            f"{summary.rejected} cards failed all {max_attempts} drafts (last: {bad.reason}, {bad.detail}); "
-                            f"see {store.root}/rejects.jsonl, then adjust --words or the pack's sampling settings"
-                        )
+            run.finished(job)
             summary.seconds = time.perf_counter() - t0
-            summary.committed = store.committed - committed_before
             if on_story:
                 on_story(summary)
     finally:
-        # Also on Ctrl-C and errors: a held story was checked and kept, and is whole.
-        store.flush()
-        store.group = 1
-        summary.committed = store.committed - committed_before
-        if mem.unsaved or mem.read:
-            index.save(store.root, mem, jobs.planner)  # holds committed stories only: after the flush
+        run.close()  # also on Ctrl-C and errors: a held story was checked and kept, and is whole
         summary.seconds = time.perf_counter() - t0
-        summary.servers = backend.usage()
     return summary
+
+
+@dataclass
+class _Run:
+    """One write's bookkeeping: what becomes of each finished job (kept,
+    dropped and drawn again, rejected, failed) and the run's counts."""
+
+    store: Store
+    pack: Pack
+    backend: Backend
+    settings: WriteSettings
+    max_attempts: int
+    checks: list[Check]
+    near: NearDuplicates | None
+    mem: index.Memory
+    jobs: _Jobs
+    summary: Summary
+    committed_before: int = -1
+
+    def __post_init__(self) -> None:
+        self.committed_before = self.store.committed
+        self.give_up = max(10, self.summary.target)  # a run that rejects more cards than this is broken, not unlucky
+
+    def finished(self, job: StoryJob) -> None:
+        s = self.summary
+        self.jobs.in_flight -= 1
+        s.tokens += job.tokens
+        s.retries += job.retries
+        s.backtracks += job.backtracks
+        if job.error:
+            self.store.fail({"card": job.card.to_dict(), "attempt": job.attempt, "reason": job.error, **self.backend.describe()})
+            s.failed += 1
+            self.jobs.failed += 1
+        else:
+            draft = job.draft(self.backend.id, self.backend.model)
+            verdicts = run_checks(draft.text, job.card, self.checks, self.near)
+            if all(v.keep for v in verdicts):
+                self.kept(job, draft, verdicts)
+            else:
+                self.dropped(job, draft, verdicts[-1])
+        s.committed = self.store.committed - self.committed_before
+
+    def kept(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> None:
+        rec = self.store.accept(self.jobs.next_index(), draft.text, self.record(job, draft, verdicts))
+        self.mem.add(rec["id"], draft.text)
+        if self.mem.unsaved >= index.SAVE_EVERY:
+            self.store.flush()  # the index holds committed stories only
+            index.save(self.store.root, self.mem, self.jobs.planner)
+        self.jobs.accepted += 1
+        self.summary.written += 1
+
+    def record(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> dict:
+        """A kept story's corpus.jsonl record (store.accept puts id, index and file first)."""
+        k = self.settings.best_of
+        return {
+            "card": job.card.to_dict(),
+            "pack": {"name": self.pack.name, "digest": self.pack.digest},
+            **self.backend.describe(),
+            "sampling": draft.sampling,
+            "seed": draft.seed,
+            "attempt": draft.attempt,
+            "words": len(words(draft.text)),
+            "tokens": draft.tokens,
+            "seconds": round(draft.seconds, 3),
+            **({"best_of": k, "picked": job.picked} if k > 1 else {}),
+            "checks": [v.to_dict() for v in verdicts],
+        }
+
+    def dropped(self, job: StoryJob, draft: Draft, bad: Verdict) -> None:
+        """A draft a check dropped: drawn again, or its card rejected after its last attempt."""
+        s, jobs = self.summary, self.jobs
+        s.dropped[bad.reason] += 1
+        debris = MARKUP.search(draft.text) if self.settings.mode == "instruct" else None
+        if debris:
+            jobs.debris += 1
+            if s.written == 0 and jobs.debris >= DEBRIS_STOP:
+                raise BaseModelInInstructMode(
+                    f"the first {jobs.debris} drafts from {self.backend.model} came back as chat-template debris or "
+                    f"markup (such as {debris.group(0)!r}); the model looks like a base model, not a chat model: "
+                    "use --mode steer"
+                )
+        if job.attempt + 1 < self.max_attempts:
+            jobs.retry.append(StoryJob(job.card, job.attempt + 1, self.settings, corpus=jobs.corpus, common=jobs.common, scorer=jobs.scorer))
+            return
+        reject = {"card": job.card.to_dict(), "attempts": job.attempt + 1, "reason": bad.reason, "detail": bad.detail, "last_draft": draft.text}
+        self.store.reject({**reject, **self.backend.describe()})
+        s.rejected += 1
+        if s.rejected > self.give_up:
+            raise TooManyRejects(
+                f"{s.rejected} cards failed all {self.max_attempts} drafts (last: {bad.reason}, {bad.detail}); "
+                f"see {self.store.root}/rejects.jsonl, then adjust --words or the pack's sampling settings"
+            )
+
+    def close(self) -> None:
+        """Commit what is held, save the index (committed stories only: after the flush)."""
+        self.store.flush()
+        self.store.group = 1
+        self.summary.committed = self.store.committed - self.committed_before
+        if self.mem.unsaved or self.mem.read:
+            index.save(self.store.root, self.mem, self.jobs.planner)
+        self.summary.servers = self.backend.usage()
 
 
 class _Jobs:

@@ -51,6 +51,15 @@ class WriteSettings:
         return {"temperature": self.temperature, "top_p": self.top_p, "repeat_penalty": self.repeat_penalty}
 
 
+def context_tokens(words: int, prefix_words: int = 0) -> int:
+    """Tokens one sequence needs to write a story of ``words`` whose prompts
+    are led by up to ``prefix_words`` (an exemplar): the frame, the exemplar,
+    the title, the whole story and one paragraph of slack, rounded up to 256
+    (at least 512). The one place a word budget becomes a context size."""
+    need = int((words * 1.5 + prefix_words) * TOKENS_PER_WORD) + 192
+    return max(512, -(-need // 256) * 256)
+
+
 def derive_seed(*parts: object) -> int:
     """A 31-bit seed from any parts; stable across processes and platforms."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()

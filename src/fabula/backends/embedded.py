@@ -32,6 +32,7 @@ from fabula.backends import llama_cpu
 from fabula.backends.base import Backend, Completion, J, Job, JobSource, OneShot, Request, candidate_seed, merge, now
 from fabula.errors import BackendError, MissingDependency
 from fabula.text import gram_hit, phrase_pattern
+from fabula.write import context_tokens
 
 MAX_BACKTRACKS = 48  # per request; past it the text goes to the checks as it is
 TOP_K = 64  # candidates kept before top-p; bounds the sampler's work per token
@@ -133,9 +134,7 @@ class EmbeddedBackend(Backend):
         threads = threads or os.cpu_count() or 1
         if not 1 <= batch <= 64:
             raise BackendError(f"--batch {batch} is out of range; use 1 to 64")
-        # Frame + exemplar + title + the whole story + one paragraph of slack, in tokens.
-        need = int((words * 1.5 + prefix_words) * 1.35) + 192
-        ctx_per_seq = max(512, -(-need // 256) * 256)
+        ctx_per_seq = context_tokens(words, prefix_words)
         key = (path, threads, batch, ctx_per_seq)
         if key not in _MODEL_CACHE:
             _MODEL_CACHE[key] = cls(path, model_name, threads, batch, ctx_per_seq)
