@@ -95,6 +95,8 @@ def test_library_errors_are_fabula_errors_never_exits(tmp_path):
         c.write(1, pack="nope", backend="fake", progress=False)
     with pytest.raises(UsageError, match="holds no .txt stories"):
         fabula.report(tmp_path)
+    with pytest.raises(UsageError, match="nope: no such folder"):
+        list(fabula.Corpus(tmp_path / "nope"))
     assert not (tmp_path / "c").exists()  # nothing written by a refused call
 
 

@@ -88,6 +88,35 @@ def test_each_fault_is_found_with_its_own_line_and_repair_then_write_makes_n_who
     assert run_cli("verify", str(corpus)).returncode == 0
 
 
+def test_a_story_that_is_not_utf8_is_a_fault_readers_skip_with_one_warning_and_repair_quarantines(corpus, tmp_path):
+    """One byte that is not UTF-8 appended to a story: verify names it
+    (undecodable), the report, export and the Corpus API leave it out with one
+    warning instead of a traceback, and --repair moves it to quarantine/."""
+    import warnings
+
+    import fabula
+
+    bad = files(corpus)[2]
+    with open(corpus / "stories" / bad, "ab") as f:
+        f.write(b"\xff")
+    r = run_cli("verify", str(corpus))
+    assert r.returncode == 1 and f"undecodable: stories/{bad}:3: the file is not UTF-8 text" in r.stdout, r.stdout
+    rep = run_cli("report", str(corpus), "--no-semantic", "--json", str(tmp_path / "r.json"))
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads((tmp_path / "r.json").read_text())[0]["stories"] == N - 1
+    assert sum("is not UTF-8 text" in line for line in rep.stderr.splitlines()) == 1 and "Traceback" not in rep.stderr
+    ex = run_cli("export", str(corpus), "--to", str(tmp_path / "c.jsonl"))
+    assert ex.returncode == 0 and len((tmp_path / "c.jsonl").read_text().splitlines()) == N - 1, ex.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning through the logger, not a Python warning
+        assert len(list(fabula.Corpus(corpus))) == N - 1
+    fix = run_cli("verify", str(corpus), "--repair")
+    assert fix.returncode == 0, fix.stdout + fix.stderr
+    assert (corpus / "quarantine" / bad).read_bytes().endswith(b"\xff")
+    assert run_cli("verify", str(corpus)).returncode == 0
+    assert run_cli(*WRITE, "--out", str(corpus)).returncode == 0 and len(fabula.Corpus(corpus)) == N
+
+
 def test_verify_of_a_folder_that_is_not_a_corpus_is_one_clear_line(tmp_path):
     r = run_cli("verify", str(tmp_path))
     assert r.returncode == 2

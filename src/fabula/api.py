@@ -40,7 +40,8 @@ from fabula.config import (  # noqa: F401  (the option objects are this module's
     WriteConfig,
     as_backend,
 )
-from fabula.records import Card
+from fabula.errors import UsageError
+from fabula.records import Card, Record
 from fabula.reporting import measure_folders, report  # noqa: F401  (fabula.report; the CLI's report)
 
 log = logging.getLogger("fabula")
@@ -54,7 +55,7 @@ class Story:
     index: int
     text: str
     card: Card
-    record: dict[str, Any]
+    record: Record  # its corpus.jsonl line
 
     @property
     def title(self) -> str:
@@ -71,20 +72,25 @@ class Corpus:
         return f"Corpus({str(self.path)!r})"
 
     # -- reading ---------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         """The records of the stories a reader sees: committed, file present, once."""
-        from fabula.store import CORPUS, read_jsonl
+        from fabula.store import visible_records
 
-        out, seen = [], set()
-        for r in read_jsonl(self.path / CORPUS):
-            if r["id"] not in seen and (self.path / r["file"]).is_file():
-                seen.add(r["id"])
-                out.append(r)
-        return out
+        self._exists()
+        return visible_records(self.path)
 
     def __iter__(self) -> Iterator[Story]:
-        for r in self.records():
-            yield Story(id=r["id"], index=r["index"], text=(self.path / r["file"]).read_text(encoding="utf-8"), card=Card.from_dict(r["card"]), record=r)
+        """Each story a reader sees, with its card and record; a story file
+        that is not UTF-8 text is left out with a warning (fabula.store.stories)."""
+        from fabula.store import stories
+
+        self._exists()
+        for r, text in stories(self.path):
+            yield Story(id=r["id"], index=r["index"], text=text, card=Card.from_dict(r["card"]), record=r)
+
+    def _exists(self) -> None:
+        if not self.path.is_dir():
+            raise UsageError(f"{self.path}: no such folder; give a corpus folder (`fabula write --out` makes one)")
 
     def __len__(self) -> int:
         return len(self.records())

@@ -48,7 +48,7 @@ import numpy as np
 
 from fabula.checks import NearDuplicates
 from fabula.score import CommonGrams, NgramSet, gram_hashes
-from fabula.store import PLAN, TMP_SUFFIX
+from fabula.store import PLAN, TMP_SUFFIX, read_story
 from fabula.text import tokens
 
 INDEX = "index.npz"
@@ -112,7 +112,7 @@ def open_memory(root: Path, records: list[dict], near_threshold: float, ban_comm
         mem = Memory(NearDuplicates(threshold=near_threshold), NgramSet(), CommonGrams(limit), ban=ban_common > 0)
     mem.ban = ban_common > 0
     for r in records[mem.loaded :]:
-        mem.add(r["id"], (root / r["file"]).read_text(encoding="utf-8"))
+        mem.add(r["id"], read_story(root, r))
         mem.read += 1
     return mem
 

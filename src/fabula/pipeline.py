@@ -12,7 +12,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from fabula import index
 from fabula.backends.base import Backend
@@ -181,8 +181,8 @@ class _Run:
         self.jobs.accepted += 1
         self.summary.written += 1
 
-    def record(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> dict:
-        """A kept story's corpus.jsonl record (store.accept puts id, index and file first)."""
+    def record(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> dict[str, Any]:
+        """A kept story's corpus.jsonl record (records.Record; store.accept puts id, index and file first)."""
         k = self.settings.best_of
         return {
             "card": job.card.to_dict(),

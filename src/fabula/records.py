@@ -8,7 +8,7 @@ through JSONL unchanged.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,26 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Record(TypedDict, total=False):
+    """One line of corpus.jsonl: a kept story (fabula.pipeline writes it;
+    fabula.store.iter_records is the one reader). Every key is always there
+    but best_of and picked (best of k > 1 only)."""
+
+    id: str  # NNN_<hash16>: the story's index and the hash of its text
+    index: int
+    file: str  # stories/<id>.txt, relative to the folder
+    card: dict[str, Any]  # Card.to_dict()
+    pack: dict[str, str]  # name, digest
+    backend: str
+    model: str
+    sampling: dict[str, float]
+    seed: int
+    attempt: int
+    words: int
+    tokens: int
+    seconds: float
+    best_of: int
+    picked: list[int]
+    checks: list[dict[str, Any]]  # Verdict.to_dict() of every check run

@@ -40,15 +40,16 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Mapping, cast
 
 from fabula.errors import StoreError
-from fabula.records import Card
+from fabula.records import Card, Record
 
 MANIFEST = "fabula.json"
 PLAN = "plan.jsonl"
@@ -192,6 +193,69 @@ def _loads(path: Path, i: int, line: bytes) -> dict[str, Any]:
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """Records of a JSONL file (a torn last line dropped; see _whole_lines)."""
     return [_loads(path, i, line) for i, line in enumerate(_whole_lines(path, repair), 1) if line.strip()]
+
+
+def scan_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """(line number, record) of every whole line of a JSONL file, and whether
+    its last line is torn: the one line reader (verify names lines by it)."""
+    if not path.exists():
+        return [], False
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")[:-1]
+    return [(i, _loads(path, i, line)) for i, line in enumerate(lines, 1) if line.strip()], bool(raw) and not raw.endswith(b"\n")
+
+
+def iter_records(root: Path) -> Iterator[Record]:
+    """The records of the stories a reader sees, streamed: committed (a torn
+    last line is not yet), file present, each once, in corpus.jsonl's order.
+    The Corpus API, the report and export read a folder through this; verify
+    reports what it leaves out."""
+    root = Path(root)
+    path, seen = root / CORPUS, set()
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            if not line.endswith(b"\n") or not line.strip():
+                continue
+            r = cast(Record, _loads(path, i, line))
+            if r["id"] not in seen and (root / r["file"]).is_file():
+                seen.add(r["id"])
+                yield r
+
+
+def visible_records(root: Path) -> list[Record]:
+    """iter_records, as a list."""
+    return list(iter_records(root))
+
+
+class Undecodable(StoreError):
+    """A story file that is not UTF-8 text (damaged, or edited with another encoding)."""
+
+
+def read_story(root: Path, record: Mapping[str, Any]) -> str:
+    """A recorded story's text; Undecodable (one line, with the way out) when
+    the file is not UTF-8 text."""
+    path = Path(root) / record["file"]
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Undecodable(
+            f"{path} is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r}); it is left out; "
+            f"`fabula verify --repair {root}` moves it to quarantine/ and the next write rewrites its card"
+        ) from None
+
+
+def stories(root: Path, warn: Callable[[str], None] | None = None) -> Iterator[tuple[Record, str]]:
+    """(record, text) of every story a reader sees (visible_records); a file
+    that is not UTF-8 text is skipped with one warning (``warn``, default: the
+    ``fabula`` logger)."""
+    for r in iter_records(root):
+        try:
+            yield r, read_story(root, r)
+        except Undecodable as e:
+            (warn or logging.getLogger("fabula").warning)(str(e))
 
 
 # The head of a corpus.jsonl line as append_line writes it (compact JSON, keys

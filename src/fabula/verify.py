@@ -5,6 +5,7 @@ fault, one ``Fault`` each:
 
 - ``missing``     a record whose story file is gone
 - ``edited``      a story file whose text no longer matches the hash in its name and record
+- ``undecodable`` a story file that is not UTF-8 text (damaged, or saved in another encoding)
 - ``duplicate``   a story id or index recorded twice
 - ``torn``        a last line of a JSONL file with no newline (a write was cut off)
 - ``unplanned``   a record whose card is not in plan.jsonl
@@ -39,8 +40,11 @@ from fabula.store import (
     REJECTS,
     STORIES,
     TMP_SUFFIX,
+    Undecodable,
     append_line,
     read_jsonl,
+    read_story,
+    scan_jsonl,
     text_hash,
     write_atomic,
     writer_pid,
@@ -69,22 +73,6 @@ class Check:
     in_flight: list[Fault] = field(default_factory=list)  # its uncommitted files: not faults while it runs
 
 
-def _lines(path: Path) -> tuple[list[tuple[int, dict]], bool]:
-    """(line number, record) of a JSONL file, and whether its last line is torn."""
-    if not path.exists():
-        return [], False
-    raw = path.read_bytes()
-    torn = bool(raw) and not raw.endswith(b"\n")
-    out = []
-    for i, line in enumerate(raw.decode("utf-8", "replace").split("\n")[:-1], 1):
-        if line.strip():
-            try:
-                out.append((i, json.loads(line)))
-            except json.JSONDecodeError:
-                raise StoreError(f"{path}, line {i}: not valid JSON; the file was edited by hand: restore it or move the folder aside") from None
-    return out, torn
-
-
 def verify(root: str | Path, hashes: bool = True) -> Check:
     """Every fault of the folder; ``hashes`` False skips reading the texts
     (the cheap check a writer runs when it opens the folder)."""
@@ -96,11 +84,11 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
     writer_before = writer_pid(root)
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     faults: list[Fault] = []
-    records, torn = _lines(root / CORPUS)
+    records, torn = scan_jsonl(root / CORPUS)
     if torn:
         faults.append(Fault("torn", CORPUS, "the last line has no newline: a write was cut off"))
     for name in (PLAN, REJECTS, FAILED):
-        if _lines(root / name)[1]:
+        if scan_jsonl(root / name)[1]:
             faults.append(Fault("torn", name, "the last line has no newline: a write was cut off"))
     planned = {c["id"] for c in read_jsonl(root / PLAN)}
     ids: Counter = Counter()
@@ -129,7 +117,11 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
             faults.append(Fault("missing", rel or CORPUS, f"story {r.get('id')} is recorded but its file is gone", line))
             continue
         if hashes:
-            h = text_hash(path.read_text(encoding="utf-8"))
+            try:
+                h = text_hash(read_story(root, r))
+            except Undecodable:
+                faults.append(Fault("undecodable", rel, "the file is not UTF-8 text (damaged, or saved in another encoding)", line))
+                continue
             if not str(r.get("id", "")).endswith("_" + h) or not path.stem.endswith("_" + h):
                 faults.append(Fault("edited", rel, "the text no longer matches the hash in its name and record (edited or damaged)", line))
                 continue
@@ -187,8 +179,8 @@ def repair(root: str | Path, check: Check) -> list[str]:
         if any(f.kind == "torn" and f.path == name for f in check.faults):
             read_jsonl(root / name, repair=True)
             actions.append(f"cut the torn last line of {name}")
-    drop = {f.line for f in check.faults if f.line and f.kind in ("duplicate", "missing", "edited", "unplanned", "other-pack")}
-    records, _ = _lines(root / CORPUS)
+    drop = {f.line for f in check.faults if f.line and f.kind in ("duplicate", "missing", "edited", "undecodable", "unplanned", "other-pack")}
+    records, _ = scan_jsonl(root / CORPUS)
     for line, r in records:
         if line not in drop:
             continue

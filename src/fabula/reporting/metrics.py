@@ -89,21 +89,14 @@ class Story:
 def iter_folder(folder: Path) -> Iterator[Story]:
     """Stories of a folder, one at a time: a fabula corpus (with cards, in
     index order) or any *.txt files (sorted by name)."""
+    from fabula.store import CORPUS, stories
+
     folder = Path(folder)
-    corpus = folder / "corpus.jsonl"
-    if corpus.exists():
-        seen: set[str] = set()
-        with open(corpus, encoding="utf-8") as f:
-            for line in f:
-                if line.endswith("\n"):  # a torn last line is not a story yet
-                    r = json.loads(line)
-                    path = folder / r["file"]
-                    # What a reader sees: a recorded story whose file is there,
-                    # once (`fabula report` warns when records say otherwise).
-                    if r["id"] in seen or not path.is_file():
-                        continue
-                    seen.add(r["id"])
-                    yield Story(r["id"], path.read_text(encoding="utf-8"), r.get("card"))
+    if (folder / CORPUS).exists():
+        # What a reader sees (fabula.store.stories: committed, file present,
+        # once, UTF-8); `fabula report` warns when records say otherwise.
+        for r, text in stories(folder):
+            yield Story(r["id"], text, r.get("card"))
         return
     files = sorted(folder.glob("*.txt")) or sorted(folder.glob("stories/*.txt"))
     for p in files:
