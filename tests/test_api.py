@@ -186,3 +186,25 @@ def test_report_puts_the_reference_first_and_marks_it(tmp_path):
     assert [(r["folder"], r["reference"]) for r in rs] == [(str(tmp_path / "humans"), True), (str(tmp_path / "ours"), False)]
     r = run_cli("report", str(tmp_path / "ours"), "--reference", str(tmp_path / "humans"), "--no-semantic")
     assert r.returncode == 0 and f"{tmp_path / 'humans'} (reference)" in r.stdout.splitlines()[0], r.stdout
+
+
+def test_a_resumed_run_with_other_settings_is_refused_unless_mixed(tmp_path):
+    """Only the pack name and seed were checked: an edited pack file, another
+    backend or model, another --words were appended silently."""
+    from fabula.backends.fake import FakeBackend
+
+    out = tmp_path / "c"
+    assert run_cli("write", "-n", "2", "--backend", "fake", "--seed", "4", "--words", "300", "--out", str(out), "-q").returncode == 0
+    before = (out / "corpus.jsonl").read_bytes()
+    r = run_cli("write", "-n", "3", "--backend", "fake", "--seed", "4", "--words", "320", "--out", str(out), "-q")
+    assert r.returncode == 2 and "was written with --words 300 (now 320)" in r.stderr and "--mixed" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and (out / "corpus.jsonl").read_bytes() == before  # nothing written
+    with pytest.raises(fabula.StoreError, match="model 'fake' \\(now 'fake-2'\\)"):
+        fabula.Corpus(out).write(3, backend=FakeBackend(model="fake-2"), seed=4, words=300, progress=False)
+    pack = tmp_path / "spy.toml"
+    pack.write_text((Path(fabula.__file__).parent / "packs" / "spy.toml").read_text() + "\n# edited\n")
+    r = run_cli("write", "-n", "3", "--backend", "fake", "--seed", "4", "--words", "300", "--pack", str(pack), "--out", str(out), "-q")
+    assert r.returncode == 2 and "the pack file of digest" in r.stderr, r.stderr
+    r = run_cli("write", "-n", "3", "--backend", "fake", "--seed", "4", "--words", "320", "--mixed", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert [x.record["target_words"] for x in fabula.Corpus(out)] == [300, 300, 320]

@@ -153,6 +153,7 @@ class Corpus:
         on_story=None,
         checks=None,
         scorer=None,
+        mixed: bool = False,
     ):
         """Continue the folder to ``n`` stories, with every guarantee of `fabula
         write` (one writer, resume, checks, rejects); returns the run's
@@ -168,7 +169,9 @@ class Corpus:
         ``(text, card) -> bool`` or ``(False, reason)``, or fabula.checks
         objects), or a function of the pack's list that returns the list to
         run; ``scorer``: a ``fabula.score.Scorer`` with your own terms and
-        weights for choosing among candidates."""
+        weights for choosing among candidates. A folder is continued only with
+        the pack file, backend, model and words it was written with, unless
+        ``mixed`` (each story's record keeps its own)."""
         from fabula.config import resolve
 
         cfg = resolve(
@@ -191,9 +194,9 @@ class Corpus:
             scorer=scorer,
             warn=warn or log.warning,
         )
-        return self._run(cfg, progress, on_story)
+        return self._run(cfg, progress, on_story, mixed)
 
-    def _run(self, cfg: WriteConfig, progress: bool, on_story):
+    def _run(self, cfg: WriteConfig, progress: bool, on_story, mixed: bool = False):
         """A resolved write: the backend made, checked, run over the folder, closed."""
         from fabula.pipeline import write_corpus
         from fabula.store import Store
@@ -203,7 +206,7 @@ class Corpus:
         be, owned = cfg.open_backend()  # before the folder: a bad backend leaves nothing behind
         try:
             be.preflight()  # server there, key accepted, model served: before any story
-            store = Store.open(self.path, cfg.manifest(__version__))
+            store = Store.open(self.path, cfg.manifest(__version__, be), mixed=mixed)
             bar = None
             if progress:
                 from tqdm.auto import tqdm

@@ -184,6 +184,11 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="openai backend: requests in flight.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True, help="openai backend: seconds per request.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=6, show_default=True, help="openai backend: retries per request.")
+@click.option(
+    "--mixed",
+    is_flag=True,
+    help="Continue a corpus although its pack file, backend, model or --words changed (each story's record keeps its own); without it such a run is refused.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def write(
     count,
@@ -213,6 +218,7 @@ def write(
     concurrency,
     timeout,
     max_retries,
+    mixed,
     quiet,
 ):
     """Write stories into a corpus folder until it holds N."""
@@ -266,6 +272,7 @@ def write(
             executor=executor,
             progress=not quiet,
             warn=lambda m: click.echo(f"fabula: warning: {m}", err=True),
+            mixed=mixed,
         )
     except KeyboardInterrupt:
         click.echo(f"fabula: interrupted; {len(corpus)} stories kept in {out}; run the same command to continue", err=True)

@@ -137,9 +137,18 @@ class WriteConfig:
     checks: Any = None  # fabula.checks.compose's second argument
     scorer: Any = None  # a fabula.score.Scorer, or None
 
-    def manifest(self, version: str) -> dict[str, Any]:
-        """What the corpus folder is opened with (fabula.json)."""
-        return {"pack": self.pack.name, "pack_digest": self.pack.digest, "seed": self.seed, "fabula": version}
+    def manifest(self, version: str, backend: Backend) -> dict[str, Any]:
+        """What the corpus folder is opened with (fabula.json): a resumed run
+        must match it (store.Store.open)."""
+        return {
+            "pack": self.pack.name,
+            "pack_digest": self.pack.digest,
+            "seed": self.seed,
+            "fabula": version,
+            "backend": backend.id,
+            "model": backend.model,
+            "words": self.settings.words,
+        }
 
     def open_backend(self) -> tuple[Backend, bool]:
         """(the backend, whether this write made it and so must close it)."""

@@ -194,6 +194,7 @@ class _Run:
             "words": len(words(draft.text)),
             "tokens": draft.tokens,
             "seconds": round(draft.seconds, 3),
+            "target_words": self.settings.words,
             **({"best_of": k, "picked": job.picked} if k > 1 else {}),
             "checks": [v.to_dict() for v in verdicts],
         }

@@ -150,6 +150,7 @@ class Record(TypedDict, total=False):
     words: int
     tokens: int
     seconds: float
+    target_words: int  # --words of the run that wrote it
     best_of: int
     picked: list[int]
     checks: list[dict[str, Any]]  # Verdict.to_dict() of every check run

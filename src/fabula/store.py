@@ -52,6 +52,9 @@ from fabula.errors import StoreError
 from fabula.records import Card, Record
 
 MANIFEST = "fabula.json"
+# What a resumed run must share with the folder unless it is told to mix
+# (manifest key -> how the refusal names it).
+SETTINGS = {"pack_digest": "the pack file of digest", "backend": "backend", "model": "model", "words": "--words"}
 PLAN = "plan.jsonl"
 CORPUS = "corpus.jsonl"
 REJECTS = "rejects.jsonl"
@@ -339,8 +342,11 @@ class Store:
 
     # -- opening -------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, manifest: dict[str, Any]) -> "Store":
-        """Create or reopen a corpus folder written with the same manifest."""
+    def open(cls, root: str | Path, manifest: dict[str, Any], mixed: bool = False) -> "Store":
+        """Create or reopen a corpus folder written with the same manifest:
+        the same pack and seed always; the same pack file (digest), backend,
+        model and target words unless ``mixed`` (then each story's record
+        keeps its own, and the manifest keeps the first run's)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a folder; choose another --out")
@@ -365,6 +371,18 @@ class Store:
                         f"{root} holds a corpus written with {key} {have.get(key)!r}, not {manifest.get(key)!r}; "
                         f"run with the same --{key} to continue it, or choose a new --out"
                     )
+            # Folders written before a key was recorded do not hold it: nothing to compare.
+            changed = [
+                f"{what} {have[key]!r} (now {manifest.get(key)!r})"
+                for key, what in SETTINGS.items()
+                if key in have and key in manifest and have[key] != manifest[key]
+            ]
+            if changed and not mixed:
+                unlock_folder(root)
+                raise StoreError(
+                    f"{root} was written with {', '.join(changed)}; continue with the same settings, choose a new --out, "
+                    "or pass --mixed (Corpus.write(mixed=True)) to go on with mixed settings, each story's record keeping its own"
+                )
         else:
             write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         store.stories_dir.mkdir(exist_ok=True)
