@@ -43,6 +43,29 @@ def test_bad_inputs_get_one_line_errors_and_exit_2(tmp_path):
     assert not any((tmp_path / d).exists() for d in "abcdefghij")
 
 
+def test_paths_the_system_refuses_are_one_line_and_exit_2(tmp_path):
+    """No traceback for a bad --out, --to, --json or --html (issue 26, rows 4
+    and 10); report checks its outputs before it measures."""
+    (tmp_path / "afile.txt").write_text("x")
+    corpus = tmp_path / "c"
+    assert run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--out", str(corpus), "-q").returncode == 0
+    cases = [
+        (("write", "-n", "1", "--backend", "fake", "--out", str(tmp_path / "afile.txt" / "sub"), "-q"), "not a directory"),
+        (("write", "-n", "1", "--backend", "fake", "--out", "/proc/fabula-test", "-q"), "/proc/fabula-test: no such file or directory"),
+        (("export", str(corpus), "--to", str(tmp_path / "no" / "x.parquet")), f"--to {tmp_path / 'no' / 'x.parquet'}: the folder"),
+        (("export", str(corpus), "--to", str(tmp_path / "out.csv")), "export writes a .parquet or .jsonl file"),
+        (("report", str(corpus), "--no-semantic", "--json", str(tmp_path / "no" / "r.json")), "does not exist"),
+        (("report", str(corpus), "--no-semantic", "--html", str(tmp_path / "no" / "r.html")), "does not exist"),
+    ]
+    for args, expect in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("fabula: error:") and expect in lines[0], (args, r.stderr)
+        assert "metric" not in r.stdout  # refused before the report was measured
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "no").exists()
+
+
 def test_continuing_with_another_seed_is_refused(tmp_path):
     out = tmp_path / "c"
     assert run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--out", str(out), "-q").returncode == 0

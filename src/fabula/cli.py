@@ -62,6 +62,19 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except FabulaError as e:
             _fail(e, e.exit_code)
+        except OSError as e:  # a path that cannot be made, read or written: the user's to change
+            _fail(UsageError(_os_error(e)))
+
+
+def _os_error(e: OSError) -> str:
+    """One line for a path the system refused: which path, why, what to do."""
+    from fabula.store import TMP_SUFFIX
+
+    name = str(e.filename).removesuffix(TMP_SUFFIX) if e.filename else ""
+    why = e.strerror or str(e)
+    if not name:  # pyarrow and others put the path in the message
+        return f"{why}; check the path: a folder that exists and that you may write to"
+    return f"{name}: {why.lower()}; choose a path in a folder that exists and that you may write to"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -344,9 +357,23 @@ def export(folder, to, fmt):
 
     if not (folder / MANIFEST).is_file():
         raise UsageError(f"{folder} is not a fabula corpus (no {MANIFEST}); give the folder `fabula write --out` wrote")
+    _check_target(to, "--to")
+    if fmt is None and to.suffix and to.suffix not in (".parquet", ".jsonl"):
+        raise UsageError(
+            f"--to {to}: export writes a .parquet or .jsonl file, or a folder for Hugging Face datasets; name it .parquet or .jsonl, or give --format"
+        )
     fmt = fmt or {".parquet": "parquet", ".jsonl": "jsonl"}.get(to.suffix, "hf")
     n = Corpus(folder).export(to, fmt)
     click.echo(f"exported {n} stories to {to} ({fmt})")
+
+
+def _check_target(path: Path, option: str) -> None:
+    """An output path the command can write: its folder exists and takes files."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: the folder {parent} cannot be written to; choose another path")
 
 
 def _warn_if_not_whole(folder: Path) -> None:
@@ -663,6 +690,9 @@ def report(folders, json_path, html_path, first_words, no_semantic, reference):
     from fabula.reporting import measure_folders
     from fabula.store import write_atomic
 
+    for path, option in ((json_path, "--json"), (html_path, "--html")):
+        if path:
+            _check_target(Path(path), option)  # before the measuring, not after it
     for f in ([reference] if reference else []) + list(folders):
         _warn_if_not_whole(Path(f))
     results = measure_folders(folders, first_words=first_words, semantic=not no_semantic, reference=reference)
