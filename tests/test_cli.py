@@ -141,3 +141,31 @@ def test_packs_new_writes_a_starter_pack_that_validates_and_writes_stories(tmp_p
     bad = run_cli("packs", "new", "Harbour Noir", "--dir", str(tmp_path))
     assert bad.returncode == 2 and "lower-case letters" in bad.stderr
     assert not (tmp_path / "Harbour Noir.toml").exists()
+
+
+def test_small_surprises_of_the_command_line(tmp_path):
+    """Issue 26, rows 6 and 11: `fabula` alone, -n below the corpus's size,
+    write --help's examples in order, the progress bar off a terminal."""
+    import re
+    import shlex
+
+    alone = run_cli()
+    assert alone.returncode == 0 and "Commands:" in alone.stdout
+
+    # write --help's examples that name no model, in order, on the fake backend: each must run.
+    help_text = run_cli("write", "--help").stdout
+    examples = [ln.split("#")[0].strip() for ln in help_text.splitlines() if ln.strip().startswith("fabula write")]
+    local = [shlex.split(e)[2:] for e in examples if "--backend" not in e and "--executor" not in e and "my_pack" not in e]
+    assert len(local) >= 3
+    for args in local:
+        r = run_cli("write", *args, "--backend", "fake", "-q", cwd=tmp_path)
+        assert r.returncode == 0, (args, r.stderr)
+
+    out = tmp_path / "corpus"  # the examples' folder, 50 stories by now
+    r = run_cli("write", "-n", "3", "--backend", "fake", "--out", str(out), "-q")
+    assert r.returncode == 0 and "already holds 50 stories (-n 3): nothing to write" in r.stdout, r.stdout
+
+    r = run_cli("write", "-n", "30", "--backend", "fake", "--words", "300", "--out", str(tmp_path / "bar"))
+    assert r.returncode == 0
+    assert len(re.split(r"[\r\n]+", r.stderr.strip())) <= 4, r.stderr  # not one progress line per story
+    assert "30/30" in r.stderr

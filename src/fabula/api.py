@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -211,7 +212,9 @@ class Corpus:
             if progress:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=n, initial=min(len(store.heads()), n), unit="story", dynamic_ncols=True)
+                # Off a terminal (a log file, CI) a line every 30 s, not one per story.
+                interval = 0.1 if sys.stderr.isatty() else 30.0
+                bar = tqdm(total=n, initial=min(len(store.heads()), n), unit="story", dynamic_ncols=True, mininterval=interval)
 
             user_hook = on_story
 
@@ -221,7 +224,7 @@ class Corpus:
                 if bar is not None:
                     bar.n = min(s.already + s.committed, n)  # what is on disk for good
                     bar.set_postfix_str(f"{s.tokens_per_second:.1f} tok/s, dropped {sum(s.dropped.values())}", refresh=False)
-                    bar.refresh()
+                    bar.update(0)  # redrawn at most every mininterval
 
             try:
                 summary = write_corpus(
@@ -242,6 +245,7 @@ class Corpus:
                 raise
             finally:
                 if bar is not None:
+                    bar.n = min(len(store.heads()), n)  # what is on disk for good, now that all is flushed
                     bar.close()
         finally:
             if owned:

@@ -24,7 +24,7 @@ from fabula.version import __version__
 EPILOG_WRITE = """\b
 Examples:
   fabula write -n 3 --out corpus                 # 3 spy stories, embedded model
-  fabula write -n 50 --out corpus --seed 7       # same folder, same seed: extends to 50
+  fabula write -n 50 --out corpus                # the same folder again: extends it to 50
   fabula write -n 10 --pack bedtime --out bedtime  # built-in packs: spy, bedtime, noir, outpost (fabula packs)
   fabula write -n 5 --pack my_pack.toml --words 300 --out westerns
   fabula write -n 20 --backend gguf:/models/qwen.gguf --out corpus2
@@ -77,15 +77,18 @@ def _os_error(e: OSError) -> str:
     return f"{name}: {why.lower()}; choose a path in a folder that exists and that you may write to"
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="fabula")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """fabula writes corpora of short fiction with language models, and keeps
     them diverse: every story is planned as a card, the planner steers the
     corpus away from repeats, and `fabula report` measures the result.
 
     Start with `fabula write -n 3 --out corpus`, then `fabula report corpus`.
     """
+    if ctx.invoked_subcommand is None:  # `fabula` alone: the help, and success
+        click.echo(ctx.get_help())
 
 
 def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
@@ -115,7 +118,12 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
     show_default=True,
     help="embedded | gguf:PATH | openai (with --base-url and --model) | fake | an installed plug-in's name (`fabula backends` lists them).",
 )
-@click.option("--words", type=click.IntRange(min=40), default=None, help="Target length in words [default: the pack's, 450 for spy].")
+@click.option(
+    "--words",
+    type=click.IntRange(min=40),
+    default=None,
+    help="Target length in words [default: the pack's, 450 for spy]; a pack's openers need room (spy: about 230 or more).",
+)
 @click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Sampling temperature [default: the pack's].")
 @click.option("--top-p", type=click.FloatRange(0.01, 1), default=None, help="Nucleus sampling mass [default: the pack's].")
 @click.option("--repeat-penalty", type=click.FloatRange(1, 2), default=None, help="Penalty on recently used tokens [default: the pack's].")

@@ -51,6 +51,8 @@ class Summary:
 
     def lines(self) -> list[str]:
         total = self.already + self.written
+        if self.already >= self.target:
+            return [f"the corpus already holds {self.already} stories (-n {self.target}): nothing to write; give a larger -n to extend it"]
         out = [f"written {self.written} (corpus now {total}/{self.target}), rejected cards {self.rejected}"]
         if self.failed:
             out.append(f"failed {self.failed} (the backend gave up on them; run the same command again to retry)")
