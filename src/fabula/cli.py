@@ -134,7 +134,7 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
     "--batch",
     type=click.IntRange(1, 64),
     default=None,
-    help="Sequences decoded together by the embedded model, --best-of K per story [default: min(32, N x K); see README].",
+    help="Sequences decoded together by the embedded model, --best-of K per story [default: min(32, N x K); see docs/writing.md].",
 )
 @click.option(
     "--mode",
@@ -150,7 +150,7 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
     type=click.IntRange(1, 16),
     default=None,
     help="Candidates sampled per paragraph (per story in instruct mode); the scorer keeps the best "
-    "(see README) [default: 4 with the embedded and gguf backends, 1 with openai or in instruct mode].",
+    "(docs/writing.md) [default: 4 with the embedded and gguf backends, 1 with openai or in instruct mode].",
 )
 @click.option(
     "--ban-common",
