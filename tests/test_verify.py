@@ -76,7 +76,7 @@ def test_each_fault_is_found_with_its_own_line_and_repair_then_write_makes_n_who
     assert (q / names[1]).read_text().endswith("added by hand.\n")  # moved, never deleted
     log = read_jsonl(q / "quarantine.jsonl")
     assert {x["reason"] for x in log} >= {"missing", "edited"}
-    assert (q / "zz_notes.txt").read_text() == "mine"  # (the refused writer already moved it aside)
+    assert (q / "zz_notes.txt").read_text() == "mine"  # a stray: moved aside, never deleted
 
     w = run_cli(*WRITE, "--out", str(corpus))
     assert w.returncode == 0, w.stderr
@@ -115,6 +115,24 @@ def test_a_story_that_is_not_utf8_is_a_fault_readers_skip_with_one_warning_and_r
     assert (corpus / "quarantine" / bad).read_bytes().endswith(b"\xff")
     assert run_cli("verify", str(corpus)).returncode == 0
     assert run_cli(*WRITE, "--out", str(corpus)).returncode == 0 and len(fabula.Corpus(corpus)) == N
+
+
+def test_a_refused_write_leaves_the_folder_as_it_found_it(corpus):
+    """Issue 26, row 5: a write refused for a missing story used to cut a torn
+    line, delete a temporary file and move a stray file before refusing."""
+    (corpus / "stories" / files(corpus)[0]).unlink()
+    with open(corpus / "plan.jsonl", "a") as f:
+        f.write('{"id": 99')  # torn
+    (corpus / "stories" / "000_x.txt.tmp").write_text("half a story")
+    (corpus / "stories" / "notes.txt").write_text("mine")
+
+    def snapshot():
+        return {str(p.relative_to(corpus)): p.read_bytes() for p in sorted(corpus.rglob("*")) if p.is_file() and "lock" not in p.name}
+
+    before = snapshot()
+    w = run_cli(*WRITE, "--out", str(corpus))
+    assert w.returncode == 2 and "does not add up" in w.stderr
+    assert snapshot() == before
 
 
 def test_verify_of_a_folder_that_is_not_a_corpus_is_one_clear_line(tmp_path):

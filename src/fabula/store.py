@@ -329,6 +329,8 @@ class Store:
     # writer lock, so no one else appends (100,000 stories: ~450 MB of JSON).
     _heads: list | None = None
     _files: set | None = None  # the story files that records name, as repair() found them
+    _strays: list = field(default_factory=list)  # story files no record names (repair quarantines them)
+    _tmps: list = field(default_factory=list)  # temporary files a killed run left
     group: int = 1  # stories committed together (see "Group commit" above); 1: each at once
     committed: int = 0  # stories this Store committed for good (flushed)
     _plans: list = field(default_factory=list)  # plan lines held for the next flush
@@ -386,36 +388,51 @@ class Store:
         else:
             write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         store.stories_dir.mkdir(exist_ok=True)
-        store.repair()
+        store._survey()
         try:
             store.check_whole()
         except StoreError:
-            unlock_folder(root)  # refused: this process writes nothing more here
+            unlock_folder(root)  # refused before anything was cleaned: the folder is as it was
             raise
+        store._clean()
         return store
 
     def repair(self) -> None:
         """Undo what a killed run can leave behind (see the module docstring)."""
-        for name in (PLAN, REJECTS, FAILED):
-            cut_torn(self.root / name)
-        self._heads = read_heads(self.root / CORPUS, repair=True)
+        self._survey()
+        self._clean()
+
+    def _survey(self) -> None:
+        """What repair would do, doing nothing yet: the whole records (a torn
+        last line left out), the story files they name, the strays and the
+        temporary files. Store.open checks the survey before it cleans, so a
+        refused run leaves the folder as it found it."""
+        self._heads = read_heads(self.root / CORPUS)
         named = {r["file"] for r in self._heads}
-        self._files = set()
+        self._files, self._strays = set(), []
+        self._tmps = list(self.root.glob("*" + TMP_SUFFIX))
         for p in self.stories_dir.iterdir():
             if p.name.endswith(TMP_SUFFIX):
-                p.unlink()
+                self._tmps.append(p)
             elif f"{STORIES}/{p.name}" in named:
                 self._files.add(f"{STORIES}/{p.name}")
             else:
-                # Renamed into place but never recorded (killed between the
-                # two), or put there by hand: not a story of the corpus, and
-                # not ours to delete either.
-                q = self.root / QUARANTINE
-                q.mkdir(exist_ok=True)
-                os.replace(p, q / p.name)
-                append_line(q / QUARANTINE_LOG, {"file": f"{STORIES}/{p.name}", "moved_to": f"{QUARANTINE}/{p.name}", "reason": "stray"})
-        for p in self.root.glob("*" + TMP_SUFFIX):
-            p.unlink()
+                self._strays.append(p)
+
+    def _clean(self) -> None:
+        for name in (PLAN, REJECTS, FAILED, CORPUS):
+            cut_torn(self.root / name)
+        for p in self._tmps:
+            p.unlink(missing_ok=True)
+        for p in self._strays:
+            # Renamed into place but never recorded (killed between the two),
+            # or put there by hand: not a story of the corpus, and not ours to
+            # delete either.
+            q = self.root / QUARANTINE
+            q.mkdir(exist_ok=True)
+            os.replace(p, q / p.name)
+            append_line(q / QUARANTINE_LOG, {"file": f"{STORIES}/{p.name}", "moved_to": f"{QUARANTINE}/{p.name}", "reason": "stray"})
+        self._tmps, self._strays = [], []
 
     def check_whole(self) -> None:
         """The cheap half of `fabula verify`: every record's file is there,
