@@ -169,3 +169,15 @@ def test_small_surprises_of_the_command_line(tmp_path):
     assert r.returncode == 0
     assert len(re.split(r"[\r\n]+", r.stderr.strip())) <= 4, r.stderr  # not one progress line per story
     assert "30/30" in r.stderr
+
+
+def test_instruct_mode_can_be_tried_with_the_fake_backend(tmp_path):
+    """Issue 26, row 9: every card failed (too-short) and the hint said --words."""
+    out = tmp_path / "c"
+    r = run_cli("write", "-n", "2", "--backend", "fake", "--mode", "instruct", "--out", str(out), "-q")
+    assert r.returncode == 0 and "written 2 (corpus now 2/2)" in r.stdout, r.stdout + r.stderr
+    records = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
+    for rec in records:
+        text = (out / rec["file"]).read_text()
+        assert len(text.split("\n\n")) == len(rec["card"]["beats"])  # a paragraph per line of the plan
+        assert rec["card"]["cast"]["hero"]["first"] in text

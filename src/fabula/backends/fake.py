@@ -6,15 +6,18 @@
 
 With nothing enqueued it writes plausible filler: sentences of common words
 drawn from a generator seeded by the request's seed, about as long as
-``min_tokens``..``max_tokens`` asks (1 token ≈ 0.75 words).
+``min_tokens``..``max_tokens`` asks (1 token ≈ 0.75 words). A chat request
+(instruct mode) gets a whole story: one paragraph per line of the request's
+plan, each opening with that line, at about the length it asks for.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 from fabula.backends.base import Backend, Completion, Request
 
@@ -42,10 +45,27 @@ def filler(rng: random.Random, words: int) -> str:
     return " ".join(out)
 
 
+_PLAN_LINE = re.compile(r"^\d+\. (.+)$", re.M)  # instruct mode's "What happens, paragraph by paragraph"
+_LENGTH = re.compile(r"about (\d+) words")
+
+
+def story(rng: random.Random, prompt: str) -> str:
+    """A chat request's answer: each plan line of the prompt opens a paragraph of filler."""
+    notes = _PLAN_LINE.findall(prompt) or ["Nothing happened."]
+    m = _LENGTH.search(prompt)
+    per = (int(m.group(1)) if m else 300) // len(notes)
+    out = []
+    for note in notes:
+        note = note if note.endswith((".", "!", "?")) else note + "."
+        out.append(f"{note} {filler(rng, max(6, per - len(note.split())))}")
+    return "\n\n".join(out)
+
+
 @dataclass
 class FakeBackend(Backend):
     id: str = "fake"
     model: str = "fake"
+    chat: ClassVar[bool] = True  # it answers instruct mode's chat requests too (story())
     script: deque = field(default_factory=deque)
     history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
     responder: Callable[[Request], str] | None = None
@@ -60,6 +80,8 @@ class FakeBackend(Backend):
             text = self.script.popleft()
         elif self.responder is not None:
             text = self.responder(request)
+        elif request.chat:
+            text = story(random.Random(f"{request.seed}:{request.prompt[-200:]}"), request.prompt)
         else:
             rng = random.Random(f"{request.seed}:{request.prompt[-200:]}")
             lo, hi = max(request.min_tokens, 1), max(request.max_tokens, request.min_tokens, 2)
