@@ -34,7 +34,7 @@ ENCYCLOPEDIC = (
     r"\bmedia outlets?\b"
 )
 ENCYCLOPEDIC_NEEDLES = ("(", "born ", "published", "sell", "copies sold", "told ", "according to", "known ", "portrayed", "media outlet")
-# An agency's own people and rooms are not its voice ("the Reuters correspondent").
+# An agency's own people and rooms are not its voice ("the agency's correspondent").
 NOT_PRESS_VOICE = r"(?! (?:correspondent|man|office|bureau))"
 
 

@@ -385,9 +385,9 @@ NAME_LIKE = re.compile(r"\b([^\W\d_][^\W\d_'’-]{4,})\b")
 def misspelt(text: str, card: Card, own: AbstractSet[str] | None = None) -> list[str]:
     """Capitalised words one edit from a card character's first or last name
     (two edits for names of 9 letters or more), not the name itself with or
-    without accents: in the 40-story read, "Maglakelidze" for Maghlakelidze,
-    "Shavaika" for Shvaika, "Yustim" for Yustym. A reader sees a second
-    person, or a typo."""
+    without accents: in the 40-story read, "Shavaika" for Shvaika, "Yustim"
+    for Yustym, a long Georgian surname with one letter dropped. A reader
+    sees a second person, or a typo."""
     names = {n for ch in card.cast.values() for n in (ch.first, ch.last) if len(n) >= 5}
     known = card_words(card) if own is None else own
     out = []

@@ -183,7 +183,7 @@ class People(Strict):
     """Who counts as a person of the story: the scorer's stranger term."""
 
     # A capitalised word with one of these endings is a surname: a stranger
-    # unless a card character has it (e.g. "ov", "enko" in a Soviet-bloc pack).
+    # unless a card character has it (e.g. "ov", "ski" in a Soviet-bloc pack).
     surname_endings: list[Text] = []
     not_people: list[Text] = []  # words of those shapes that are places or public figures, not strangers
 
