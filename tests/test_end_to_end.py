@@ -72,7 +72,7 @@ def test_sigkill_at_any_moment_resumes_to_exactly_n_valid_stories(tmp_path):
     assert done.returncode == 0, done.stderr
     assert_valid_corpus(out, N)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert "written 0 (corpus now 3/3)" in again.stdout
+    assert "the corpus already holds 3 stories (-n 3): nothing to write" in again.stdout
 
 
 def test_same_seed_and_batch_give_the_same_stories_byte_for_byte(tmp_path):
