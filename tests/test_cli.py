@@ -1,4 +1,5 @@
 import json
+import re
 
 from tests.conftest import run_cli
 
@@ -56,6 +57,8 @@ def test_paths_the_system_refuses_are_one_line_and_exit_2(tmp_path):
         (("export", str(corpus), "--to", str(tmp_path / "out.csv")), "export writes a .parquet or .jsonl file"),
         (("report", str(corpus), "--no-semantic", "--json", str(tmp_path / "no" / "r.json")), "does not exist"),
         (("report", str(corpus), "--no-semantic", "--html", str(tmp_path / "no" / "r.html")), "does not exist"),
+        (("report", str(corpus), "--no-semantic", "--json", str(tmp_path / "afile.txt")), "exists and is not a fabula report"),
+        (("report", str(corpus), "--no-semantic", "--html", str(tmp_path / "afile.txt")), "exists and is not a fabula report"),
     ]
     for args, expect in cases:
         r = run_cli(*args)
@@ -64,6 +67,11 @@ def test_paths_the_system_refuses_are_one_line_and_exit_2(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("fabula: error:") and expect in lines[0], (args, r.stderr)
         assert "metric" not in r.stdout  # refused before the report was measured
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "no").exists()
+    assert (tmp_path / "afile.txt").read_text() == "x"
+    # A report the last run wrote is replaced (make demo reruns the same command).
+    for _ in range(2):
+        r = run_cli("report", str(corpus), "--no-semantic", "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
+        assert r.returncode == 0, r.stderr
 
 
 def test_continuing_with_another_seed_is_refused(tmp_path):
@@ -99,6 +107,11 @@ def test_report_on_a_folder_of_plain_stories(tmp_path):
     j, h = tmp_path / "r.json", tmp_path / "r.html"
     r = run_cli("report", str(folder), "--json", str(j), "--html", str(h))
     assert r.returncode == 0, r.stderr
+    # Issue 26, row 7: the slow part is named, with what it took and how to skip it.
+    assert re.search(r"\(time: [\d.]+ s reading and lexical metrics, [\d.]+ s semantic metrics on 3 stories embedded; --no-semantic skips them\)", r.stdout), (
+        r.stdout
+    )
+    assert "semantic metrics: embedding 3 stories (--no-semantic skips this)" in r.stderr and "Loading weights" not in r.stderr
     (m,) = json.loads(j.read_text())
     assert m["stories"] == 3 and m["stock_phrases_per_1k_words"] > 0
     for key in (
@@ -141,6 +154,34 @@ def test_packs_new_writes_a_starter_pack_that_validates_and_writes_stories(tmp_p
     bad = run_cli("packs", "new", "Harbour Noir", "--dir", str(tmp_path))
     assert bad.returncode == 2 and "lower-case letters" in bad.stderr
     assert not (tmp_path / "Harbour Noir.toml").exists()
+
+
+def test_a_pack_author_sees_each_edit_by_rerunning_the_starters_command(tmp_path):
+    """Issue 26, row 3: the starter's own command, rerun after an edit, wrote
+    nothing ("corpus now 2/2") and the edit never showed."""
+    import re
+    import shlex
+
+    r = run_cli("packs", "new", "harbour", cwd=tmp_path)
+    command = re.findall(r"`(fabula write [^`]+)`", r.stdout)
+    assert r.returncode == 0 and len(command) == 1, r.stdout
+    args = shlex.split(command[0])[1:] + ["-q"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / args[args.index("--out") + 1]
+    (out / "report.html").write_text("the user's own file")
+    assert "Brightwater" not in "".join(p.read_text() for p in (out / "stories").glob("*.txt"))
+
+    pack = tmp_path / "harbour.toml"
+    text = pack.read_text()
+    cities = re.search(r"^city = \[.*\]$", text, re.M)
+    assert cities, "the starter names its cities on one line"
+    pack.write_text(text.replace(cities.group(0), 'city = ["Brightwater"]'))
+    second = run_cli(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    stories = [p.read_text() for p in (out / "stories").glob("*.txt")]
+    assert len(stories) == 2 and all("Brightwater" in s for s in stories)  # the edit shows
+    assert (out / "report.html").read_text() == "the user's own file"  # --fresh deletes only what fabula wrote
 
 
 def test_small_surprises_of_the_command_line(tmp_path):

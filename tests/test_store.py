@@ -45,6 +45,37 @@ def test_a_foreign_folder_is_refused(tmp_path):
         Store.open(tmp_path, MAN)
 
 
+def test_fresh_starts_a_corpus_over_and_nothing_else(tmp_path):
+    """write --fresh: what fabula wrote goes, the user's files stay; a folder
+    that is not a corpus, or one another process writes, is refused untouched."""
+    s = Store.open(tmp_path / "c", MAN)
+    s.accept(0, "One.\n", {})
+    (tmp_path / "c" / "rejects.jsonl").write_text("{}\n")
+    (tmp_path / "c" / "quarantine").mkdir()
+    (tmp_path / "c" / "quarantine" / "old.txt").write_text("x")
+    (tmp_path / "c" / "notes.md").write_text("mine")
+    unlock_folder(tmp_path / "c")
+    s2 = Store.open(tmp_path / "c", {"pack": "bedtime", "seed": 2}, fresh=True)  # another pack and seed: a new corpus
+    assert s2.heads() == [] and not list((tmp_path / "c" / "stories").iterdir())
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["fabula.json", "notes.md", "stories", "writer.lock"]
+    unlock_folder(tmp_path / "c")
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="is not a fabula corpus"):
+        Store.open(tmp_path / "mine", MAN, fresh=True)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+    out = tmp_path / "busy"
+    Store.open(out, MAN).accept(0, "Kept.\n", {})  # this process holds the writer lock
+    try:
+        r = run_cli("write", "-n", "1", "--backend", "fake", "--words", "300", "--out", str(out), "--fresh")
+        assert r.returncode == 2 and "is being written by process" in r.stderr
+        assert len(read_jsonl(out / "corpus.jsonl")) == 1
+    finally:
+        unlock_folder(out)
+
+
 def test_hand_edited_jsonl_is_a_clear_error(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text('{"a": 1}\nnot json\n')

@@ -155,6 +155,7 @@ class Corpus:
         checks=None,
         scorer=None,
         mixed: bool = False,
+        fresh: bool = False,
     ):
         """Continue the folder to ``n`` stories, with every guarantee of `fabula
         write` (one writer, resume, checks, rejects); returns the run's
@@ -172,7 +173,9 @@ class Corpus:
         run; ``scorer``: a ``fabula.score.Scorer`` with your own terms and
         weights for choosing among candidates. A folder is continued only with
         the pack file, backend, model and words it was written with, unless
-        ``mixed`` (each story's record keeps its own)."""
+        ``mixed`` (each story's record keeps its own). ``fresh`` deletes the
+        stories and records a previous run wrote in the folder first, so the
+        corpus starts over (files fabula did not write stay)."""
         from fabula.config import resolve
 
         cfg = resolve(
@@ -195,9 +198,9 @@ class Corpus:
             scorer=scorer,
             warn=warn or log.warning,
         )
-        return self._run(cfg, progress, on_story, mixed)
+        return self._run(cfg, progress, on_story, mixed, fresh)
 
-    def _run(self, cfg: WriteConfig, progress: bool, on_story, mixed: bool = False):
+    def _run(self, cfg: WriteConfig, progress: bool, on_story, mixed: bool = False, fresh: bool = False):
         """A resolved write: the backend made, checked, run over the folder, closed."""
         from fabula.pipeline import write_corpus
         from fabula.store import Store
@@ -207,7 +210,7 @@ class Corpus:
         be, owned = cfg.open_backend()  # before the folder: a bad backend leaves nothing behind
         try:
             be.preflight()  # server there, key accepted, model served: before any story
-            store = Store.open(self.path, cfg.manifest(__version__, be), mixed=mixed)
+            store = Store.open(self.path, cfg.manifest(__version__, be), mixed=mixed, fresh=fresh)
             bar = None
             if progress:
                 from tqdm.auto import tqdm

