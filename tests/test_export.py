@@ -107,3 +107,22 @@ def test_a_missing_export_extra_names_the_install_command(corpus, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pandas)
     with pytest.raises(fabula.MissingDependency, match=r"pip install 'fabula\[export\]'"):
         corpus.to_pandas()
+
+
+def test_export_streams_in_batches_and_a_late_typed_column_keeps_its_values(corpus, tmp_path, monkeypatch):
+    """Issue 25: memory holds one batch of rows, not the corpus."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from fabula import export
+
+    monkeypatch.setattr(export, "BATCH", 2)  # 5 stories: batches of 2, 2 and 1
+    assert corpus.export(tmp_path / "c.parquet") == N
+    assert pq.ParquetFile(tmp_path / "c.parquet").metadata.num_row_groups == 3
+    assert_rows_match(pd.read_parquet(tmp_path / "c.parquet").to_dict("records"), corpus)
+    assert corpus.export(tmp_path / "hf", "hf") == N
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet", "hf"]  # nothing of the work left beside
+    # A column that is None in the whole first batch gets its type from a later one.
+    rows = [{"a": None, "b": 1}] * 3 + [{"a": 5, "b": 2}]
+    assert export._write_parquet(iter(rows), tmp_path / "late.parquet") == 4
+    assert pd.read_parquet(tmp_path / "late.parquet")["a"].tolist()[3] == 5

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from fabula.errors import MissingDependency, UsageError
 
 FORMATS = ("parquet", "jsonl", "hf")
+BATCH = 5_000  # rows held in memory while exporting (~40 MB of Python dicts)
 CHARACTER_FIELDS = ("name", "first", "last", "gender", "nationality")
 
 
@@ -79,32 +80,74 @@ def export(corpus, to: str | os.PathLike[str], fmt: str = "parquet") -> int:
         raise UsageError(f"{to} exists; choose a new --to (fabula export never overwrites)")
     if not to.parent.is_dir():
         raise UsageError(f"{to.parent}: no such folder; create it or choose another --to")
-    data = list(rows(corpus))
-    if not data:
-        raise UsageError(f"{corpus.path} holds no committed story to export")
     tmp = to.with_name(to.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     try:
         if fmt == "jsonl":
+            n = 0
             with open(tmp, "w", encoding="utf-8") as f:
-                for row in data:
+                for row in rows(corpus):
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    n += 1
         elif fmt == "parquet":
-            _need("pyarrow")
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pylist(data), tmp)
+            n = _write_parquet(rows(corpus), tmp)
         else:
-            ds = to_dataset(corpus)
-            ds.save_to_disk(str(tmp))
-            (tmp / "README.md").write_text(dataset_card(corpus, ds), encoding="utf-8")
-        os.replace(tmp, to)
+            import datasets
+
+            tmp.mkdir()
+            n = _write_parquet(rows(corpus), tmp / "rows.parquet")
+            if n:
+                ds = datasets.Dataset.from_parquet(str(tmp / "rows.parquet"), cache_dir=str(tmp / "cache"))
+                assert isinstance(ds, datasets.Dataset)
+                ds.save_to_disk(str(tmp / "dataset"))
+                (tmp / "dataset" / "README.md").write_text(dataset_card(corpus, ds), encoding="utf-8")
+                del ds  # its memory map of the cache is closed before the cache goes
+                os.replace(tmp / "dataset", to)
+        if not n:
+            raise UsageError(f"{corpus.path} holds no committed story to export")
+        if fmt != "hf":
+            os.replace(tmp, to)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    return len(data)
+    return n
+
+
+def _write_parquet(items: Iterator[dict[str, Any]], path: Path) -> int:
+    """Rows to one parquet file, BATCH at a time (memory holds one batch, not
+    the corpus); returns the rows written. The first batch fixes the schema; a
+    column still without a value there (all None) waits for later batches."""
+    _need("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, n, held = None, 0, []
+    try:
+        for row in items:
+            held.append(row)
+            if len(held) % BATCH:
+                continue
+            if writer is None:
+                table = pa.Table.from_pylist(held)
+                if any(pa.types.is_null(f.type) for f in table.schema) and len(held) < 8 * BATCH:
+                    continue  # hold more until every column has a type (bounded: then nulls stay null)
+                writer = pq.ParquetWriter(path, table.schema)
+            else:
+                table = pa.Table.from_pylist(held, schema=writer.schema)
+            writer.write_table(table)
+            n += len(held)
+            held = []
+        if held:
+            table = pa.Table.from_pylist(held) if writer is None else pa.Table.from_pylist(held, schema=writer.schema)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            n += len(held)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def _size_category(n: int) -> str:
