@@ -13,7 +13,6 @@ metric, every goal with met / missed, and the card-based recurrence.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from fabula.packs import load_pack  # noqa: E402
 from fabula.records import Card  # noqa: E402
 from fabula.reporting.metrics import compression_ratio, iter_folder, measure, self_bleu, self_repetition  # noqa: E402
 from fabula.score import TERMS, coverage, story_slips  # noqa: E402
+from fabula.store import iter_records  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # (key, label, goal, lower is better)
@@ -134,24 +134,22 @@ def main() -> None:
     held, planned, slips, n, whole = 0, 0, {t: 0 for t in TERMS}, 0, 0
     genre = Genre.of(pack)
     pasted_df: Counter = Counter()  # stories holding each word 4-gram that the pack wrote (opener or beat sentence)
-    with open(out / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            card = Card.from_dict(rec["card"])
-            paragraphs = [p for p in (out / rec["file"]).read_text(encoding="utf-8").split("\n\n") if p.strip()]
-            pasted = []
-            for i, para in enumerate(paragraphs):
-                for cand in ((card.openers[i : i + 1] or [""])[0], card.beats[i] if i < len(card.beats) else ""):
-                    if cand and para.startswith(cand):
-                        pasted.append(cand)
-                        break
-            toks = [w.lower() for w in words(" ".join(pasted))]
-            pasted_df.update({tuple(toks[i : i + 4]) for i in range(len(toks) - 3)})
-            whole += all(holds_word(" ".join(paragraphs), card.slots[k]) for k in card.required)
-            h, p = coverage(paragraphs, card)
-            held, planned, n = held + h, planned + p, n + 1
-            for k, v in story_slips(paragraphs, card, genre).items():
-                slips[k] += v
+    for rec in iter_records(out):
+        card = Card.from_dict(rec["card"])
+        paragraphs = [p for p in (out / rec["file"]).read_text(encoding="utf-8").split("\n\n") if p.strip()]
+        pasted = []
+        for i, para in enumerate(paragraphs):
+            for cand in ((card.openers[i : i + 1] or [""])[0], card.beats[i] if i < len(card.beats) else ""):
+                if cand and para.startswith(cand):
+                    pasted.append(cand)
+                    break
+        toks = [w.lower() for w in words(" ".join(pasted))]
+        pasted_df.update({tuple(toks[i : i + 4]) for i in range(len(toks) - 3)})
+        whole += all(holds_word(" ".join(paragraphs), card.slots[k]) for k in card.required)
+        h, p = coverage(paragraphs, card)
+        held, planned, n = held + h, planned + p, n + 1
+        for k, v in story_slips(paragraphs, card, genre).items():
+            slips[k] += v
     cov = held / planned if planned else 0.0
     missed += [] if cov >= 0.9 else ["plan coverage"]
     print(f"{'plan coverage':<30}{cov:>10.0%}{'':>10}{'':>8}{0.9:>8.0%}  {'met' if cov >= 0.9 else 'MISSED'}")

@@ -217,8 +217,9 @@ def test_instruct_mode_can_be_tried_with_the_fake_backend(tmp_path):
     out = tmp_path / "c"
     r = run_cli("write", "-n", "2", "--backend", "fake", "--mode", "instruct", "--out", str(out), "-q")
     assert r.returncode == 0 and "written 2 (corpus now 2/2)" in r.stdout, r.stdout + r.stderr
-    records = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
-    for rec in records:
+    from fabula.store import visible_records
+
+    for rec in visible_records(out):  # each with its card, from plan.jsonl
         text = (out / rec["file"]).read_text()
         assert len(text.split("\n\n")) == len(rec["card"]["beats"])  # a paragraph per line of the plan
         assert rec["card"]["cast"]["hero"]["first"] in text

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from fabula.checks import words
-from fabula.store import text_hash
+from fabula.store import text_hash, visible_records
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.model
@@ -25,8 +25,8 @@ def assert_valid_corpus(out, n, target_words=250):
     lo, hi = load_pack("spy").word_range(target_words)
     lines = (out / "corpus.jsonl").read_bytes().split(b"\n")
     assert lines[-1] == b""  # every line whole
-    recs = [json.loads(x) for x in lines[:-1]]
-    assert [r["index"] for r in recs] == list(range(n))
+    recs = visible_records(out)  # each record with its card, stored once in plan.jsonl
+    assert len(recs) == len(lines) - 1 and [r["index"] for r in recs] == list(range(n))
     assert len({r["card"]["id"] for r in recs}) == n  # no story twice
     files = sorted(p.name for p in (out / "stories").iterdir())
     assert files == sorted(r["file"].split("/")[1] for r in recs)  # nothing extra, nothing half-written

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import fabula
-from fabula.store import read_jsonl
+from fabula.store import visible_records
 from tests.conftest import run_cli
 
 N = 5
@@ -19,7 +19,7 @@ def corpus(tmp_path_factory):
 
 
 def on_disk(corpus):
-    recs = read_jsonl(corpus.path / "corpus.jsonl")
+    recs = visible_records(corpus.path)  # each with its card, from plan.jsonl
     return {r["id"]: ((corpus.path / r["file"]).read_text(), r["card"]) for r in recs}
 
 

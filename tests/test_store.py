@@ -226,3 +226,27 @@ def test_group_commit_loses_nothing_a_commit_acknowledged(tmp_path):
     done = subprocess.run([sys.executable, "-c", _ACK_WRITER, str(out), str(n)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert verify(out).stories == n
+
+
+def test_a_card_is_stored_once_and_every_reader_gets_it_whole(tmp_path):
+    """Issue 25: a record names its card by id; the card is in plan.jsonl."""
+    import json
+
+    import fabula
+    from fabula.store import visible_records
+
+    out = tmp_path / "c"
+    fabula.Corpus(out).write(3, backend="fake", words=300, progress=False)
+    plan = {c["id"]: c for c in map(json.loads, (out / "plan.jsonl").read_text().splitlines())}
+    raw = [json.loads(x) for x in (out / "corpus.jsonl").read_text().splitlines()]
+    assert all(set(r["card"]) == {"id"} for r in raw)
+    assert [r["card"] for r in visible_records(out)] == [plan[r["card"]["id"]] for r in raw]
+    assert [s.card.to_dict() for s in fabula.Corpus(out)] == [plan[r["card"]["id"]] for r in raw]
+    # A folder written before: the card inside the record, used as it is.
+    old = [{**r, "card": {**plan[r["card"]["id"]], "title": "Kept as written"}} for r in raw]
+    (out / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert [r["card"]["title"] for r in visible_records(out)] == ["Kept as written"] * 3
+    # A record whose card the plan does not hold is not a whole story: left out (verify says unplanned).
+    (out / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in raw[:2]) + json.dumps({**raw[2], "card": {"id": 999}}) + "\n")
+    assert [r["id"] for r in visible_records(out)] == [r["id"] for r in raw[:2]]
+    assert len(fabula.Corpus(out)) == 2  # counted as read, without parsing a card

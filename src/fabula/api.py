@@ -94,7 +94,10 @@ class Corpus:
             raise UsageError(f"{self.path}: no such folder; give a corpus folder (`fabula write --out` makes one)")
 
     def __len__(self) -> int:
-        return len(self.records())
+        from fabula.store import visible_records
+
+        self._exists()
+        return len(visible_records(self.path, cards=False))
 
     # -- as data (the export extra: pip install 'fabula[export]') ---------------
     def rows(self) -> Iterator[dict[str, Any]]:

@@ -187,7 +187,7 @@ class _Run:
         """A kept story's corpus.jsonl record (records.Record; store.accept puts id, index and file first)."""
         k = self.settings.best_of
         return {
-            "card": job.card.to_dict(),
+            "card": {"id": job.card.id},  # the card itself is stored once, in plan.jsonl (store.iter_records joins them)
             "pack": {"name": self.pack.name, "digest": self.pack.digest},
             **self.backend.describe(),
             "sampling": draft.sampling,

@@ -227,28 +227,75 @@ def scan_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     return [(i, _loads(path, i, line)) for i, line in enumerate(lines, 1) if line.strip()], bool(raw) and not raw.endswith(b"\n")
 
 
-def iter_records(root: Path) -> Iterator[Record]:
+def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
     """The records of the stories a reader sees, streamed: committed (a torn
     last line is not yet), file present, each once, in corpus.jsonl's order.
     The Corpus API, the report and export read a folder through this; verify
-    reports what it leaves out."""
+    reports what it leaves out.
+
+    A record names its card by id; the card itself is stored once, in
+    plan.jsonl. With ``cards`` each record comes with its whole card read
+    from there (older folders hold it in the record, and it is used as is);
+    a record whose card plan.jsonl does not hold is left out (verify:
+    ``unplanned``), with or without ``cards``."""
     root = Path(root)
     path, seen = root / CORPUS, set()
     if not path.exists():
         return
-    with open(path, "rb") as f:
-        for i, line in enumerate(f, 1):
-            if not line.endswith(b"\n") or not line.strip():
-                continue
-            r = cast(Record, _loads(path, i, line))
-            if r["id"] not in seen and (root / r["file"]).is_file():
+    plan = _PlanCards(root / PLAN)
+    try:
+        with open(path, "rb") as f:
+            for i, line in enumerate(f, 1):
+                if not line.endswith(b"\n") or not line.strip():
+                    continue
+                r = cast(Record, _loads(path, i, line))
+                if r["id"] in seen or not (root / r["file"]).is_file():
+                    continue
+                if len(r.get("card") or {}) <= 1:
+                    card_id = (r.get("card") or {}).get("id")
+                    if card_id not in plan.offsets:
+                        continue
+                    if cards:
+                        r["card"] = plan.get(card_id) or r["card"]
                 seen.add(r["id"])
                 yield r
+    finally:
+        plan.close()
 
 
-def visible_records(root: Path) -> list[Record]:
+class _PlanCards:
+    """Cards of plan.jsonl by id, read on demand: the byte offset of every
+    whole line is found once (a regex on each line's head, no JSON parse),
+    then a card costs one seek and one json.loads."""
+
+    def __init__(self, path: Path):
+        self.path, self.file = path, None
+        self.offsets: dict[int, int] = {}
+        if not path.exists():
+            return
+        self.file = open(path, "rb")
+        pos = 0
+        for i, line in enumerate(self.file, 1):
+            if line.endswith(b"\n") and line.strip():
+                m = _CARD_ID.match(line)
+                self.offsets[int(m[1]) if m else int(_loads(path, i, line)["id"])] = pos
+            pos += len(line)
+
+    def get(self, card_id: Any) -> dict[str, Any] | None:
+        at = self.offsets.get(card_id) if isinstance(card_id, int) else None
+        if at is None or self.file is None:
+            return None
+        self.file.seek(at)
+        return _loads(self.path, 0, self.file.readline())
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def visible_records(root: Path, cards: bool = True) -> list[Record]:
     """iter_records, as a list."""
-    return list(iter_records(root))
+    return list(iter_records(root, cards))
 
 
 class Undecodable(StoreError):
@@ -481,8 +528,17 @@ class Store:
         return list(self._heads)
 
     def records(self) -> list[dict[str, Any]]:
-        """Every committed record, whole (parses corpus.jsonl)."""
-        return read_jsonl(self.root / CORPUS)
+        """Every committed record, whole: corpus.jsonl parsed, each with its
+        card from plan.jsonl (see iter_records)."""
+        out = read_jsonl(self.root / CORPUS)
+        plan = _PlanCards(self.root / PLAN)
+        try:
+            for r in out:
+                if isinstance(r.get("card"), dict) and len(r["card"]) == 1:
+                    r["card"] = plan.get(r["card"].get("id")) or r["card"]
+        finally:
+            plan.close()
+        return out
 
     def rejects(self) -> list[dict[str, Any]]:
         return read_jsonl(self.root / REJECTS)
