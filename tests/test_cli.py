@@ -223,3 +223,18 @@ def test_instruct_mode_can_be_tried_with_the_fake_backend(tmp_path):
         text = (out / rec["file"]).read_text()
         assert len(text.split("\n\n")) == len(rec["card"]["beats"])  # a paragraph per line of the plan
         assert rec["card"]["cast"]["hero"]["first"] in text
+
+
+def test_output_cut_short_by_head_ends_quietly_and_plan_shows_the_openers():
+    """A newcomer's trial: `fabula plan | head` said "Broken pipe; check the
+    path"; the text plan showed beat sentences a steer pack never sends."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "fabula", "plan", "-n", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline().startswith(b"#0 ")
+    p.stdout.close()  # what `head -1` does
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 141 and err == b"", err
+    steer = run_cli("plan", "-n", "1").stdout
+    assert steer.count("     opens: ") == 7  # a spy card's paragraphs, each with its opener

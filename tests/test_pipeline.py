@@ -83,7 +83,14 @@ def test_near_duplicates_are_dropped(tmp_path, spy):
 
 def test_a_broken_model_stops_with_a_clear_error(tmp_path, spy):
     fake = FakeBackend(responder=lambda req: _filler(req, " Chapter 1 began."))
-    with pytest.raises(TooManyRejects, match=r"cards failed all 2 drafts \(last: meta-text"):
+    with pytest.raises(TooManyRejects, match=r"cards failed all 2 drafts, so the run stops \(drafts dropped: meta-text \d+; last: meta-text") as e:
+        run(tmp_path, spy, 3, backend=fake, max_attempts=2)
+    assert "then try --words or the pack's sampling settings, or a stronger model" in str(e.value)
+
+
+def test_drafts_too_long_for_the_window_point_to_a_larger_words(tmp_path, spy):
+    fake = FakeBackend(responder=lambda req: _filler(req, " The tram was late." * 400))
+    with pytest.raises(TooManyRejects, match=r"drafts dropped: too-long \d+.*then try a larger --words"):
         run(tmp_path, spy, 3, backend=fake, max_attempts=2)
 
 

@@ -62,6 +62,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except FabulaError as e:
             _fail(e, e.exit_code)
+        except BrokenPipeError:  # `fabula plan | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            sys.exit(141)  # as a process that SIGPIPE ends (128 + 13)
         except OSError as e:  # a path that cannot be made, read or written: the user's to change
             _fail(UsageError(_os_error(e)))
 
@@ -342,8 +345,11 @@ def plan(count, seed, pack, as_json):
         for role, ch in card.cast.items():
             click.echo(f"  {role}: {person(ch)}")
         click.echo("  " + "; ".join(f"{k}: {v}" for k, v in card.slots.items() if len(v) <= 40))
+        steer = p.generation.mode == "steer"
         for i, beat in enumerate(card.beats, 1):
             click.echo(f"  {i}. {beat}")
+            if steer and i <= len(card.openers):  # what the writer sends in the pack's mode
+                click.echo(f"     opens: {card.openers[i - 1]} ...")
         click.echo()
 
 
@@ -401,15 +407,23 @@ def publish(folder, repo_id, private, dry_run):
       fabula publish corpus_hf your-name/spy-stories --dry-run
       fabula publish corpus_hf your-name/spy-stories
     """
+    from huggingface_hub import get_token
+
     from fabula import publish as hub
 
     upload = hub.check(folder, repo_id, private)
-    token = None if dry_run else hub.saved_token()  # before anything is printed as done
+    if not dry_run:  # refused before anything is printed as done
+        if upload.filler:
+            raise UsageError(hub.FILLER)
+        token = hub.saved_token()
     click.echo("dry run: would publish" if dry_run else "publishing")
     for line in upload.lines():
         click.echo("  " + line)
     if dry_run:
-        click.echo("dry run: nothing was sent")
+        problems = ([hub.FILLER] if upload.filler else []) + ([] if get_token() else [hub.NO_LOGIN])
+        for problem in problems:
+            click.echo(f"fabula: warning: a real publish would be refused: {problem}", err=True)
+        click.echo("dry run: nothing was sent" + ("" if problems else "; everything is ready"))
         return
     click.echo(f"published: {hub.publish(upload, token)}")
 

@@ -221,9 +221,16 @@ class _Run:
         self.store.reject({**reject, **self.backend.describe()})
         s.rejected += 1
         if s.rejected > self.give_up:
+            tally = ", ".join(f"{k} {v}" for k, v in s.dropped.most_common())
+            lengths = s.dropped["too-long"] - s.dropped["too-short"]
+            hint = (
+                "a larger --words" if lengths > 0 and s.dropped["too-long"] >= sum(s.dropped.values()) / 2
+                else "a smaller --words" if lengths < 0 and s.dropped["too-short"] >= sum(s.dropped.values()) / 2
+                else "--words or the pack's sampling settings"
+            )  # fmt: skip
             raise TooManyRejects(
-                f"{s.rejected} cards failed all {self.max_attempts} drafts (last: {bad.reason}, {bad.detail}); "
-                f"see {self.store.root}/rejects.jsonl, then adjust --words or the pack's sampling settings"
+                f"{s.rejected} cards failed all {self.max_attempts} drafts, so the run stops (drafts dropped: {tally}; "
+                f"last: {bad.reason}, {bad.detail}); see {self.store.root}/rejects.jsonl, then try {hint}, or a stronger model"
             )
 
     def close(self) -> None:

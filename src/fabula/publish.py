@@ -34,6 +34,12 @@ class Upload:
     rows: int
     columns: tuple[str, ...]
     license: str
+    models: tuple[str, ...] = ()
+
+    @property
+    def filler(self) -> bool:
+        """Written by the fake backend: test filler, not stories to publish."""
+        return "fake" in self.models
 
     def lines(self) -> list[str]:
         where = "private" if self.private else "public"
@@ -54,7 +60,10 @@ def check(folder: str | os.PathLike[str], repo_id: str, private: bool = False) -
         raise MissingDependency("publishing a dataset", "datasets", extra="export") from None
     folder = Path(folder)
     if not (folder / "dataset_info.json").is_file() or not (folder / CARD).is_file():
-        raise UsageError(f"{folder} is not a dataset folder with a card; make one with `fabula export CORPUS --to {folder} --format hf`")
+        made = (
+            f"fabula export {folder} --to {folder}_hf --format hf" if (folder / "fabula.json").is_file() else f"fabula export CORPUS --to {folder} --format hf"
+        )
+        raise UsageError(f"{folder} is not a dataset folder with a card; make one with `{made}`, then publish that")
     try:
         validate_repo_id(repo_id)
         ok = repo_id.count("/") == 1
@@ -66,7 +75,8 @@ def check(folder: str | os.PathLike[str], repo_id: str, private: bool = False) -
     ds = datasets.load_from_disk(str(folder))
     if not isinstance(ds, datasets.Dataset):
         raise UsageError(f"{folder} holds several splits; fabula publishes the one-split folders `fabula export --format hf` writes")
-    return Upload(folder, repo_id, private, ds.num_rows, tuple(ds.column_names), str(card.data.get("license", "not stated")))
+    models = sorted({m for m in ds.unique("model") if m}) if "model" in ds.column_names else []
+    return Upload(folder, repo_id, private, ds.num_rows, tuple(ds.column_names), str(card.data.get("license", "not stated")), tuple(models))
 
 
 def saved_token() -> str:
@@ -75,8 +85,14 @@ def saved_token() -> str:
 
     token = get_token()
     if not token:
-        raise UsageError("not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN, then publish again")
+        raise UsageError(NO_LOGIN)
     return token
+
+
+NO_LOGIN = "not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN, then publish again"
+
+
+FILLER = "the stories were written by the fake backend (test filler, not stories); write the corpus with a model, export it again, then publish"
 
 
 def publish(upload: Upload, token: str | None = None, api: Any = None) -> str:
@@ -84,6 +100,9 @@ def publish(upload: Upload, token: str | None = None, api: Any = None) -> str:
     dataset's URL. ``token``: default the one `hf auth login` saved or HF_TOKEN."""
     import datasets
     from huggingface_hub import HfApi
+
+    if upload.filler:
+        raise UsageError(FILLER)
 
     token = token or saved_token()
     api = api or HfApi(token=token)
