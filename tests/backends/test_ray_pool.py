@@ -18,7 +18,7 @@ from tests.test_end_to_end import assert_valid_corpus
 
 pytestmark = pytest.mark.model
 
-N = 6
+N = 4  # stories: enough for two workers, a kill between stories and a resume
 WORDS = 180
 ARGS = ["write", "-n", str(N), "--words", str(WORDS), "--seed", "11", "--executor", "ray", "--workers", "2", "--threads", "1"]
 
