@@ -407,8 +407,6 @@ def publish(folder, repo_id, private, dry_run):
       fabula publish corpus_hf your-name/spy-stories --dry-run
       fabula publish corpus_hf your-name/spy-stories
     """
-    from huggingface_hub import get_token
-
     from fabula import publish as hub
 
     upload = hub.check(folder, repo_id, private)
@@ -420,7 +418,7 @@ def publish(folder, repo_id, private, dry_run):
     for line in upload.lines():
         click.echo("  " + line)
     if dry_run:
-        problems = ([hub.FILLER] if upload.filler else []) + ([] if get_token() else [hub.NO_LOGIN])
+        problems = ([hub.FILLER] if upload.filler else []) + ([] if hub.logged_in() else [hub.NO_LOGIN])
         for problem in problems:
             click.echo(f"fabula: warning: a real publish would be refused: {problem}", err=True)
         click.echo("dry run: nothing was sent" + ("" if problems else "; everything is ready"))

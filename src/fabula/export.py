@@ -93,8 +93,7 @@ def export(corpus, to: str | os.PathLike[str], fmt: str = "parquet") -> int:
         elif fmt == "parquet":
             n = _write_parquet(rows(corpus), tmp)
         else:
-            import datasets
-
+            datasets = _need("datasets")
             tmp.mkdir()
             n = _write_parquet(rows(corpus), tmp / "rows.parquet")
             if n:
@@ -122,28 +121,25 @@ def _write_parquet(items: Iterator[dict[str, Any]], path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    writer, n, held = None, 0, []
+    writer, n = None, 0
+    held: list[dict[str, Any]] = []
+
+    def write() -> None:
+        nonlocal writer, n, held
+        table = pa.Table.from_pylist(held, schema=writer.schema if writer else None)
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+        n, held = n + len(held), []
+
     try:
         for row in items:
             held.append(row)
-            if len(held) % BATCH:
-                continue
-            if writer is None:
-                table = pa.Table.from_pylist(held)
-                if any(pa.types.is_null(f.type) for f in table.schema) and len(held) < 8 * BATCH:
-                    continue  # hold more until every column has a type (bounded: then nulls stay null)
-                writer = pq.ParquetWriter(path, table.schema)
-            else:
-                table = pa.Table.from_pylist(held, schema=writer.schema)
-            writer.write_table(table)
-            n += len(held)
-            held = []
+            # The first batch waits (up to 8) until every column has a value somewhere, so it has a type.
+            if len(held) % BATCH == 0 and (writer or len(held) >= 8 * BATCH or all(any(r.get(k) is not None for r in held) for k in held[0])):
+                write()
         if held:
-            table = pa.Table.from_pylist(held) if writer is None else pa.Table.from_pylist(held, schema=writer.schema)
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
-            n += len(held)
+            write()
     finally:
         if writer is not None:
             writer.close()

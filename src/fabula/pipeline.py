@@ -222,12 +222,12 @@ class _Run:
         s.rejected += 1
         if s.rejected > self.give_up:
             tally = ", ".join(f"{k} {v}" for k, v in s.dropped.most_common())
-            lengths = s.dropped["too-long"] - s.dropped["too-short"]
-            hint = (
-                "a larger --words" if lengths > 0 and s.dropped["too-long"] >= sum(s.dropped.values()) / 2
-                else "a smaller --words" if lengths < 0 and s.dropped["too-short"] >= sum(s.dropped.values()) / 2
-                else "--words or the pack's sampling settings"
-            )  # fmt: skip
+            long, short, half = s.dropped["too-long"], s.dropped["too-short"], sum(s.dropped.values()) / 2
+            hint = "--words or the pack's sampling settings"
+            if long > short and long >= half:
+                hint = "a larger --words"
+            elif short > long and short >= half:
+                hint = "a smaller --words"
             raise TooManyRejects(
                 f"{s.rejected} cards failed all {self.max_attempts} drafts, so the run stops (drafts dropped: {tally}; "
                 f"last: {bad.reason}, {bad.detail}); see {self.store.root}/rejects.jsonl, then try {hint}, or a stronger model"

@@ -79,6 +79,13 @@ def check(folder: str | os.PathLike[str], repo_id: str, private: bool = False) -
     return Upload(folder, repo_id, private, ds.num_rows, tuple(ds.column_names), str(card.data.get("license", "not stated")), tuple(models))
 
 
+def logged_in() -> bool:
+    """Whether `hf auth login` saved a token, or HF_TOKEN holds one."""
+    from huggingface_hub import get_token
+
+    return bool(get_token())
+
+
 def saved_token() -> str:
     """The token `hf auth login` saved (or HF_TOKEN), or a UsageError saying how to log in."""
     from huggingface_hub import get_token

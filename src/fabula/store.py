@@ -251,12 +251,10 @@ def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
                 r = cast(Record, _loads(path, i, line))
                 if r["id"] in seen or not (root / r["file"]).is_file():
                     continue
-                if len(r.get("card") or {}) <= 1:
-                    card_id = (r.get("card") or {}).get("id")
-                    if card_id not in plan.offsets:
-                        continue
-                    if cards:
-                        r["card"] = plan.get(card_id) or r["card"]
+                if not plan.holds(r.get("card")):
+                    continue
+                if cards:
+                    r["card"] = plan.whole(r["card"])
                 seen.add(r["id"])
                 yield r
     finally:
@@ -281,10 +279,15 @@ class _PlanCards:
                 self.offsets[int(m[1]) if m else int(_loads(path, i, line)["id"])] = pos
             pos += len(line)
 
-    def get(self, card_id: Any) -> dict[str, Any] | None:
-        at = self.offsets.get(card_id) if isinstance(card_id, int) else None
+    def holds(self, card: Any) -> bool:
+        """A record's card is whole: in the record (older folders), or in the plan."""
+        return isinstance(card, dict) and (len(card) > 1 or card.get("id") in self.offsets)
+
+    def whole(self, card: dict[str, Any]) -> dict[str, Any]:
+        """The whole card a record names (as it is when the record holds it, or when the plan does not)."""
+        at = self.offsets.get(card["id"]) if len(card) == 1 and isinstance(card.get("id"), int) else None
         if at is None or self.file is None:
-            return None
+            return card
         self.file.seek(at)
         return _loads(self.path, 0, self.file.readline())
 
@@ -534,8 +537,8 @@ class Store:
         plan = _PlanCards(self.root / PLAN)
         try:
             for r in out:
-                if isinstance(r.get("card"), dict) and len(r["card"]) == 1:
-                    r["card"] = plan.get(r["card"].get("id")) or r["card"]
+                if isinstance(r.get("card"), dict):
+                    r["card"] = plan.whole(r["card"])
         finally:
             plan.close()
         return out
