@@ -46,7 +46,7 @@ from contextlib import contextmanager
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 import fabula  # noqa: E402
-from fabula import index, pipeline, plan, store, write  # noqa: E402
+from fabula import index, pipeline, plan, plan_ahead, store, write  # noqa: E402
 from fabula.backends import fake  # noqa: E402
 from fabula.checks import NearDuplicates  # noqa: E402
 
@@ -116,6 +116,8 @@ class Stages:
 def timed_stages():
     s = Stages()
     s.wrap(plan.Planner, "next", "plan")
+    s.wrap(plan_ahead.PlanAhead, "next", "plan (from its process)")
+    s.wrap(plan_ahead.PlanAhead, "__init__", "plan (from its process)")
     s.wrap(write.StoryJob, "request", "requests")
     s.wrap(write.StoryJob, "feed", "score (best of k)")
     s.wrap(pipeline, "run_checks", "checks")

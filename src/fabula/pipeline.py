@@ -21,6 +21,7 @@ from fabula.errors import FabulaError
 from fabula.genre import Genre
 from fabula.packs import Pack
 from fabula.plan import Planner
+from fabula.plan_ahead import AHEAD_MIN, PlanAhead
 from fabula.records import Draft, Verdict
 from fabula.score import CommonGrams, NgramSet, Scorer
 from fabula.store import Store
@@ -89,12 +90,15 @@ def write_corpus(
     on_story: Callable[[Summary], None] | None = None,
     checks: "Iterable[Check | Callable] | Callable | None" = None,
     scorer: Scorer | None = None,
+    plan_ahead: bool | None = None,
 ) -> Summary:
     """Write stories into ``store`` until it holds ``n``; returns the run's
     Summary. ``checks``: added to the pack's (a list of checks or functions
     ``(text, card)``) or a function of that list that returns the list to run
     (fabula.checks.compose); ``scorer``: its terms and weights (the pack's
-    genre facts are set here)."""
+    genre facts are set here); ``plan_ahead``: plan in a process of its own
+    (fabula.plan_ahead; None: when the run writes AHEAD_MIN stories or more).
+    The stories are the same either way."""
     t0 = time.perf_counter()
     records = store.heads()  # id, index, file, card id: the rest of a record is not needed to go on
     summary = Summary(target=n, already=len(records))
@@ -108,7 +112,8 @@ def write_corpus(
     # stories) of every story kept: from DIR/index.npz, the rest from the texts.
     mem = index.open_memory(store.root, records, near_threshold, settings.ban_common, n)
     summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
-    jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer)
+    ahead = n - len(records) >= AHEAD_MIN if plan_ahead is None else plan_ahead
+    jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer, ahead)
     run = _Run(
         store,
         pack,
@@ -178,6 +183,7 @@ class _Run:
         rec = self.store.accept(self.jobs.next_index(), draft.text, self.record(job, draft, verdicts))
         self.mem.add(rec["id"], draft.text)
         if self.mem.unsaved >= index.SAVE_EVERY:
+            self.jobs.settle()
             self.store.flush()  # the index holds committed stories only
             index.save(self.store.root, self.mem, self.jobs.planner)
         self.jobs.accepted += 1
@@ -235,11 +241,16 @@ class _Run:
 
     def close(self) -> None:
         """Commit what is held, save the index (committed stories only: after the flush)."""
+        try:
+            planner = self.jobs.settle()
+        except Exception:  # the planner's process failed (its error is on its way up): save the rest
+            planner = None
         self.store.flush()
         self.store.group = 1
         self.summary.committed = self.store.committed - self.committed_before
         if self.mem.unsaved or self.mem.read:
-            index.save(self.store.root, self.mem, self.jobs.planner)
+            index.save(self.store.root, self.mem, planner)
+        self.jobs.close()
         self.summary.servers = self.backend.usage()
 
 
@@ -258,6 +269,7 @@ class _Jobs:
         corpus: NgramSet | None = None,
         common: CommonGrams | None = None,
         scorer: Scorer | None = None,
+        ahead: bool = False,
     ):
         self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
         self.scorer = scorer or Scorer(genre=Genre.of(pack))
@@ -267,10 +279,11 @@ class _Jobs:
         finished = {r["card"]["id"] for r in records} | store.rejected_card_ids()
         plan = store.plan_bytes()
         saved = index.load_planner(store.root, plan)
-        self.planner = Planner.restore(pack, seed, n, saved[0]) if saved else Planner(pack, seed, n)
+        planner = Planner.restore(pack, seed, n, saved[0]) if saved else Planner(pack, seed, n)
         after, waiting = store.plan_since(plan, saved[1] if saved else 0, finished)
         for card in after:
-            self.planner.count(card)
+            planner.count(card)
+        self.planner: Planner | PlanAhead = PlanAhead(planner) if ahead else planner
         self.pending = deque(waiting)
         self.retry: deque[StoryJob] = deque()
         self.accepted = len(records)
@@ -281,6 +294,19 @@ class _Jobs:
         self.in_flight = 0
         self.debris = 0  # instruct mode: drafts holding markup or chat-template tokens
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
+
+    def settle(self) -> Planner | PlanAhead:
+        """The planner, its state describing plan.jsonl once the store is
+        flushed: cards planned ahead are written there and wait as pending."""
+        if isinstance(self.planner, PlanAhead):
+            for card in self.planner.drain():
+                self.store.plan(card)
+                self.pending.append(card)
+        return self.planner
+
+    def close(self) -> None:
+        if isinstance(self.planner, PlanAhead):
+            self.planner.close()
 
     def next_index(self) -> int:
         """The lowest story index not yet taken (a repaired corpus fills its
@@ -298,6 +324,9 @@ class _Jobs:
             elif self.accepted + self.in_flight + self.failed < self.n:
                 if self.pending:
                     card = self.pending.popleft()
+                elif isinstance(self.planner, PlanAhead):
+                    card = self.planner.next(room=self.n - self.accepted - self.in_flight - self.failed - len(self.retry) - 1)
+                    self.store.plan(card)
                 else:
                     card = self.planner.next()
                     self.store.plan(card)

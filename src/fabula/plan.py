@@ -147,6 +147,15 @@ class Planner:
             self.count(card)
         self.avoid_names = {n.lower() for n in pack.avoid_names}
 
+    def __getstate__(self) -> dict:
+        """For pickling (fabula.plan_ahead runs a planner in a process of its
+        own): the memoryview is rebuilt on the other side."""
+        return {k: v for k, v in self.__dict__.items() if k != "_counts"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._counts = memoryview(self.gram_counts)  # type: ignore[arg-type]
+
     # -- tallies -------------------------------------------------------------
     def state(self) -> dict:
         """Everything the cards planned so far left in the planner, as JSON
