@@ -252,3 +252,17 @@ def test_render_fills_placeholders_as_jinja_does():
     for bad in ["{{ nobody }}", "{{ hero.age }}"]:
         with pytest.raises(jinja2.UndefinedError):
             _render(bad, ctx)
+
+
+def test_a_role_whose_names_run_out_gives_a_name_again_rather_than_stop():
+    """One first name and one surname: every card after the first draws a
+    full name already planned (the spy pack's heroes reach this past ~22,000
+    cards); the plan goes on with it."""
+    from fabula.packs import parse_pack
+    from tests.test_packs import pack_text
+
+    tail = pack_text().split("[[roles]]")
+    one_name = '\nname = "hero"\nfirst_names = { female = ["Ilse"], male = ["Aurel"] }\nlast_names = ["Vornic"]\n\n'
+    pack = parse_pack("[[roles]]".join([tail[0], one_name, tail[2]]))
+    cards = [c for p in [Planner(pack, 1, 20)] for c in (p.next() for _ in range(6))]
+    assert {c.hero.last for c in cards} == {"Vornic"} and len({c.hero.full for c in cards}) <= 2

@@ -285,19 +285,26 @@ class Planner:
         first_cap = cap_count(self.pack.cap("first_name"), self.target)
         last_cap = cap_count(self.pack.cap("surname"), self.target)
         firsts, lasts = self.tally.get("first_name", Counter()), self.tally.get("surname", Counter())
-        best = None
+        best = reused = None
         for _ in range(NAME_DRAWS):
             first, last = self._name(role, locale, gender, rng)
             full = f"{first} {last}" if last else first
-            if not is_latin(full) or (last and self.name_taken(full)) or first in taken or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
+            if not is_latin(full) or first in taken or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
+                continue
+            if last and self.name_taken(full):
+                reused = reused or (first, last)
                 continue
             if firsts[first] < first_cap and lasts[last] < last_cap:
                 best = (first, last)
                 break
             if best is None:  # remember a unique fallback in case the caps cannot hold
                 best = (first, last)
+        # A locale with few names runs out of unused full names in a large plan
+        # (the spy pack's hero, past ~22,000 cards): a name planned before is
+        # then given again, rather than stopping the run.
+        best = best or reused
         if best is None:
-            raise RuntimeError(f"no unused name for the role {role.name!r} found in {NAME_DRAWS} draws")
+            raise RuntimeError(f"no name for the role {role.name!r} found in {NAME_DRAWS} draws (all outside Latin script or avoided)")
         traits = {t: self._pick(rng, f"{t}:{role.name}", list(nat.traits[t])) for t in role.traits} if nat else {}  # evenness only
         return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective if nat else "", locale=locale, traits=traits)
 

@@ -152,6 +152,8 @@ class PlanAhead:
     def drain(self) -> list[Card]:
         """Every card planned and not yet taken by next(), in order (they are
         the run's next cards: the caller keeps them as planned)."""
+        if self._failed is not None:
+            raise RuntimeError(f"the planner's process failed earlier: {self._failed}")
         while self._asked:
             self._take(block=True)
         out = list(self._ready)
