@@ -29,7 +29,7 @@ def test_planning_in_its_own_process_changes_nothing(tmp_path, spy, monkeypatch)
         assert (folders[True] / name).read_bytes() == (folders[False] / name).read_bytes(), name
     states = []
     for root in folders.values():
-        saved = index.load_planner(root, (root / "plan.jsonl").read_bytes())
+        saved = index.load_planner(root)
         assert saved is not None, "the saved planner state does not describe plan.jsonl"
         state, _ = saved
         states.append((state["tally"], state["counted"], state["arrays"]["gram_counts"].tobytes(), state["arrays"]["names"].tobytes()))

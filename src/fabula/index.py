@@ -188,9 +188,11 @@ def _plan_tail(data: bytes, end: int) -> str:
     return hashlib.sha256(data[max(0, end - PLAN_TAIL) : end]).hexdigest()
 
 
-def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
-    """(planner state, bytes of ``plan`` it counted) when the saved state
-    still describes the start of plan.jsonl (``plan``: its bytes); else None."""
+def load_planner(root: Path) -> tuple[dict, int] | None:
+    """(planner state, bytes of plan.jsonl it counted) when the saved state
+    still describes the start of plan.jsonl; else None. The plan is read in
+    pieces (at 10^6 cards it is gigabytes): its tail is hashed, its lines
+    up to that point counted."""
     try:
         with np.load(root / INDEX, allow_pickle=False) as z:
             if "planner" not in z.files:
@@ -205,9 +207,24 @@ def load_planner(root: Path, plan: bytes) -> tuple[dict, int] | None:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
     end = saved.get("plan_bytes", -1)
-    if not 0 <= end <= len(plan) or (end and plan[end - 1 : end] != b"\n"):
+    path = root / PLAN
+    size = path.stat().st_size if path.exists() else 0
+    if not isinstance(end, int) or not 0 <= end <= size:
         return None
-    if saved.get("plan_tail") != _plan_tail(plan, end) or plan.count(b"\n", 0, end) != saved["state"]["counted"]:
+    if not end:
+        return (saved["state"], 0) if saved["state"]["counted"] == 0 else None
+    with open(path, "rb") as f:
+        f.seek(max(0, end - PLAN_TAIL))
+        tail = f.read(end - max(0, end - PLAN_TAIL))
+        if tail[-1:] != b"\n" or saved.get("plan_tail") != _plan_tail(tail, len(tail)):
+            return None
+        f.seek(0)
+        lines, left = 0, end
+        while left:
+            piece = f.read(min(left, 1 << 24))
+            lines += piece.count(b"\n")
+            left -= len(piece)
+    if lines != saved["state"]["counted"]:
         return None
     return saved["state"], end
 

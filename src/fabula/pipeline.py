@@ -277,10 +277,9 @@ class _Jobs:
         # plan.jsonl's start; only the cards planned since are parsed and
         # counted (and those still waiting for a story, wherever they stand).
         finished = {r["card"]["id"] for r in records} | store.rejected_card_ids()
-        plan = store.plan_bytes()
-        saved = index.load_planner(store.root, plan)
+        saved = index.load_planner(store.root)
         planner = Planner.restore(pack, seed, n, saved[0]) if saved else Planner(pack, seed, n)
-        after, waiting = store.plan_since(plan, saved[1] if saved else 0, finished)
+        after, waiting = store.plan_since(saved[1] if saved else 0, finished)
         for card in after:
             planner.count(card)
         self.planner: Planner | PlanAhead = PlanAhead(planner) if ahead else planner

@@ -549,30 +549,33 @@ class Store:
     def cards(self) -> list[Card]:
         return [Card.from_dict(d) for d in read_jsonl(self.root / PLAN)]
 
-    def plan_bytes(self) -> bytes:
+    def plan_since(self, start: int, finished: set[int]) -> tuple[list[Card], list[Card]]:
+        """From plan.jsonl, read line by line: (the cards after byte
+        ``start``, every card of the plan whose story is not ``finished``),
+        in plan order. A line before ``start`` is parsed only when its card
+        still waits for its story; the others give just their id."""
+        after: list[Card] = []
+        waiting: list[Card] = []
         path = self.root / PLAN
-        return path.read_bytes() if path.exists() else b""
-
-    def plan_since(self, plan: bytes, start: int, finished: set[int]) -> tuple[list[Card], list[Card]]:
-        """From plan.jsonl's bytes ``plan``: (the cards after byte ``start``,
-        every card of the plan whose story is not ``finished``), in plan
-        order. A line before ``start`` is parsed only when its card still
-        waits for its story; the others give just their id."""
-        after, waiting = [], []
+        if not path.exists():
+            return after, waiting
         at = 0
-        for i, line in enumerate(plan.split(b"\n")[:-1], 1):  # repair() cut a torn last line
-            here, at = at, at + len(line) + 1
-            if not line.strip():
-                continue
-            if here < start:
-                m = _CARD_ID.match(line)
-                if m and int(m[1]) in finished:
+        with open(path, "rb") as f:
+            for i, line in enumerate(f, 1):
+                here, at = at, at + len(line)
+                if not line.endswith(b"\n"):  # repair() cut a torn last line
+                    break
+                if not line.strip():
                     continue
-            card = Card.from_dict(_loads(self.root / PLAN, i, line))
-            if here >= start:
-                after.append(card)
-            if card.id not in finished:
-                waiting.append(card)
+                if here < start:
+                    m = _CARD_ID.match(line)
+                    if m and int(m[1]) in finished:
+                        continue
+                card = Card.from_dict(_loads(path, i, line))
+                if here >= start:
+                    after.append(card)
+                if card.id not in finished:
+                    waiting.append(card)
         return after, waiting
 
     def rejected_card_ids(self) -> set[int]:

@@ -60,6 +60,47 @@ def test_streaming_measure_equals_the_reference_definitions(tmp_path):
         assert m[f"distinct_{n}"] == pytest.approx(distinct(toks, n), abs=1e-4)
     assert m["self_bleu_4"] == pytest.approx(self_bleu(toks, 4), abs=1e-4)
     assert m["words_min"] == min(map(len, toks)) and m["words_max"] == max(map(len, toks))
+    assert m["self_repetition_stories"] == 13 and m["distinct_estimated"] is False
+
+
+def test_distinct_is_exact_below_its_cap_and_close_above_it():
+    import numpy as np
+
+    from fabula.reporting.metrics import _Distinct
+
+    rng = np.random.default_rng(5)
+    parts = [rng.integers(0, 60_000, size=500, dtype=np.uint64) for _ in range(400)]  # 200,000 values, ~58,000 distinct
+    truth = len(np.unique(np.concatenate(parts))) / 200_000
+    exact, small = _Distinct(cap=1 << 20), _Distinct(cap=4096)
+    for p in parts:
+        exact.add(p)
+        small.add(p)
+    assert exact.share() == truth and not exact.estimated
+    assert small.estimated and len(small.kept) <= 4096  # memory held to the cap
+    assert small.share() == pytest.approx(truth, rel=0.05)
+    assert small.share() != truth  # an estimate: this test would not notice a silent fall-back to exact
+
+
+def test_self_repetition_of_a_large_folder_is_that_of_a_sample(tmp_path, monkeypatch):
+    import random
+
+    from fabula.checks import words
+    from fabula.reporting import metrics
+
+    rng = random.Random(4)
+    vocab = "the spy rode north past a mill and waited".split()  # small: stories share 4-grams
+    texts = [" ".join(rng.choice(vocab) for _ in range(40)) + "." for _ in range(30)]
+    for i, t in enumerate(texts):
+        (tmp_path / f"{i:03d}.txt").write_text(t)
+    monkeypatch.setattr(metrics, "SELF_REP_SAMPLE", 10)
+    m = metrics.measure(tmp_path, semantic=False)
+    picked = metrics._Reservoir(10, seed=0)  # the same seeded sample of story order
+    for t in texts:
+        picked.add([w.lower() for w in words(t)])
+    assert m["self_repetition_stories"] == 10 and m["stories"] == 30
+    assert m["self_repetition_4"] == pytest.approx(self_repetition(picked.items, 4), abs=1e-4)
+    toks = [[w.lower() for w in words(t)] for t in texts]
+    assert m["self_repetition_4"] != pytest.approx(self_repetition(toks, 4), abs=1e-4)  # not the whole folder's
 
 
 def test_recurrence_and_stock_phrases_on_a_foreign_folder(tmp_path):

@@ -5,8 +5,12 @@ Definitions (each also one line in the README):
   (Shaib et al. 2024); higher = more repetitive.
 - self_repetition_4: mean over stories of ln(1 + Σ over the story's distinct
   4-grams of the number of *other* stories holding that 4-gram) (Salkar et al.
-  2022, as implemented by Shaib et al. 2024); 0 = no 4-gram shared.
-- distinct_n: distinct n-grams / all n-grams over the corpus (Li et al. 2016).
+  2022, as implemented by Shaib et al. 2024); 0 = no 4-gram shared. Over a
+  seeded sample of at most 20,000 stories (self_repetition_stories says how
+  many): every story of a smaller corpus.
+- distinct_n: distinct n-grams / all n-grams over the corpus (Li et al. 2016);
+  exact up to 2^22 distinct n-grams, past that estimated by adaptive distinct
+  sampling (Gibbons 2001: relative error ~0.1 %; distinct_estimated says so).
 - self_bleu_4: mean BLEU-4 of each story against all others as references
   (Zhu et al. 2018), on a seeded sample of at most 150 stories; add-one
   smoothing for n > 1.
@@ -78,6 +82,8 @@ def _person_names() -> frozenset[str]:
 
 
 SEMANTIC_SAMPLE = 2000  # stories embedded at most (seeded sample); the rest of the report uses all
+SELF_REP_SAMPLE = 20_000  # stories whose 4-grams self-repetition compares (seeded sample: 4 KB each)
+DISTINCT_CAP = 1 << 22  # distinct n-gram hashes kept per n (32 MiB) before distinct_n is estimated
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for n-gram hashes
 
 
@@ -213,6 +219,58 @@ def _gram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of 64-bit values that spreads them
+    evenly (the n-gram hashes of word ids are not), so a share of them is a
+    fair sample."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+class _Distinct:
+    """How many distinct values among the hashes added: exact while at most
+    ``cap`` are distinct; past that, adaptive distinct sampling (Gibbons 2001)
+    keeps only the mixed hashes below 2^(64-level), raising the level each
+    time they pass ``cap``, and counts them x 2^level. Memory: ~2 x cap
+    hashes, whatever the corpus size."""
+
+    def __init__(self, cap: int = DISTINCT_CAP):
+        self.cap, self.level, self.total = cap, 0, 0
+        self.kept = np.empty(0, dtype=np.uint64)
+        self.pending: list[np.ndarray] = []
+        self.waiting = 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        self.total += len(hashes)
+        m = _mix(hashes)
+        if self.level:
+            m = m[m < np.uint64(1 << (64 - self.level))]
+        self.pending.append(m)
+        self.waiting += len(m)
+        if self.waiting >= self.cap:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.pending:
+            self.kept = np.unique(np.concatenate([self.kept, *self.pending]))
+            self.pending, self.waiting = [], 0
+        while len(self.kept) > self.cap:
+            self.level += 1
+            self.kept = self.kept[self.kept < np.uint64(1 << (64 - self.level))]
+
+    @property
+    def estimated(self) -> bool:
+        self._merge()
+        return self.level > 0
+
+    def share(self) -> float:
+        """distinct / all."""
+        self._merge()
+        return len(self.kept) * 2**self.level / self.total if self.total else 0.0
+
+
 def measure(
     folder: Path,
     first_words: int | None = None,
@@ -221,9 +279,10 @@ def measure(
     ruler: tuple[str, tuple[str, ...]] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Every metric for one folder, in one streaming pass: memory grows with
-    the number of distinct n-grams (8 bytes each), never with N²; self-BLEU,
-    the semantic metrics and the reading pane use seeded samples.
+    """Every metric for one folder, in one streaming pass, in memory that
+    stops growing with N (bar the near-duplicate index, ~0.8 KB a story):
+    distinct_n from at most DISTINCT_CAP hashes per n; self-repetition,
+    self-BLEU, the semantic metrics and the reading pane on seeded samples.
     ``first_words`` truncates each story first (human references use 250);
     ``ruler``: the stock phrases counted (stock_ruler; default: this folder's).
     ``progress``: bars on stderr while reading and while embedding (the
@@ -231,8 +290,8 @@ def measure(
     started = time.perf_counter()
     ruler = ruler or stock_ruler([folder])
     vocab: dict[str, int] = {}
-    grams: dict[int, list[np.ndarray]] = {n: [] for n in (1, 2, 3, 4)}
-    doc4: list[np.ndarray] = []  # each story's distinct 4-gram hashes (for self-repetition)
+    distinct = {n: _Distinct() for n in (1, 2, 3, 4)}
+    doc4 = _Reservoir(SELF_REP_SAMPLE, seed=0)  # sampled stories' distinct 4-gram hashes (for self-repetition)
     lens: list[int] = []
     seq_rep = 0.0
     gz = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip format, gzip.compress's level
@@ -252,11 +311,12 @@ def measure(
         text = st.text if not first_words else " ".join(st.text.split()[:first_words])
         toks = [w.lower() for w in words(text)]
         ids = np.fromiter((vocab.setdefault(w, len(vocab) + 1) for w in toks), dtype=np.uint64, count=len(toks))
-        for k in grams:
-            grams[k].append(_gram_hashes(ids, k))
-        g4 = grams[4][-1]
+        hashes = {k: _gram_hashes(ids, k) for k in distinct}
+        for k, d in distinct.items():
+            d.add(hashes[k])
+        g4 = hashes[4]
         u4 = np.unique(g4)
-        doc4.append(u4)
+        doc4.add(u4)
         seq_rep += 1.0 - len(u4) / len(g4) if len(g4) else 0.0
         lens.append(len(toks))
         chunk = (" " if n else "").encode() + text.encode("utf-8")
@@ -278,10 +338,11 @@ def measure(
     gz_bytes += len(gz.flush())
     total = sum(lens)
     if n:
-        all4 = np.concatenate(doc4)
+        docs = doc4.items
+        all4 = np.concatenate(docs)
         _, inverse, counts = np.unique(all4, return_inverse=True, return_counts=True)
         shared = counts[inverse] - 1  # other stories holding each of a story's distinct 4-grams
-        bounds = np.cumsum([0] + [len(d) for d in doc4])
+        bounds = np.cumsum([0] + [len(d) for d in docs])
         self_rep = float(np.mean([math.log(1 + int(shared[a:b].sum())) for a, b in zip(bounds[:-1], bounds[1:])]))
     else:
         self_rep = 0.0
@@ -297,7 +358,9 @@ def measure(
         "words_max": max(lens, default=0),
         "compression_ratio": round(raw_bytes / gz_bytes, 4) if raw_bytes else 0.0,
         "self_repetition_4": round(self_rep, 4),
-        **{f"distinct_{k}": round(_distinct(grams[k]), 4) for k in (1, 2, 3, 4)},
+        "self_repetition_stories": len(doc4.items),
+        **{f"distinct_{k}": round(d.share(), 4) for k, d in distinct.items()},
+        "distinct_estimated": any(d.estimated for d in distinct.values()),
         "self_bleu_4": round(self_bleu(bleu.items, 4, sample=SELF_BLEU_SAMPLE), 4),
         "seq_rep_4": round(seq_rep / n, 4) if n else 0.0,
         "near_duplicate_pairs": near_pairs,
@@ -338,11 +401,6 @@ def _bar(items, on: bool, label: str, unit: str, total: int | None = None):
 
     interval = 0.1 if sys.stderr.isatty() else 30.0
     return tqdm(items, total=total, desc=label, unit=unit, disable=not on, mininterval=interval, leave=False, dynamic_ncols=True)
-
-
-def _distinct(parts: list[np.ndarray]) -> float:
-    total = sum(len(p) for p in parts)
-    return len(np.unique(np.concatenate(parts))) / total if total else 0.0
 
 
 def _recur(rec: dict[str, Counter], st: Story, text: str, labels: dict[tuple[str, str], str]) -> None:
