@@ -217,6 +217,39 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return [_loads(path, i, line) for i, line in enumerate(_whole_lines(path, repair), 1) if line.strip()]
 
 
+def is_torn(path: Path) -> bool:
+    """Whether a JSONL file's last line has no newline (a write was cut off): its last byte alone is read."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if not size:
+                return False
+            f.seek(size - 1)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of every whole, non-blank line of a JSONL file,
+    read line by line (a torn last line is left out)."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            if line.endswith(b"\n") and line.strip():
+                yield i, line
+
+
+def planned_ids(path: Path) -> set[int]:
+    """The id of every card of plan.jsonl, from each line's head (no card is parsed)."""
+    out = set()
+    for i, line in iter_jsonl(path):
+        m = _CARD_ID.match(line)
+        out.add(int(m[1]) if m else int(_loads(path, i, line)["id"]))
+    return out
+
+
 def scan_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     """(line number, record) of every whole line of a JSONL file, and whether
     its last line is torn: the one line reader (verify names lines by it)."""
