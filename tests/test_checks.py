@@ -211,6 +211,7 @@ def test_the_phrase_gate_finds_what_the_whole_phrase_pattern_finds():
             text = text[:at] + " " + rng.choice(forms)(rng.choice(phrases)) + rng.choice([" ", ". ", ", ", ""]) + text[at:]
         a, b = gate.search(text), whole.search(text)
         assert (a and (a.span(), a.group())) == (b and (b.span(), b.group())), text
+        assert [(m.span(), m.group()) for m in gate.finditer(text)] == [(m.span(), m.group()) for m in whole.finditer(text)], text
         found += b is not None
     assert 100 < found < 400  # both sides of the gate were tried
 

@@ -266,11 +266,14 @@ class NearDuplicates:
         # the last signature is reused rather than computed twice.
         if self._last is not None and self._last[0] == text:
             return self._last[1]
-        wh = word_hashes(tokens(text))
-        shingles = ngram_hashes(wh, min(SHINGLE, len(wh)) or 1)  # a text under 5 words is one shingle
-        sig = minhash(shingles, *self._perm)
+        sig = self.signature_of(word_hashes(tokens(text)))
         self._last = (text, sig)
         return sig
+
+    def signature_of(self, wh: np.ndarray) -> np.ndarray:
+        """The signature of a text from its words' hashes (fabula.text.word_hashes of its tokens)."""
+        shingles = ngram_hashes(wh, min(SHINGLE, len(wh)) or 1)  # a text under 5 words is one shingle
+        return minhash(shingles, *self._perm)
 
     def minhash_scheme(self) -> str:
         """What the signatures depend on (a saved index is reused only if this matches)."""

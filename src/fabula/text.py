@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,7 +218,7 @@ class PhraseGate:
         self._runs = [frozenset(_WORD_CHARS.findall(p.casefold())) for p in self.phrases]
         self._compiled: dict[tuple[str, ...], re.Pattern | None] = {}
 
-    def search(self, text: str) -> re.Match | None:
+    def _pattern(self, text: str) -> re.Pattern | None:
         have = set(_WORD_CHARS.findall(text.casefold()))
         maybe = tuple(p for p, runs in zip(self.phrases, self._runs) if runs <= have)
         if not maybe:
@@ -226,8 +227,17 @@ class PhraseGate:
             if len(self._compiled) >= 256:
                 self._compiled.clear()
             self._compiled[maybe] = phrase_pattern(maybe)
-        pattern = self._compiled[maybe]
+        return self._compiled[maybe]
+
+    def search(self, text: str) -> re.Match | None:
+        pattern = self._pattern(text)
         return pattern.search(text) if pattern is not None else None
+
+    def finditer(self, text: str) -> Iterator[re.Match]:
+        """Every match, as the whole pattern's finditer gives them (at each
+        position the alternatives left out could not have matched)."""
+        pattern = self._pattern(text)
+        return pattern.finditer(text) if pattern is not None else iter(())
 
 
 def gram_hit(text: str, new_chars: int, grams: frozenset[str] | set[str], n: int = 4) -> int | None:
