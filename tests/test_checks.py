@@ -296,3 +296,13 @@ def test_a_pack_sets_thresholds_and_skips_checks(spy):
     assert next(c for c in checks if c.name == "degeneration").max_rep4 == 0.3
     with pytest.raises(Exception, match="skip"):
         parse_pack(pack_text(tail=GOOD_TAIL + '[checks]\nskip = ["spelling"]\n'), "t.toml")
+
+
+def test_the_lsh_bands_fabula_knows_are_those_datasketch_picks():
+    from datasketch.lsh import _optimal_param
+
+    from fabula.checks import _LSH_PARAMS, NearDuplicates
+
+    for (threshold, num_perm), (b, r) in _LSH_PARAMS.items():
+        assert _optimal_param(threshold, num_perm, 0.5, 0.5) == (b, r)
+    assert (NearDuplicates(threshold=0.6).b, NearDuplicates(threshold=0.6).r) == _optimal_param(0.6, 128, 0.5, 0.5)
