@@ -112,6 +112,7 @@ def write_corpus(
     # stories) of every story kept: from DIR/index.npz, the rest from the texts.
     mem = index.open_memory(store.root, records, near_threshold, settings.ban_common, n)
     summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
+    to_run = compose(default_checks(pack, lo, hi, avoid, genre), checks)  # a user's check that fails, fails before a process starts
     ahead = n - len(records) >= AHEAD_MIN if plan_ahead is None else plan_ahead
     jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer, ahead)
     run = _Run(
@@ -120,7 +121,7 @@ def write_corpus(
         backend,
         settings,
         max_attempts,
-        compose(default_checks(pack, lo, hi, avoid, genre), checks),
+        to_run,
         None if "near-duplicate" in pack.checks.skip else mem.near,
         mem,
         jobs,
@@ -242,15 +243,17 @@ class _Run:
     def close(self) -> None:
         """Commit what is held, save the index (committed stories only: after the flush)."""
         try:
-            planner = self.jobs.settle()
-        except Exception:  # the planner's process failed (its error is on its way up): save the rest
-            planner = None
-        self.store.flush()
-        self.store.group = 1
-        self.summary.committed = self.store.committed - self.committed_before
-        if self.mem.unsaved or self.mem.read:
-            index.save(self.store.root, self.mem, planner)
-        self.jobs.close()
+            try:
+                planner = self.jobs.settle()
+            except Exception:  # the planner's process failed (its error is on its way up): save the rest
+                planner = None
+            self.store.flush()
+            self.store.group = 1
+            self.summary.committed = self.store.committed - self.committed_before
+            if self.mem.unsaved or self.mem.read:
+                index.save(self.store.root, self.mem, planner)
+        finally:
+            self.jobs.close()  # the planner's process ends with the run, whatever happened
         self.summary.servers = self.backend.usage()
 
 
