@@ -15,14 +15,14 @@ def _write(root, spy, n, ahead):
 
 
 def test_planning_in_its_own_process_changes_nothing(tmp_path, spy, monkeypatch):
-    # Saves every 7 stories: each one hands the cards planned ahead over to plan.jsonl mid-run.
-    monkeypatch.setattr(index, "SAVE_EVERY", 7)
+    # Saves every 5 stories: each one hands the cards planned ahead over to plan.jsonl mid-run.
+    monkeypatch.setattr(index, "SAVE_EVERY", 5)
     folders = {}
     for ahead in (False, True):
         root = tmp_path / str(ahead)
-        summary = _write(root, spy, 40, ahead)
-        assert summary.written == 40
-        _write(root, spy, 55, ahead)  # a second run resumes from the saved planner state
+        summary = _write(root, spy, 24, ahead)
+        assert summary.written == 24
+        _write(root, spy, 32, ahead)  # a second run resumes from the saved planner state
         folders[ahead] = root
     files = ["plan.jsonl", "corpus.jsonl", *(f"stories/{p.name}" for p in (folders[False] / "stories").iterdir())]
     for name in files:
