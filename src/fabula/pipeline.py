@@ -326,11 +326,11 @@ class _Jobs:
             elif self.accepted + self.in_flight + self.failed < self.n:
                 if self.pending:
                     card = self.pending.popleft()
-                elif isinstance(self.planner, PlanAhead):
-                    card = self.planner.next(room=self.n - self.accepted - self.in_flight - self.failed - len(self.retry) - 1)
-                    self.store.plan(card)
                 else:
-                    card = self.planner.next()
+                    if isinstance(self.planner, PlanAhead):  # told how many more cards the run is sure to need
+                        card = self.planner.next(room=self.n - self.accepted - self.in_flight - self.failed - len(self.retry) - 1)
+                    else:
+                        card = self.planner.next()
                     self.store.plan(card)
                 job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common, scorer=self.scorer)
             elif self.in_flight == 0:

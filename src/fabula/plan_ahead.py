@@ -93,7 +93,6 @@ class PlanAhead:
         os.close(child_reads)
         os.close(child_writes)
         self._out, self._in = parent_writes, parent_reads
-        self.target = planner.target
         self._ready: deque[Card] = deque()
         self._asked = 0  # cards asked for, not yet received
         self._saved: tuple[dict, dict[str, np.ndarray]] | None = None

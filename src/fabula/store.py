@@ -241,13 +241,15 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield i, line
 
 
+def _card_id(path: Path, i: int, line: bytes) -> int:
+    """A plan.jsonl line's card id, from the line's head (parsed only when written otherwise)."""
+    m = _CARD_ID.match(line)
+    return int(m[1]) if m else int(_loads(path, i, line)["id"])
+
+
 def planned_ids(path: Path) -> set[int]:
-    """The id of every card of plan.jsonl, from each line's head (no card is parsed)."""
-    out = set()
-    for i, line in iter_jsonl(path):
-        m = _CARD_ID.match(line)
-        out.add(int(m[1]) if m else int(_loads(path, i, line)["id"]))
-    return out
+    """The id of every card of plan.jsonl (no card is parsed)."""
+    return {_card_id(path, i, line) for i, line in iter_jsonl(path)}
 
 
 def scan_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
@@ -308,8 +310,7 @@ class _PlanCards:
         pos = 0
         for i, line in enumerate(self.file, 1):
             if line.endswith(b"\n") and line.strip():
-                m = _CARD_ID.match(line)
-                self.offsets[int(m[1]) if m else int(_loads(path, i, line)["id"])] = pos
+                self.offsets[_card_id(path, i, line)] = pos
             pos += len(line)
 
     def holds(self, card: Any) -> bool:

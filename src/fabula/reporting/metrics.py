@@ -41,6 +41,7 @@ import numpy as np
 
 from fabula.checks import NearDuplicates
 from fabula.text import PhraseGate, word_hashes, words
+from fabula.text import _mix as mix64  # a bijection of 64-bit values that spreads them evenly: a share of them is a fair sample
 
 SELF_BLEU_SAMPLE = 150
 READING_SAMPLE = 50  # stories in the HTML reading pane (seeded sample when more)
@@ -233,16 +234,6 @@ def _gram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijection of 64-bit values that spreads them
-    evenly (the n-gram hashes of word ids are not), so a share of them is a
-    fair sample."""
-    with np.errstate(over="ignore"):
-        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return h ^ (h >> np.uint64(31))
-
-
 class _Distinct:
     """How many distinct values among the hashes added: exact while at most
     ``cap`` are distinct; past that, adaptive distinct sampling (Gibbons 2001)
@@ -258,7 +249,7 @@ class _Distinct:
 
     def add(self, hashes: np.ndarray) -> None:
         self.total += len(hashes)
-        m = _mix(hashes)
+        m = mix64(hashes)
         if self.level:
             m = m[m < np.uint64(1 << (64 - self.level))]
         self.pending.append(m)
