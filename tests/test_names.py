@@ -99,3 +99,13 @@ def test_lithuanian_and_polish_feminine_forms():
         "Nausėdaitė",
     ]
     assert [polish_feminine(s) for s in ("Kowalski", "Zawadzki", "Nowak", "Narożny")] == ["Kowalska", "Zawadzka", "Nowak", "Narożna"]
+
+
+def test_first_names_are_every_first_name_the_locales_faker_holds():
+    # first_names reads the locale's person provider alone, without Faker(locale).
+    from fabula.names import _cap, _faker, first_names
+    from fabula.names import transliterate as tr
+
+    for locale in sorted(SUPPORTED_LOCALES):
+        pools = [getattr(p, a, None) or () for p in _faker(locale).get_providers() for a in ("first_names", "first_names_male", "first_names_female")]
+        assert first_names(locale) == {_cap(tr(n, locale)) for pool in pools for n in pool}, locale

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -250,3 +251,15 @@ def test_a_card_is_stored_once_and_every_reader_gets_it_whole(tmp_path):
     (out / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in raw[:2]) + json.dumps({**raw[2], "card": {"id": 999}}) + "\n")
     assert [r["id"] for r in visible_records(out)] == [r["id"] for r in raw[:2]]
     assert len(fabula.Corpus(out)) == 2  # counted as read, without parsing a card
+
+
+def test_read_heads_reads_records_of_any_key_order_and_leaves_a_torn_line_out(tmp_path):
+    from fabula.store import read_heads
+
+    path = tmp_path / "corpus.jsonl"
+    fast = {"id": "000_aa", "index": 0, "file": "stories/000_aa.txt", "card": {"id": 4}, "words": 3}
+    other_order = {"index": 1, "id": "001_bb", "file": "stories/001_bb.txt", "card": {"id": 7, "seed": 1}}
+    want = [{k: r[k] for k in ("id", "index", "file")} | {"card": {"id": r["card"]["id"]}} for r in (fast, other_order, fast)]
+    for rows in ([fast, fast], [fast, other_order, fast]):  # every line in fabula's form (one pass), and not
+        path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows) + '{"id":"002_cc","ind')
+        assert read_heads(path) == ([want[0], want[0]] if len(rows) == 2 else want)

@@ -207,7 +207,10 @@ class BandIndex:
     def _merge(self) -> None:
         keys = np.concatenate([self.sorted_keys, *(k for k, _ in self._pending)])
         rows = np.concatenate([self.sorted_rows, *(r for _, r in self._pending)])
-        order = np.argsort(keys, kind="stable")  # a sorted run and a short one: merged, not sorted again
+        # A sorted run and a short one: merged by the stable sort, not sorted again.
+        # With no run yet (a bulk load), the faster unstable sort: find()
+        # takes a set of rows, so the order among equal keys does not matter.
+        order = np.argsort(keys, kind="stable" if len(self.sorted_keys) else "quicksort")
         self.sorted_keys, self.sorted_rows = keys[order], rows[order]
         self.tail, self._pending, self.tail_rows = {}, [], 0
 

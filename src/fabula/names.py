@@ -8,6 +8,7 @@ national system), so a Ukrainian "Гайдамака" becomes "Haidamaka", not "
 
 from __future__ import annotations
 
+import importlib
 import random
 import unicodedata
 from functools import lru_cache
@@ -171,9 +172,14 @@ def _cap(name: str) -> str:
 @lru_cache(maxsize=None)
 def first_names(locale: str) -> frozenset[str]:
     """Every first name a locale's Faker provider lists (both genders), in Latin script."""
-    fake = _faker(locale)
+    try:
+        # The locale's person provider alone: what Faker(locale) would hold,
+        # without building every provider (0.1 s for all locales, not 0.6 s).
+        providers = [importlib.import_module(f"faker.providers.person.{locale}").Provider]
+    except ModuleNotFoundError:
+        providers = _faker(locale).get_providers()
     out: set[str] = set()
-    for prov in fake.get_providers():
+    for prov in providers:
         for attr in ("first_names", "first_names_male", "first_names_female"):
             pool = getattr(prov, attr, None)
             if pool:

@@ -194,15 +194,20 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
 def _whole_lines(path: Path, repair: bool = False) -> list[bytes]:
     """The complete lines of a JSONL file. A torn last line (no newline: the
     process died mid-write) is dropped, and with ``repair`` cut from the file."""
+    return _whole_bytes(path, repair).split(b"\n")[:-1]
+
+
+def _whole_bytes(path: Path, repair: bool = False) -> bytes:
+    """A JSONL file's bytes up to the end of its last complete line (see _whole_lines)."""
     if not path.exists():
-        return []
+        return b""
     raw = path.read_bytes()
     keep = raw if raw.endswith(b"\n") or not raw else raw[: raw.rfind(b"\n") + 1]
     if repair and keep != raw:
         with open(path, "r+b") as f:
             f.truncate(len(keep))
             os.fsync(f.fileno())
-    return keep.split(b"\n")[:-1]
+    return keep
 
 
 def _loads(path: Path, i: int, line: bytes) -> dict[str, Any]:
@@ -375,8 +380,18 @@ _REJECT_CARD_ID = re.compile(rb'\{"card":\{"id":(\d+)[,}]')  # a rejects.jsonl l
 
 def read_heads(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """id, index, file and card id of every corpus.jsonl record, in order."""
+    raw = _whole_bytes(path, repair)
+    # One pass of _HEAD over the whole file where every line has the form
+    # fabula writes (0.3 s for 100,000 records, not 0.6 s a line at a time):
+    # the pattern matches only where an object opens with a string id, and
+    # each line holds one such opening.
+    n = raw.count(b"\n")
+    heads = _HEAD.findall(raw)
+    if len(heads) == n and raw.count(b'{"id":"') == n:
+        return [{"id": a.decode(), "index": int(b), "file": c.decode(), "card": {"id": int(d)}} for a, b, c, d in heads]
+    lines = raw.split(b"\n")[:-1]
     out = []
-    for i, line in enumerate(_whole_lines(path, repair), 1):
+    for i, line in enumerate(lines, 1):
         m = _HEAD.match(line)
         if m:
             out.append({"id": m[1].decode(), "index": int(m[2]), "file": m[3].decode(), "card": {"id": int(m[4])}})
@@ -518,13 +533,14 @@ class Store:
         named = {r["file"] for r in self._heads}
         self._files, self._strays = set(), []
         self._tmps = list(self.root.glob("*" + TMP_SUFFIX))
-        for p in self.stories_dir.iterdir():
-            if p.name.endswith(TMP_SUFFIX):
-                self._tmps.append(p)
-            elif f"{STORIES}/{p.name}" in named:
-                self._files.add(f"{STORIES}/{p.name}")
+        for name in os.listdir(self.stories_dir):  # names, not Paths: 0.05 s for 100,000, not 0.4 s
+            rel = f"{STORIES}/{name}"
+            if name.endswith(TMP_SUFFIX):
+                self._tmps.append(self.stories_dir / name)
+            elif rel in named:
+                self._files.add(rel)
             else:
-                self._strays.append(p)
+                self._strays.append(self.stories_dir / name)
 
     def _clean(self) -> None:
         for name in (PLAN, REJECTS, FAILED, CORPUS):
