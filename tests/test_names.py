@@ -101,11 +101,20 @@ def test_lithuanian_and_polish_feminine_forms():
     assert [polish_feminine(s) for s in ("Kowalski", "Zawadzki", "Nowak", "Narożny")] == ["Kowalska", "Zawadzka", "Nowak", "Narożna"]
 
 
-def test_first_names_are_every_first_name_the_locales_faker_holds():
-    # first_names reads the locale's person provider alone, without Faker(locale).
+def test_names_are_those_the_whole_faker_of_the_locale_holds_and_draws():
+    # fabula builds each locale's person provider alone, not Faker(locale).
+    from faker import Faker
+
     from fabula.names import _cap, _faker, first_names
     from fabula.names import transliterate as tr
 
     for locale in sorted(SUPPORTED_LOCALES):
-        pools = [getattr(p, a, None) or () for p in _faker(locale).get_providers() for a in ("first_names", "first_names_male", "first_names_female")]
+        whole = Faker(locale)
+        pools = [getattr(p, a, None) or () for p in whole.get_providers() for a in ("first_names", "first_names_male", "first_names_female")]
         assert first_names(locale) == {_cap(tr(n, locale)) for pool in pools for n in pool}, locale
+        for seed in range(20):
+            drawn = []
+            for fake in (whole, _faker(locale)):
+                fake.seed_instance(seed)
+                drawn.append([fake.first_name_male(), fake.first_name_female(), fake.last_name()])
+            assert drawn[0] == drawn[1], (locale, seed)

@@ -72,9 +72,12 @@ def is_latin(text: str) -> bool:
 
 @lru_cache(maxsize=None)
 def _faker(locale: str):
-    from faker import Faker
+    """Faker's generator for a locale with its person provider alone: the
+    names Faker(locale) draws for a seed, without finding and building every
+    other provider (0.6 s of every start for the 32 locales)."""
+    from faker.factory import Factory
 
-    return Faker(locale)
+    return Factory.create(locale, providers=["faker.providers.person"])
 
 
 def draw_name(locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
