@@ -22,6 +22,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     )
 
 
+def plan_lines(folder: Path) -> list[bytes]:
+    """The lines of a folder's plan.jsonl.gz, read by the standard library's
+    gzip (the file is plain gzip: members one after another)."""
+    import gzip
+
+    return gzip.decompress((folder / "plan.jsonl.gz").read_bytes()).splitlines()
+
+
+def plan_cards(folder: Path) -> list[dict]:
+    import json
+
+    return [json.loads(x) for x in plan_lines(folder)]
+
+
 @pytest.fixture
 def spy():
     from fabula.packs import load_pack

@@ -7,6 +7,7 @@ import pytest
 import fabula
 from fabula import index
 from fabula.store import read_jsonl
+from tests.conftest import plan_lines
 
 
 def write(folder, n, **kw):
@@ -122,31 +123,53 @@ def test_a_resume_restores_the_planner_from_the_index_and_plans_what_a_full_reco
     b = tmp_path / "b"
     shutil.copytree(a, b)
     saved = index.load_planner(a)
-    assert saved is not None and saved[0]["counted"] == 30 and saved[1] == (a / "plan.jsonl").stat().st_size
+    assert saved is not None and saved[0]["counted"] == 30 and saved[1] == (a / "plan.jsonl.gz").stat().st_size
     parsed = []
     real = Card.from_dict
     monkeypatch.setattr(Card, "from_dict", staticmethod(lambda d: parsed.append(d["id"]) or real(d)))
     write(a, 40)
     assert not [i for i in parsed if i < 30]  # no card of the saved plan was parsed to resume
-    monkeypatch.setattr(index, "load_planner", lambda root: None)  # b: counted from plan.jsonl
+    monkeypatch.setattr(index, "load_planner", lambda root: None)  # b: counted from the plan
     write(b, 40)
-    for name in ("plan.jsonl", "corpus.jsonl"):
-        assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert plan_lines(a) == plan_lines(b)  # the lines; members follow the commits' timing
+    assert (a / "corpus.jsonl").read_bytes() == (b / "corpus.jsonl").read_bytes()
 
 
 @pytest.mark.parametrize("edit", ["rewrite", "truncate", "append"])
 def test_a_planner_state_is_used_only_while_the_plan_starts_with_what_it_counted(corpus, edit):
-    data = (corpus / "plan.jsonl").read_bytes()
-    if edit == "rewrite":  # same length, one card changed
-        at = data.rfind(b'"pack":"spy"')
-        edited = data[:at] + b'"pack":"spz"' + data[at + 12 :]
+    from fabula.plan_file import member, members
+
+    path = corpus / "plan.jsonl.gz"
+    data = path.read_bytes()
+    last, lines = list(members(path))[-1]
+    if edit == "rewrite":  # the last part written again, one card changed
+        at = lines.rfind(b'"pack":"spy"')
+        edited = data[:last] + member(lines[:at] + b'"pack":"spz"' + lines[at + 12 :])
     elif edit == "truncate":  # the last card gone
-        edited = data[: data.rfind(b"\n", 0, len(data) - 1) + 1]
+        cut = lines[: lines.rfind(b"\n", 0, len(lines) - 1) + 1]
+        edited = data[:last] + (member(cut) if cut else b"")
     else:  # a card planned after the save: counted from the card, the state still used
-        edited = data + data.split(b"\n")[0] + b"\n"
+        edited = data + member(lines.split(b"\n")[0] + b"\n")
     assert index.load_planner(corpus) is not None
-    (corpus / "plan.jsonl").write_bytes(edited)
+    path.write_bytes(edited)
     assert (index.load_planner(corpus) is not None) == (edit == "append")
+
+
+def test_an_older_folders_plain_plan_jsonl_is_read_and_continued(tmp_path):
+    """A folder written before the plan was compressed holds plan.jsonl: a
+    resume reads it, counts it, and appends its new cards there."""
+    import gzip
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    write(old, 12)
+    write(new, 20)
+    (old / "plan.jsonl").write_bytes(gzip.decompress((old / "plan.jsonl.gz").read_bytes()))
+    (old / "plan.jsonl.gz").unlink()
+    assert index.load_planner(old) is None  # the saved state hashed other bytes: the planner is recounted
+    write(old, 20)
+    assert not (old / "plan.jsonl.gz").exists() and index.load_planner(old) is not None
+    assert (old / "plan.jsonl").read_bytes() == gzip.decompress((new / "plan.jsonl.gz").read_bytes())
+    assert (old / "corpus.jsonl").read_bytes() == (new / "corpus.jsonl").read_bytes()
 
 
 def test_a_card_planned_before_the_saved_state_and_still_waiting_is_written(tmp_path, monkeypatch):
@@ -163,7 +186,7 @@ def test_a_card_planned_before_the_saved_state_and_still_waiting_is_written(tmp_
     dropped = json.loads(lines[3])
     (folder / "corpus.jsonl").write_bytes(b"\n".join(lines[:3] + lines[4:]) + b"\n")
     (folder / dropped["file"]).unlink()
-    assert index.load_planner(folder)[0]["counted"] == 12
+    assert index.load_planner(folder).state["counted"] == 12
     parsed = []
     real = Card.from_dict
     monkeypatch.setattr(Card, "from_dict", staticmethod(lambda d: parsed.append(d["id"]) or real(d)))
@@ -171,6 +194,52 @@ def test_a_card_planned_before_the_saved_state_and_still_waiting_is_written(tmp_
     assert parsed[:1] == [dropped["card"]["id"]] and s.written == 1
     recs = read_jsonl(folder / "corpus.jsonl")
     assert len(recs) == 12 and dropped["card"]["id"] in {r["card"]["id"] for r in recs}
+
+
+def test_a_resume_reads_the_plan_only_from_the_first_card_still_waiting(tmp_path, monkeypatch):
+    """Every card before the saved waiting_from had its story then and still
+    does: the resume does not read that part of the plan. A card waiting
+    there again (its record dropped) makes it read the whole plan."""
+    import json
+
+    from fabula import plan_file
+
+    folder = tmp_path / "c"
+    write(folder, 20)
+    saved = index.load_planner(folder)
+    assert saved is not None and saved.waiting_from == saved.end > 0  # a run that ended: nothing waits
+    starts = []
+    real = plan_file.lines
+    monkeypatch.setattr(plan_file, "lines", lambda path, start=0: starts.append(start) or real(path, start))
+    write(folder, 24)
+    assert starts and min(starts) == saved.end
+    lines = (folder / "corpus.jsonl").read_bytes().split(b"\n")[:-1]
+    dropped = json.loads(lines[5])
+    (folder / "corpus.jsonl").write_bytes(b"\n".join(lines[:5] + lines[6:]) + b"\n")
+    (folder / dropped["file"]).unlink()
+    starts.clear()
+    assert write(folder, 24).written == 1 and 0 in starts
+    assert dropped["card"]["id"] in {r["card"]["id"] for r in read_jsonl(folder / "corpus.jsonl")}
+
+
+def test_waiting_from_is_the_first_card_neither_kept_nor_rejected(tmp_path, spy):
+    from fabula.plan import Planner
+    from fabula.store import Store
+
+    s = Store.open(tmp_path / "c", {"pack": "spy", "seed": 1})
+    planner = Planner(spy, 1, 10)
+    cards = [planner.next() for _ in range(3)]
+    for c in cards:
+        s.plan(c)
+    s.accept(0, "Story of card one.\n", {"card": {"id": cards[1].id}})
+    s.flush()
+    at = {cid: pos for cid, pos in s.unfinished.items()}
+    assert set(at) == {cards[0].id, cards[2].id} and s.waiting_from() == at[cards[0].id]
+    s.accept(1, "Story of card zero.\n", {"card": {"id": cards[0].id}})
+    s.flush()
+    assert s.waiting_from() == at[cards[2].id]
+    s.reject({"card": {"id": cards[2].id}, "reason": "too-short"})
+    assert s.waiting_from() == (tmp_path / "c" / "plan.jsonl.gz").stat().st_size
 
 
 def test_a_small_corpus_saves_its_bit_sets_sparse_and_a_full_one_whole(tmp_path):

@@ -7,6 +7,7 @@ from fabula.plan import Planner
 from fabula.plan_ahead import PlanAhead
 from fabula.store import Store
 from fabula.write import WriteSettings
+from tests.conftest import plan_lines
 
 
 def _write(root, spy, n, ahead):
@@ -15,7 +16,7 @@ def _write(root, spy, n, ahead):
 
 
 def test_planning_in_its_own_process_changes_nothing(tmp_path, spy, monkeypatch):
-    # Saves every 5 stories: each one hands the cards planned ahead over to plan.jsonl mid-run.
+    # Saves every 5 stories: each one hands the cards planned ahead over to the plan mid-run.
     monkeypatch.setattr(index, "SAVE_EVERY", 5)
     folders = {}
     for ahead in (False, True):
@@ -24,14 +25,15 @@ def test_planning_in_its_own_process_changes_nothing(tmp_path, spy, monkeypatch)
         assert summary.written == 24
         _write(root, spy, 32, ahead)  # a second run resumes from the saved planner state
         folders[ahead] = root
-    files = ["plan.jsonl", "corpus.jsonl", *(f"stories/{p.name}" for p in (folders[False] / "stories").iterdir())]
+    assert plan_lines(folders[True]) == plan_lines(folders[False])
+    files = ["corpus.jsonl", *(f"stories/{p.name}" for p in (folders[False] / "stories").iterdir())]
     for name in files:
         assert (folders[True] / name).read_bytes() == (folders[False] / name).read_bytes(), name
     states = []
     for root in folders.values():
         saved = index.load_planner(root)
-        assert saved is not None, "the saved planner state does not describe plan.jsonl"
-        state, _ = saved
+        assert saved is not None, "the saved planner state does not describe the plan"
+        state = saved.state
         states.append((state["tally"], state["counted"], state["arrays"]["gram_counts"].tobytes(), state["arrays"]["names"].tobytes()))
     assert states[0] == states[1]
 

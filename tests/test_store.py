@@ -5,7 +5,7 @@ import pytest
 
 from fabula.errors import StoreError
 from fabula.store import Store, lock_folder, read_jsonl, text_hash, unlock_folder
-from tests.conftest import run_cli
+from tests.conftest import plan_cards, run_cli
 
 MAN = {"pack": "spy", "seed": 1}
 
@@ -167,7 +167,7 @@ def test_a_group_is_held_in_memory_until_flushed_then_committed_in_order(tmp_pat
     assert (s.committed, s.held) == (3, 0)
     recs = read_jsonl(tmp_path / "c" / "corpus.jsonl")
     assert [r["index"] for r in recs] == [0, 1, 2]
-    assert [c["id"] for c in read_jsonl(tmp_path / "c" / "plan.jsonl")] == [cards[0].id]
+    assert [c["id"] for c in plan_cards(tmp_path / "c")] == [cards[0].id]
     assert sorted(p.name for p in (tmp_path / "c" / "stories").iterdir()) == sorted(r["file"][8:] for r in recs)
 
 
@@ -178,9 +178,9 @@ def test_reject_and_fail_commit_the_held_plan_lines_first(tmp_path, spy):
     s.group = 8
     card = Planner(spy, 1, 3).next()
     s.plan(card)
-    assert not (tmp_path / "c" / "plan.jsonl").exists()
+    assert not (tmp_path / "c" / "plan.jsonl.gz").exists()
     s.reject({"card": card.to_dict(), "reason": "too-short"})
-    assert [c["id"] for c in read_jsonl(tmp_path / "c" / "plan.jsonl")] == [card.id]
+    assert [c["id"] for c in plan_cards(tmp_path / "c")] == [card.id]
 
 
 # A writer in a child process that prints, after every finished draft, how many
@@ -238,7 +238,7 @@ def test_a_card_is_stored_once_and_every_reader_gets_it_whole(tmp_path):
 
     out = tmp_path / "c"
     fabula.Corpus(out).write(3, backend="fake", words=300, progress=False)
-    plan = {c["id"]: c for c in map(json.loads, (out / "plan.jsonl").read_text().splitlines())}
+    plan = {c["id"]: c for c in plan_cards(out)}
     raw = [json.loads(x) for x in (out / "corpus.jsonl").read_text().splitlines()]
     assert all(set(r["card"]) == {"id"} for r in raw)
     assert [r["card"] for r in visible_records(out)] == [plan[r["card"]["id"]] for r in raw]

@@ -121,8 +121,10 @@ def test_a_refused_write_leaves_the_folder_as_it_found_it(corpus):
     """Issue 26, row 5: a write refused for a missing story used to cut a torn
     line, delete a temporary file and move a stray file before refusing."""
     (corpus / "stories" / files(corpus)[0]).unlink()
-    with open(corpus / "plan.jsonl", "a") as f:
-        f.write('{"id": 99')  # torn
+    from fabula.plan_file import member
+
+    with open(corpus / "plan.jsonl.gz", "ab") as f:
+        f.write(member(b'{"id": 99}\n')[:-5])  # torn
     (corpus / "stories" / "000_x.txt.tmp").write_text("half a story")
     (corpus / "stories" / "notes.txt").write_text("mine")
 

@@ -483,7 +483,7 @@ def verify(folder, repair):
     """Check that a corpus folder is whole (fsck for a corpus).
 
     Every record has its story file, once; every file's text matches the
-    hash in its name and record; the records agree with plan.jsonl and
+    hash in its name and record; the records agree with the plan and
     fabula.json; no torn line, stray or temporary file. Prints one line per
     fault and exits 1 if there is any; reading never blocks a writer.
 

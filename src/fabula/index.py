@@ -26,11 +26,11 @@ with - rebuilds it from the texts. The index is a cache: deleting both files
 loses nothing.
 
 It also holds the planner's state (its tallies of every card planned, see
-Planner.state) with the length of plan.jsonl it was counted from and a hash of
-that length's last 4 KiB: a resumed run restores it and parses only the cards
-planned after it (and any still waiting for their story), instead of the
-whole plan. If plan.jsonl no longer starts with what was counted, the planner
-is rebuilt from every card.
+Planner.state) with the length of the plan file it was counted from and a hash
+of that length's last 4 KiB: a resumed run restores it and parses only the
+cards planned after it (and any still waiting for their story), instead of the
+whole plan. If the plan no longer starts with what was counted, the planner is
+rebuilt from every card.
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fabula.checks import NearDuplicates
+from fabula.plan_file import is_gz, plan_path
 from fabula.score import CommonGrams, NgramSet, gram_hashes
-from fabula.store import INDEX, PLAN, SIGNATURES, TMP_SUFFIX, read_story
+from fabula.store import INDEX, SIGNATURES, TMP_SUFFIX, read_story
 from fabula.text import tokens
 
 VERSION = 3  # 2: signatures in their own append-only file, ids as a digest; 3: fabula.text hashes
@@ -178,7 +179,7 @@ def _dense(z, name: str, like: np.ndarray) -> np.ndarray:
     return out
 
 
-PLAN_TAIL = 4096  # bytes of plan.jsonl, before the length the planner counted, that must still match
+PLAN_TAIL = 4096  # bytes of the plan file, before the length the planner counted, that must still match
 
 
 STATE_FORMAT = 3  # Planner.state()'s layout; 2: tallies per role ("gender:hero"); 3: grams and names in arrays
@@ -188,11 +189,18 @@ def _plan_tail(data: bytes, end: int) -> str:
     return hashlib.sha256(data[max(0, end - PLAN_TAIL) : end]).hexdigest()
 
 
-def load_planner(root: Path) -> tuple[dict, int] | None:
-    """(planner state, bytes of plan.jsonl it counted) when the saved state
-    still describes the start of plan.jsonl; else None. The plan is read in
-    pieces (at 10^6 cards it is gigabytes): its tail is hashed, its lines
-    up to that point counted."""
+class SavedPlanner(NamedTuple):
+    state: dict  # Planner.state()
+    end: int  # bytes of the plan file it counted
+    waiting_from: int  # where the first card then waiting for its story stood (store.waiting_from)
+
+
+def load_planner(root: Path) -> SavedPlanner | None:
+    """(planner state, bytes of the plan file it counted, waiting from) when the saved
+    state still describes the start of the plan; else None. Only the last
+    4 KiB before that length are read and hashed (plan.jsonl.gz: the hash of
+    compressed members, each with its CRC, names what they hold); an older
+    folder's plan.jsonl is also read in pieces and its lines counted."""
     try:
         with np.load(root / INDEX, allow_pickle=False) as z:
             if "planner" not in z.files:
@@ -207,16 +215,23 @@ def load_planner(root: Path) -> tuple[dict, int] | None:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
     end = saved.get("plan_bytes", -1)
-    path = root / PLAN
+    path = plan_path(root)
     size = path.stat().st_size if path.exists() else 0
     if not isinstance(end, int) or not 0 <= end <= size:
         return None
+    waiting = saved.get("waiting_from", 0)  # 0 (the whole plan) in a state saved without it
+    if not isinstance(waiting, int) or not 0 <= waiting <= end:
+        return None
     if not end:
-        return (saved["state"], 0) if saved["state"]["counted"] == 0 else None
+        return SavedPlanner(saved["state"], 0, 0) if saved["state"]["counted"] == 0 else None
     with open(path, "rb") as f:
         f.seek(max(0, end - PLAN_TAIL))
         tail = f.read(end - max(0, end - PLAN_TAIL))
-        if tail[-1:] != b"\n" or saved.get("plan_tail") != _plan_tail(tail, len(tail)):
+        if saved.get("plan_tail") != _plan_tail(tail, len(tail)):
+            return None
+        if is_gz(path):
+            return SavedPlanner(saved["state"], end, waiting)
+        if tail[-1:] != b"\n":
             return None
         f.seek(0)
         lines, left = 0, end
@@ -226,12 +241,14 @@ def load_planner(root: Path) -> tuple[dict, int] | None:
             left -= len(piece)
     if lines != saved["state"]["counted"]:
         return None
-    return saved["state"], end
+    return SavedPlanner(saved["state"], end, waiting)
 
 
-def save(root: Path, mem: Memory, planner=None) -> None:
+def save(root: Path, mem: Memory, planner=None, waiting_from: int = 0) -> None:
     """Append the new signatures to index.signatures, then write index.npz
-    whole (with ``planner``'s state when given) and rename it into place."""
+    whole (with ``planner``'s state when given, and ``waiting_from``: where
+    the plan's first card still waiting for its story stands) and rename it
+    into place."""
     path = root / INDEX
     tmp = path.with_name(path.name + TMP_SUFFIX)
     new = mem.near.signatures_since(mem.signature_rows)
@@ -252,13 +269,13 @@ def save(root: Path, mem: Memory, planner=None) -> None:
     mem.last_signature = header["last_signature"]
     extra: dict[str, Any] = {}
     if planner is not None:
-        plan_end, size = b"", 0
-        if (root / PLAN).exists():
-            with open(root / PLAN, "rb") as f:
+        plan_end, size, plan = b"", 0, plan_path(root)
+        if plan.exists():
+            with open(plan, "rb") as f:
                 size = f.seek(0, os.SEEK_END)
                 f.seek(max(0, size - PLAN_TAIL))
                 plan_end = f.read()
-        saved = {"plan_bytes": size, "plan_tail": _plan_tail(plan_end, len(plan_end)), "state": planner.state()}
+        saved = {"plan_bytes": size, "plan_tail": _plan_tail(plan_end, len(plan_end)), "waiting_from": min(waiting_from, size), "state": planner.state()}
         extra["planner"] = np.frombuffer(json.dumps(saved, ensure_ascii=False).encode(), dtype=np.uint8)
         for k, v in planner.arrays().items():
             extra.update(_sparse(f"planner_{k}", v))

@@ -186,7 +186,7 @@ class _Run:
         if self.mem.unsaved >= index.SAVE_EVERY:
             self.jobs.settle()
             self.store.flush()  # the index holds committed stories only
-            index.save(self.store.root, self.mem, self.jobs.planner)
+            index.save(self.store.root, self.mem, self.jobs.planner, self.store.waiting_from())
         self.jobs.accepted += 1
         self.summary.written += 1
 
@@ -194,7 +194,7 @@ class _Run:
         """A kept story's corpus.jsonl record (records.Record; store.accept puts id, index and file first)."""
         k = self.settings.best_of
         return {
-            "card": {"id": job.card.id},  # the card itself is stored once, in plan.jsonl (store.iter_records joins them)
+            "card": {"id": job.card.id},  # the card itself is stored once, in the plan (store.iter_records joins them)
             "pack": {"name": self.pack.name, "digest": self.pack.digest},
             **self.backend.describe(),
             "sampling": draft.sampling,
@@ -251,7 +251,7 @@ class _Run:
             self.store.group = 1
             self.summary.committed = self.store.committed - self.committed_before
             if self.mem.unsaved or self.mem.read:
-                index.save(self.store.root, self.mem, planner)
+                index.save(self.store.root, self.mem, planner, self.store.waiting_from())
         finally:
             self.jobs.close()  # the planner's process ends with the run, whatever happened
         self.summary.servers = self.backend.usage()
@@ -277,12 +277,15 @@ class _Jobs:
         self.store, self.settings, self.n, self.corpus, self.common = store, settings, n, corpus, common
         self.scorer = scorer or Scorer(genre=Genre.of(pack))
         # The planner's tallies come from index.npz where they still describe
-        # plan.jsonl's start; only the cards planned since are parsed and
+        # the plan's start; only the cards planned since are parsed and
         # counted (and those still waiting for a story, wherever they stand).
         finished = {r["card"]["id"] for r in records} | store.rejected_card_ids()
         saved = index.load_planner(store.root)
-        planner = Planner.restore(pack, seed, n, saved[0]) if saved else Planner(pack, seed, n)
-        after, waiting = store.plan_since(saved[1] if saved else 0, finished)
+        planner = Planner.restore(pack, seed, n, saved.state) if saved else Planner(pack, seed, n)
+        if saved:
+            after, waiting = store.plan_since(saved.end, finished, read_from=saved.waiting_from, counted=saved.state["counted"])
+        else:
+            after, waiting = store.plan_since(0, finished)
         for card in after:
             planner.count(card)
         self.planner: Planner | PlanAhead = PlanAhead(planner) if ahead else planner
@@ -298,7 +301,7 @@ class _Jobs:
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
 
     def settle(self) -> Planner | PlanAhead:
-        """The planner, its state describing plan.jsonl once the store is
+        """The planner, its state describing the plan file once the store is
         flushed: cards planned ahead are written there and wait as pending."""
         if isinstance(self.planner, PlanAhead):
             for card in self.planner.drain():

@@ -2,7 +2,7 @@
 
 Planning is sequential and deterministic: card k depends on the pack, the seed,
 the target size and the cards 0..k-1 (whose tallies steer it). The store keeps
-every planned card in ``plan.jsonl``; a resumed or extended run rebuilds the
+every planned card in the plan file (plan.jsonl.gz); a resumed or extended run rebuilds the
 tallies from that file, so caps hold across runs.
 
 Steering rule, for every slot, nationality, gender and beat variant: choose at
@@ -192,7 +192,7 @@ class Planner:
         return p
 
     def count(self, card: Card) -> None:
-        """Add a card planned before (plan.jsonl) to the tallies."""
+        """Add a card planned before (from the plan file) to the tallies."""
         self._count(card)
         self.next_id = max(self.next_id, card.id + 1)
 

@@ -5,12 +5,12 @@ as much as everything else the driver does for a story; in the writer's
 process it is time the HTTP client's event loop and the checks wait for. Card
 k depends only on the pack, the seed, the target and cards 0..k-1 (see
 fabula.plan), never on what was written, so another process can plan them
-while the writer writes: the cards, their order and plan.jsonl are the same.
+while the writer writes: the cards, their order and the plan file are the same.
 
 The writer asks for cards it is sure to use (never more than the run still
-needs: a card asked for is a card written to plan.jsonl), ``CHUNK`` at most
+needs: a card asked for is a card written to the plan), ``CHUNK`` at most
 ahead. Before its state is saved (fabula.index), ``drain()`` hands over every
-card planned so far, so that the state describes plan.jsonl exactly.
+card planned so far, so that the state describes the plan file exactly.
 """
 
 from __future__ import annotations

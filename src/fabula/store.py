@@ -1,7 +1,8 @@
 """The corpus folder: append-only, atomic, resumable.
 
     DIR/fabula.json        manifest: pack (name + digest) and seed; written once
-    DIR/plan.jsonl         every card planned, in order (tallies are rebuilt from it)
+    DIR/plan.jsonl.gz      every card planned, in order, as JSON lines in gzip members
+                           (fabula.plan_file; older folders: plan.jsonl, plain)
     DIR/stories/NNN_<hash16>.txt   accepted stories; hash16 = sha256(text)[:16]
     DIR/corpus.jsonl       one record per accepted story, in index order
     DIR/rejects.jsonl      cards whose every draft failed a check, with reasons
@@ -45,18 +46,20 @@ import os
 import re
 import shutil
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, cast
 
+from fabula import plan_file
 from fabula.errors import StoreError
+from fabula.plan_file import PLAN, PLAN_GZ, plan_path
 from fabula.records import Card, Record
 
 MANIFEST = "fabula.json"
 # What a resumed run must share with the folder unless it is told to mix
 # (manifest key -> how the refusal names it).
 SETTINGS = {"pack_digest": "the pack file of digest", "backend": "backend", "model": "model", "words": "--words"}
-PLAN = "plan.jsonl"
 CORPUS = "corpus.jsonl"
 REJECTS = "rejects.jsonl"
 FAILED = "failed.jsonl"
@@ -129,7 +132,7 @@ def start_over(root: Path) -> None:
     wrote there). The records go first and the manifest last, so a kill
     midway leaves a corpus that a rerun with --fresh empties, never stories
     counted without their files."""
-    for name in (CORPUS, PLAN, REJECTS, FAILED, INDEX, SIGNATURES):
+    for name in (CORPUS, PLAN, PLAN_GZ, REJECTS, FAILED, INDEX, SIGNATURES):
         (root / name).unlink(missing_ok=True)
     for sub in (STORIES, QUARANTINE):
         shutil.rmtree(root / sub, ignore_errors=True)
@@ -246,15 +249,16 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield i, line
 
 
-def _card_id(path: Path, i: int, line: bytes) -> int:
-    """A plan.jsonl line's card id, from the line's head (parsed only when written otherwise)."""
+def _card_id(path: Path, pos: int, line: bytes) -> int:
+    """A plan line's card id, from the line's head (parsed only when written otherwise)."""
     m = _CARD_ID.match(line)
-    return int(m[1]) if m else int(_loads(path, i, line)["id"])
+    return int(m[1]) if m else int(plan_file.loads(path, pos, line)["id"])
 
 
-def planned_ids(path: Path) -> set[int]:
-    """The id of every card of plan.jsonl (no card is parsed)."""
-    return {_card_id(path, i, line) for i, line in iter_jsonl(path)}
+def planned_ids(root: Path) -> set[int]:
+    """The id of every card of the folder's plan (no card is parsed)."""
+    path = plan_path(root)
+    return {_card_id(path, pos, line) for pos, line in plan_file.lines(path)}
 
 
 def scan_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
@@ -274,15 +278,15 @@ def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
     reports what it leaves out.
 
     A record names its card by id; the card itself is stored once, in
-    plan.jsonl. With ``cards`` each record comes with its whole card read
+    the plan file. With ``cards`` each record comes with its whole card read
     from there (older folders hold it in the record, and it is used as is);
-    a record whose card plan.jsonl does not hold is left out (verify:
+    a record whose card the plan does not hold is left out (verify:
     ``unplanned``), with or without ``cards``."""
     root = Path(root)
     path, seen = root / CORPUS, set()
     if not path.exists():
         return
-    plan = _PlanCards(root / PLAN)
+    plan = plan_file.Cards(plan_path(root), _card_id)
     try:
         with open(path, "rb") as f:
             for i, line in enumerate(f, 1):
@@ -291,48 +295,16 @@ def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
                 r = cast(Record, _loads(path, i, line))
                 if r["id"] in seen or not (root / r["file"]).is_file():
                     continue
-                if not plan.holds(r.get("card")):
+                card = r.get("card")
+                # A record's card is whole in the record (older folders) or stored once in the plan.
+                if not isinstance(card, dict) or (len(card) == 1 and card.get("id") not in plan):
                     continue
-                if cards:
-                    r["card"] = plan.whole(r["card"])
+                if cards and len(card) == 1:
+                    r["card"] = plan.get(card["id"]) or card
                 seen.add(r["id"])
                 yield r
     finally:
         plan.close()
-
-
-class _PlanCards:
-    """Cards of plan.jsonl by id, read on demand: the byte offset of every
-    whole line is found once (a regex on each line's head, no JSON parse),
-    then a card costs one seek and one json.loads."""
-
-    def __init__(self, path: Path):
-        self.path, self.file = path, None
-        self.offsets: dict[int, int] = {}
-        if not path.exists():
-            return
-        self.file = open(path, "rb")
-        pos = 0
-        for i, line in enumerate(self.file, 1):
-            if line.endswith(b"\n") and line.strip():
-                self.offsets[_card_id(path, i, line)] = pos
-            pos += len(line)
-
-    def holds(self, card: Any) -> bool:
-        """A record's card is whole: in the record (older folders), or in the plan."""
-        return isinstance(card, dict) and (len(card) > 1 or card.get("id") in self.offsets)
-
-    def whole(self, card: dict[str, Any]) -> dict[str, Any]:
-        """The whole card a record names (as it is when the record holds it, or when the plan does not)."""
-        at = self.offsets.get(card["id"]) if len(card) == 1 and isinstance(card.get("id"), int) else None
-        if at is None or self.file is None:
-            return card
-        self.file.seek(at)
-        return _loads(self.path, 0, self.file.readline())
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 def visible_records(root: Path, cards: bool = True) -> list[Record]:
@@ -374,7 +346,7 @@ def stories(root: Path, warn: Callable[[str], None] | None = None) -> Iterator[t
 # rest (a record is ~4.6 KB, its card most of it: 100,000 lines of json.loads
 # cost ~7 s). Any other line is parsed whole.
 _HEAD = re.compile(rb'\{"id":"([^"\\]+)","index":(\d+),"file":"([^"\\]+)","card":\{"id":(\d+)[,}]')
-_CARD_ID = re.compile(rb'\{"id":(\d+)[,}]')  # a plan.jsonl line (a card) as append_line writes it
+_CARD_ID = re.compile(rb'\{"id":(\d+)[,}]')  # a plan line (a card) as jsonl_line writes it
 _REJECT_CARD_ID = re.compile(rb'\{"card":\{"id":(\d+)[,}]')  # a rejects.jsonl line
 
 
@@ -452,6 +424,11 @@ class Store:
     group: int = 1  # stories committed together (see "Group commit" above); 1: each at once
     committed: int = 0  # stories this Store committed for good (flushed)
     _plans: list = field(default_factory=list)  # plan lines held for the next flush
+    _plan_ids: list = field(default_factory=list)  # their cards' ids
+    # Card id -> its position in the plan, for every card planned (flushed)
+    # whose story is neither committed nor rejected: where a resume must
+    # start reading the plan (see waiting_from).
+    unfinished: dict = field(default_factory=dict)
     _held: list = field(default_factory=list)  # (file name, text, record line, head) held for the next flush
     _first_held: float = 0.0  # time.monotonic() when the oldest held story was accepted
     _last_accept: float = float("-inf")
@@ -543,7 +520,8 @@ class Store:
                 self._strays.append(self.stories_dir / name)
 
     def _clean(self) -> None:
-        for name in (PLAN, REJECTS, FAILED, CORPUS):
+        plan_file.cut_torn(plan_path(self.root))
+        for name in (REJECTS, FAILED, CORPUS):
             cut_torn(self.root / name)
         for p in self._tmps:
             p.unlink(missing_ok=True)
@@ -582,13 +560,14 @@ class Store:
 
     def records(self) -> list[dict[str, Any]]:
         """Every committed record, whole: corpus.jsonl parsed, each with its
-        card from plan.jsonl (see iter_records)."""
+        card from the plan (see iter_records)."""
         out = read_jsonl(self.root / CORPUS)
-        plan = _PlanCards(self.root / PLAN)
+        plan = plan_file.Cards(plan_path(self.root), _card_id)
         try:
             for r in out:
-                if isinstance(r.get("card"), dict):
-                    r["card"] = plan.whole(r["card"])
+                card = r.get("card")
+                if isinstance(card, dict) and len(card) == 1 and isinstance(card.get("id"), int):
+                    r["card"] = plan.get(card["id"]) or card
         finally:
             plan.close()
         return out
@@ -597,36 +576,51 @@ class Store:
         return read_jsonl(self.root / REJECTS)
 
     def cards(self) -> list[Card]:
-        return [Card.from_dict(d) for d in read_jsonl(self.root / PLAN)]
+        path = plan_path(self.root)
+        return [Card.from_dict(plan_file.loads(path, pos, line)) for pos, line in plan_file.lines(path)]
 
-    def plan_since(self, start: int, finished: set[int]) -> tuple[list[Card], list[Card]]:
-        """From plan.jsonl, read line by line: (the cards after byte
-        ``start``, every card of the plan whose story is not ``finished``),
-        in plan order. A line before ``start`` is parsed only when its card
-        still waits for its story; the others give just their id."""
+    def plan_since(self, start: int, finished: set[int], read_from: int | None = None, counted: int = 0) -> tuple[list[Card], list[Card]]:
+        """From the plan, read a line (or member) at a time: (the cards from
+        position ``start`` on, every card of the plan whose story is not
+        ``finished``), in plan order. A line before ``start`` is parsed only
+        when its card still waits for its story; the others give just their id.
+
+        ``read_from`` (a saved waiting_from: no card before it was waiting
+        then) skips the plan before it while every card there is still
+        finished: card ids count up from 0 in plan order, so those are the
+        ids below the first one read there (``counted``, the cards up to
+        ``start``, where nothing follows). After ``verify --repair`` dropped
+        a story, its card waits again and the whole plan is read."""
+        path = plan_path(self.root)
+        at = min(read_from, start) if read_from is not None else 0
+        if at:
+            with closing(plan_file.lines(path, at)) as rest:
+                head = next(rest, None)
+            before = _card_id(path, *head) if head else counted
+            if any(i not in finished for i in range(before)):
+                at = 0
         after: list[Card] = []
-        waiting: list[Card] = []
-        path = self.root / PLAN
-        if not path.exists():
-            return after, waiting
-        at = 0
-        with open(path, "rb") as f:
-            for i, line in enumerate(f, 1):
-                here, at = at, at + len(line)
-                if not line.endswith(b"\n"):  # repair() cut a torn last line
-                    break
-                if not line.strip():
+        waiting: list[tuple[int, Card]] = []
+        for pos, line in plan_file.lines(path, at):
+            if pos < start:
+                m = _CARD_ID.match(line)
+                if m and int(m[1]) in finished:
                     continue
-                if here < start:
-                    m = _CARD_ID.match(line)
-                    if m and int(m[1]) in finished:
-                        continue
-                card = Card.from_dict(_loads(path, i, line))
-                if here >= start:
-                    after.append(card)
-                if card.id not in finished:
-                    waiting.append(card)
-        return after, waiting
+            card = Card.from_dict(plan_file.loads(path, pos, line))
+            if pos >= start:
+                after.append(card)
+            if card.id not in finished:
+                waiting.append((pos, card))
+        self.unfinished.update((card.id, pos) for pos, card in waiting)
+        return after, [card for _, card in waiting]
+
+    def waiting_from(self) -> int:
+        """Where the plan's first card still waiting for its story stands
+        (the plan's end when none does), once flushed: saved with the
+        planner's state, a resume reads the plan from there, not from 0."""
+        path = plan_path(self.root)
+        end = path.stat().st_size if path.exists() else 0
+        return min(self.unfinished.values(), default=end)
 
     def rejected_card_ids(self) -> set[int]:
         return _rejected_ids(self.root / REJECTS)
@@ -634,6 +628,7 @@ class Store:
     # -- writing -------------------------------------------------------------
     def plan(self, card: Card) -> None:
         self._plans.append(jsonl_line(card.to_dict()))
+        self._plan_ids.append(card.id)
         if self.group <= 1:
             self.flush()
 
@@ -662,8 +657,10 @@ class Store:
     def flush(self) -> None:
         """Commit every held plan line and story (see "Group commit")."""
         if self._plans:
-            append_bytes(self.root / PLAN, b"".join(self._plans))
+            at = plan_file.append_lines(plan_path(self.root), self._plans)
+            self.unfinished.update(zip(self._plan_ids, at))
             self._plans.clear()
+            self._plan_ids.clear()
         if not self._held:
             return
         for name, text, _, _ in self._held:
@@ -680,12 +677,14 @@ class Store:
                 self._files.add(head["file"])
             if self._heads is not None:
                 self._heads.append(head)
+            self.unfinished.pop(head["card"]["id"], None)
         self.committed += len(self._held)
         self._held.clear()
 
     def reject(self, record: dict[str, Any]) -> None:
         self.flush()  # its card's plan line first
         append_line(self.root / REJECTS, record)
+        self.unfinished.pop((record.get("card") or {}).get("id"), None)
 
     def fail(self, record: dict[str, Any]) -> None:
         self.flush()

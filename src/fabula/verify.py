@@ -7,8 +7,9 @@ fault, one ``Fault`` each:
 - ``edited``      a story file whose text no longer matches the hash in its name and record
 - ``undecodable`` a story file that is not UTF-8 text (damaged, or saved in another encoding)
 - ``duplicate``   a story id or index recorded twice
-- ``torn``        a last line of a JSONL file with no newline (a write was cut off)
-- ``unplanned``   a record whose card is not in plan.jsonl
+- ``torn``        a last line of a JSONL file with no newline, or a last part of
+                  plan.jsonl.gz cut short (a write was cut off)
+- ``unplanned``   a record whose card is not in the plan
 - ``other-pack``  a record written with another pack than the manifest's
 - ``stray``       a file in stories/ that no record names
 - ``temporary``   a leftover ``*.tmp`` file
@@ -29,12 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fabula import plan_file
 from fabula.errors import StoreError
+from fabula.plan_file import plan_path
 from fabula.store import (
     CORPUS,
     FAILED,
     MANIFEST,
-    PLAN,
     QUARANTINE,
     QUARANTINE_LOG,
     REJECTS,
@@ -90,10 +92,14 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
     faults: list[Fault] = []
     # Streamed, so that memory grows only with the ids and file names kept
     # (~0.3 KB a story), not with the records and cards (~20 KB a story parsed).
-    for name in (CORPUS, PLAN, REJECTS, FAILED):
+    plan = plan_path(root)
+    if plan_file.is_torn(plan):
+        what = "the last part is cut short" if plan_file.is_gz(plan) else "the last line has no newline"
+        faults.append(Fault("torn", plan.name, f"{what}: a write was cut off"))
+    for name in (CORPUS, REJECTS, FAILED):
         if is_torn(root / name):
             faults.append(Fault("torn", name, "the last line has no newline: a write was cut off"))
-    planned = planned_ids(root / PLAN)
+    planned = planned_ids(root)
     ids: Counter = Counter()
     indexes: Counter = Counter()
     named: set[str] = set()
@@ -111,7 +117,7 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
         ok = True
         card_id = (r.get("card") or {}).get("id")
         if card_id not in planned:
-            faults.append(Fault("unplanned", CORPUS, f"story {r.get('id')} was written from card {card_id}, which plan.jsonl does not hold", line))
+            faults.append(Fault("unplanned", CORPUS, f"story {r.get('id')} was written from card {card_id}, which {plan.name} does not hold", line))
             ok = False
         pack = (r.get("pack") or {}).get("name")
         if pack is not None and pack != manifest.get("pack"):
@@ -180,7 +186,10 @@ def repair(root: str | Path, check: Check) -> list[str]:
         append_line(q / QUARANTINE_LOG, {"file": rel, "moved_to": f"{QUARANTINE}/{dst.name}", "reason": reason, **({"record": record} if record else {})})
         actions.append(f"moved {rel} to {QUARANTINE}/{dst.name} ({reason})")
 
-    for name in (CORPUS, PLAN, REJECTS, FAILED):
+    plan = plan_path(root)
+    if any(f.kind == "torn" and f.path == plan.name for f in check.faults) and plan_file.cut_torn(plan):
+        actions.append(f"cut the torn {'last part' if plan_file.is_gz(plan) else 'last line'} of {plan.name}")
+    for name in (CORPUS, REJECTS, FAILED):
         if any(f.kind == "torn" and f.path == name for f in check.faults):
             read_jsonl(root / name, repair=True)
             actions.append(f"cut the torn last line of {name}")

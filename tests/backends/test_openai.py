@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.backends.servers import FaultProxy, LlamaServer, smollm2_path
-from tests.conftest import run_cli
+from tests.conftest import plan_lines, run_cli
 from tests.test_end_to_end import assert_valid_corpus
 
 pytestmark = pytest.mark.model
@@ -93,7 +93,7 @@ def test_instruct_mode_with_a_real_chat_model_keeps_a_checked_story(chat_server,
     assert run_cli("verify", str(out)).returncode == 0  # whole: its file, its hash, its plan line
     assert rec["backend"] == "openai" and rec["model"] == "smollm2"
     assert all(c["keep"] for c in rec["checks"]) and {c["check"] for c in rec["checks"]} >= {"length", "adherence", "cast"}
-    cards = {json.loads(x)["id"]: x for x in (out / "plan.jsonl").read_text().splitlines()}
+    cards = {json.loads(x)["id"]: x.decode() for x in plan_lines(out)}
     requests = [json.loads(b) for b in proxy.bodies]
     assert len(requests) >= 1 + sum(json.loads(x)["attempts"] for x in _lines(out / "rejects.jsonl"))
     asked = {q["messages"][0]["content"] for q in requests}

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import ray  # the ray extra: make test installs it
-from tests.conftest import run_cli
+from tests.conftest import plan_cards, run_cli
 from tests.test_end_to_end import assert_valid_corpus
 
 pytestmark = pytest.mark.model
@@ -42,7 +42,7 @@ def assert_local_plan(out, seed: int, n: int) -> None:
     from fabula.packs import load_pack
     from fabula.plan import Planner
 
-    plan = [json.loads(x) for x in (out / "plan.jsonl").read_text().splitlines()]
+    plan = plan_cards(out)
     local = Planner(load_pack("spy"), seed, n)
     assert plan == [local.next().to_dict() for _ in plan]
     done = [json.loads(x)["card"] for name in ("corpus.jsonl", "rejects.jsonl") if (out / name).exists() for x in (out / name).read_text().splitlines()]
