@@ -46,7 +46,7 @@ from contextlib import contextmanager
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 import fabula  # noqa: E402
-from fabula import index, pipeline, plan, plan_ahead, store, write  # noqa: E402
+from fabula import check_ahead, index, pipeline, plan, plan_ahead, store, write  # noqa: E402
 from fabula.backends import fake  # noqa: E402
 from fabula.checks import NearDuplicates  # noqa: E402
 
@@ -121,6 +121,9 @@ def timed_stages():
     s.wrap(write.StoryJob, "request", "requests")
     s.wrap(write.StoryJob, "feed", "score (best of k)")
     s.wrap(pipeline, "run_checks", "checks")
+    s.wrap(check_ahead.CheckAhead, "__init__", "checks (to and from their process)")
+    s.wrap(check_ahead.CheckAhead, "submit", "checks (to and from their process)")
+    s.wrap(check_ahead.CheckAhead, "verdicts", "checks (to and from their process)")
     s.wrap(NearDuplicates, "check", "near-duplicates")
     s.wrap(index.Memory, "add", "memory (add a story)")
     s.wrap(store.Store, "accept", "commit")
@@ -237,7 +240,12 @@ def main() -> None:
     ap.add_argument("--http", action="store_true", help="also time fabula through HTTP against a bare httpx loop")
     ap.add_argument("--http-stories", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--checks-in-writer", action="store_true", help="run the checks in the writer's process (as before fabula.check_ahead), for an A/B")
     a = ap.parse_args()
+    if a.checks_in_writer:
+        from fabula.backends import fake, openai
+
+        fake.FakeBackend.checks_apart = openai.OpenAIBackend.checks_apart = False
 
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}; fabula {fabula.__version__}")
     ref = reference_ms()

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from fabula import index
 from fabula.backends.base import Backend
+from fabula.check_ahead import LAG, CheckAhead, movable
 from fabula.checks import MARKUP, Check, NearDuplicates, compose, default_checks, run_checks, words
 from fabula.errors import FabulaError
 from fabula.genre import Genre
@@ -91,14 +92,18 @@ def write_corpus(
     checks: "Iterable[Check | Callable] | Callable | None" = None,
     scorer: Scorer | None = None,
     plan_ahead: bool | None = None,
+    check_ahead: bool | None = None,
 ) -> Summary:
     """Write stories into ``store`` until it holds ``n``; returns the run's
     Summary. ``checks``: added to the pack's (a list of checks or functions
     ``(text, card)``) or a function of that list that returns the list to run
     (fabula.checks.compose); ``scorer``: its terms and weights (the pack's
     genre facts are set here); ``plan_ahead``: plan in a process of its own
-    (fabula.plan_ahead; None: when the run writes AHEAD_MIN stories or more).
-    The stories are the same either way."""
+    (fabula.plan_ahead; None: when the run writes AHEAD_MIN stories or more;
+    the stories are the same either way); ``check_ahead``: run the checks in
+    a process of their own (fabula.check_ahead; None: as plan_ahead, where the
+    backend's stories come fast (Backend.checks_apart) and the checks are all
+    fabula's own)."""
     t0 = time.perf_counter()
     records = store.heads()  # id, index, file, card id: the rest of a record is not needed to go on
     summary = Summary(target=n, already=len(records))
@@ -114,6 +119,8 @@ def write_corpus(
     summary.opened_from_index, summary.opened_from_texts = mem.loaded, mem.read
     to_run = compose(default_checks(pack, lo, hi, avoid, genre), checks)  # a user's check that fails, fails before a process starts
     ahead = n - len(records) >= AHEAD_MIN if plan_ahead is None else plan_ahead
+    if check_ahead is None:
+        check_ahead = n - len(records) >= AHEAD_MIN and backend.checks_apart and movable(to_run)
     jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer, ahead)
     run = _Run(
         store,
@@ -129,6 +136,9 @@ def write_corpus(
     )
     store.group = COMMIT_GROUP
     try:
+        if check_ahead:
+            run.checker = CheckAhead(to_run)
+            jobs.resolve = run.resolve
         for job in backend.run(jobs):
             run.finished(job)
             summary.seconds = time.perf_counter() - t0
@@ -156,6 +166,9 @@ class _Run:
     jobs: _Jobs
     summary: Summary
     committed_before: int = -1
+    checker: CheckAhead | None = None
+    # Stories sent to the checker, in order, not yet decided: (job, draft).
+    out: deque = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.committed_before = self.store.committed
@@ -163,22 +176,47 @@ class _Run:
 
     def finished(self, job: StoryJob) -> None:
         s = self.summary
-        self.jobs.in_flight -= 1
         s.tokens += job.tokens
         s.retries += job.retries
         s.backtracks += job.backtracks
         if job.error:
+            self.jobs.in_flight -= 1
             self.store.fail({"card": job.card.to_dict(), "attempt": job.attempt, "reason": job.error, **self.backend.describe()})
             s.failed += 1
             self.jobs.failed += 1
         else:
             draft = job.draft(self.backend.id, self.backend.model)
-            verdicts = run_checks(draft.text, job.card, self.checks, self.near)
-            if all(v.keep for v in verdicts):
-                self.kept(job, draft, verdicts)
+            if self.checker is None:
+                self.decide(job, draft, run_checks(draft.text, job.card, self.checks, self.near))
             else:
-                self.dropped(job, draft, verdicts[-1])
+                # Still in flight until decided; the oldest is decided once
+                # more than LAG are out (never sooner: a run's result must
+                # not depend on how fast the checker answers).
+                self.checker.submit(draft.text, job.card)
+                self.out.append((job, draft))
+                if len(self.out) > LAG:
+                    self.resolve()
         s.committed = self.store.committed - self.committed_before
+
+    def resolve(self) -> bool:
+        """Decide the oldest story out at the checker (waiting for its
+        verdicts); False when none is out."""
+        if not self.out or self.checker is None:
+            return False
+        job, draft = self.out.popleft()
+        verdicts = self.checker.verdicts()
+        if all(v.keep for v in verdicts) and self.near is not None:
+            verdicts.append(self.near.check(draft.text))  # against the corpus as kept so far
+        self.decide(job, draft, verdicts)
+        self.summary.committed = self.store.committed - self.committed_before
+        return True
+
+    def decide(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> None:
+        self.jobs.in_flight -= 1
+        if all(v.keep for v in verdicts):
+            self.kept(job, draft, verdicts)
+        else:
+            self.dropped(job, draft, verdicts[-1])
 
     def kept(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> None:
         rec = self.store.accept(self.jobs.next_index(), draft.text, self.record(job, draft, verdicts))
@@ -254,6 +292,8 @@ class _Run:
                 index.save(self.store.root, self.mem, planner, self.store.waiting_from())
         finally:
             self.jobs.close()  # the planner's process ends with the run, whatever happened
+            if self.checker is not None:
+                self.checker.close()  # stories still out (an error ended the run) are not kept: their cards wait
         self.summary.servers = self.backend.usage()
 
 
@@ -299,6 +339,9 @@ class _Jobs:
         self.in_flight = 0
         self.debris = 0  # instruct mode: drafts holding markup or chat-template tokens
         self.failed = 0  # this run's backend failures: not replaced, so a sick server cannot eat the plan
+        # Decides the oldest story out at the checks' process (_Run.resolve), if any: called when
+        # every remaining story is in flight, before the backend is told to wait.
+        self.resolve: Callable[[], bool] | None = None
 
     def settle(self) -> Planner | PlanAhead:
         """The planner, its state describing the plan file once the store is
@@ -338,6 +381,8 @@ class _Jobs:
                 job = StoryJob(card, self.restart.get(card.id, 0), self.settings, corpus=self.corpus, common=self.common, scorer=self.scorer)
             elif self.in_flight == 0:
                 return
+            elif self.resolve is not None and self.resolve():
+                continue
             else:
                 yield None
                 continue

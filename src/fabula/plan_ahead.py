@@ -15,17 +15,12 @@ card planned so far, so that the state describes the plan file exactly.
 
 from __future__ import annotations
 
-import os
-import pickle
-import select
-import signal
-import subprocess
-import sys
 from collections import deque
 from typing import Any
 
 import numpy as np
 
+from fabula.child import Child, receive, send
 from fabula.plan import Planner
 from fabula.records import Card
 
@@ -33,40 +28,13 @@ AHEAD_MIN = 256  # stories to write before a run plans in a process of its own (
 CHUNK = 32  # cards the writer keeps asked for or ready; the child is asked again when half are taken
 
 
-def _send(fd: int, obj: Any) -> None:
-    """One frame: 8 bytes of length, then the pickle (whole frames only, so
-    that select() on the reader's end says whether a reply has begun)."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(len(data).to_bytes(8, "little") + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read(fd: int, n: int) -> bytes:
-    parts = []
-    while n:
-        part = os.read(fd, min(n, 1 << 20))
-        if not part:
-            raise EOFError
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
-
-
-def _receive(fd: int) -> Any:
-    return pickle.loads(_read(fd, int.from_bytes(_read(fd, 8), "little")))
-
-
 def _child(read_fd: int, write_fd: int) -> None:
     """The child: read a planner, then plan what is asked and send the state
-    when asked, until "stop" or a closed pipe. (A plain interpreter started
-    by PlanAhead, not multiprocessing's spawn: that runs the caller's main
-    module again, and a script without a main guard would write twice.)"""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the writer's to handle: it stops this process
+    when asked, until "stop" or a closed pipe."""
     try:
-        planner: Planner = _receive(read_fd)
+        planner: Planner = receive(read_fd)
         while True:
-            what, k = _receive(read_fd)
+            what, k = receive(read_fd)
             try:
                 if what == "next":
                     reply: tuple = ("cards", [planner.next() for _ in range(k)])
@@ -76,7 +44,7 @@ def _child(read_fd: int, write_fd: int) -> None:
                     return
             except Exception as e:  # noqa: BLE001 - the writer raises it (a pack whose names run out, say)
                 reply = ("error", e)
-            _send(write_fd, reply)
+            send(write_fd, reply)
     except (EOFError, BrokenPipeError):
         return
 
@@ -85,14 +53,8 @@ class PlanAhead:
     """A Planner's next(), state() and arrays(), from a child process."""
 
     def __init__(self, planner: Planner):
-        child_reads, parent_writes = os.pipe()
-        parent_reads, child_writes = os.pipe()
-        code = f"from fabula.plan_ahead import _child; _child({child_reads}, {child_writes})"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # where this process found fabula
-        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child_reads, child_writes), env=env, stdin=subprocess.DEVNULL)
-        os.close(child_reads)
-        os.close(child_writes)
-        self._out, self._in = parent_writes, parent_reads
+        self._child = Child("fabula.plan_ahead:_child", "the planner's process")
+        self._proc = self._child.proc
         self._ready: deque[Card] = deque()
         self._asked = 0  # cards asked for, not yet received
         self._saved: tuple[dict, dict[str, np.ndarray]] | None = None
@@ -100,18 +62,15 @@ class PlanAhead:
         self._tell(planner)
 
     def _tell(self, obj: Any) -> None:
-        try:
-            _send(self._out, obj)
-        except OSError:  # not BrokenPipeError upwards: the CLI reads that as a closed stdout
-            raise RuntimeError(f"the planner's process ended (exit code {self._proc.poll()})") from None
+        self._child.send(obj)
 
     def _receive(self) -> Any:
         if self._failed is not None:
             raise RuntimeError(f"the planner's process failed earlier: {self._failed}")
         try:
-            what, value = _receive(self._in)
-        except EOFError:
-            what, value = "error", RuntimeError(f"the planner's process ended (exit code {self._proc.poll()})")
+            what, value = self._child.receive()
+        except RuntimeError as e:  # the process ended
+            what, value = "error", e
         if what == "error":
             self._failed, self._asked = value, 0
             self._ready.clear()
@@ -127,8 +86,7 @@ class PlanAhead:
             block = False
 
     def _waiting(self) -> bool:
-        """Whether a reply has begun to arrive (reading it then blocks only until it is whole)."""
-        return bool(select.select([self._in], [], [], 0)[0])
+        return self._child.waiting()
 
     def _ask(self, k: int) -> None:
         if k > 0:
@@ -174,14 +132,4 @@ class PlanAhead:
         return self._state()[1]
 
     def close(self) -> None:
-        try:
-            _send(self._out, ("stop", 0))
-        except OSError:
-            pass
-        os.close(self._out)
-        os.close(self._in)
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        self._child.close(("stop", 0))

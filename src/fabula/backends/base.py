@@ -68,6 +68,9 @@ class Backend:
     id: str = "base"  # recorded with every story (describe)
     model: str = ""
     chat: ClassVar[bool] = False  # takes instruct mode's chat requests (Request.chat)
+    # Its stories come faster than the writer checks them and it leaves the
+    # machine's cores to the writer: a large run checks in a process of its own (fabula.check_ahead).
+    checks_apart: ClassVar[bool] = False
 
     def complete(self, request: Request) -> Completion:
         """One request: its text (``request.n`` candidates: see split/merge)."""

@@ -66,6 +66,7 @@ class FakeBackend(Backend):
     id: str = "fake"
     model: str = "fake"
     chat: ClassVar[bool] = True  # it answers instruct mode's chat requests too (story())
+    checks_apart: ClassVar[bool] = True
     script: deque = field(default_factory=deque)
     history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
     responder: Callable[[Request], str] | None = None

@@ -66,6 +66,7 @@ def _httpx():
 
 class OpenAIBackend(Backend):
     chat = True
+    checks_apart = True  # the servers do the model's work elsewhere
 
     def __init__(
         self,

@@ -1,0 +1,73 @@
+import random
+
+import pytest
+
+from fabula import index
+from fabula.backends.fake import FakeBackend, filler
+from fabula.check_ahead import LAG, CheckAhead, movable
+from fabula.checks import default_checks, run_checks
+from fabula.pipeline import write_corpus
+from fabula.plan import Planner
+from fabula.store import Store, read_jsonl
+from fabula.write import WriteSettings
+from tests.conftest import plan_lines
+
+
+def _write(root, spy, n, apart, **kw):
+    store = Store.open(root, {"pack": "spy", "seed": 4})
+    return write_corpus(store, spy, FakeBackend(), n, 4, WriteSettings(words=300), max_attempts=3, avoid=spy.avoid_phrases, check_ahead=apart, **kw)
+
+
+def _stories(root):
+    return {r["card"]["id"]: (root / r["file"]).read_text() for r in read_jsonl(root / "corpus.jsonl")}
+
+
+def test_checking_in_a_process_of_its_own_keeps_the_same_stories_and_is_the_same_twice(tmp_path, spy, monkeypatch):
+    monkeypatch.setattr(index, "SAVE_EVERY", 7)  # index saves while stories are out at the checker
+    roots = {}
+    for name, apart in (("here", False), ("apart", True), ("apart again", True)):
+        roots[name] = tmp_path / name
+        s = _write(roots[name], spy, 40, apart)
+        assert s.written == 40 and s.committed == 40
+        assert sum(s.dropped.values()) > 0  # drafts were dropped and drawn again while others were out
+    # Each card's story depends on the card and attempt alone (fake backend,
+    # best of 1): the same stories, planned the same; only the order they
+    # were kept in may differ, by at most the lag.
+    assert plan_lines(roots["apart"]) == plan_lines(roots["here"])
+    assert _stories(roots["apart"]) == _stories(roots["here"])
+    # And the same run twice is the same, byte for byte.
+    assert (roots["apart"] / "corpus.jsonl").read_bytes() == (roots["apart again"] / "corpus.jsonl").read_bytes()
+    _write(roots["apart"], spy, 50, True)  # a resume goes on from the saved state
+    assert len(read_jsonl(roots["apart"] / "corpus.jsonl")) == 50
+
+
+def test_the_checks_process_gives_the_verdicts_checks_give_here(spy):
+    lo, hi = spy.word_range(300)
+    checks = default_checks(spy, lo, hi, spy.avoid_phrases)
+    assert movable(checks) and not movable([*checks, lambda text, card: True])
+    planner = Planner(spy, 2, 20)
+    rng = random.Random(5)
+    cards = [planner.next() for _ in range(LAG + 3)]
+    texts = [f"{c.hero.full} came to {c.slots.get('city', 'the city')}. {filler(rng, rng.choice([150, 290]))}" for c in cards]
+    ahead = CheckAhead(checks)
+    try:
+        for text, card in zip(texts, cards):
+            ahead.submit(text, card)
+        got = [ahead.verdicts() for _ in cards]
+    finally:
+        ahead.close()
+    assert got == [run_checks(t, c, checks) for t, c in zip(texts, cards)]
+    assert {all(v.keep for v in vs) for vs in got} == {True, False}  # drafts kept and dropped alike
+
+
+def test_a_checks_process_that_ends_is_a_clear_error(spy):
+    lo, hi = spy.word_range(300)
+    ahead = CheckAhead(default_checks(spy, lo, hi))
+    try:
+        ahead._child.proc.kill()
+        ahead._child.proc.wait()
+        with pytest.raises(RuntimeError, match="the checks' process ended"):
+            ahead.submit("A story.", Planner(spy, 1, 5).next())
+            ahead.verdicts()
+    finally:
+        ahead.close()
