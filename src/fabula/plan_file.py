@@ -144,12 +144,13 @@ def whole_end(path: Path) -> int:
 
 
 def is_torn(path: Path) -> bool:
-    """Whether the plan's last write was cut off."""
+    """Whether the last write to the plan (or any JSONL file: not named .gz) was cut off."""
     return path.exists() and whole_end(path) != path.stat().st_size
 
 
 def cut_torn(path: Path) -> bool:
-    """Cut a write that was cut off from the plan's end; whether there was one."""
+    """Cut a write that was cut off from the end of the plan (or of any JSONL
+    file: a torn last line); whether there was one."""
     if not path.exists():
         return False
     end = whole_end(path)

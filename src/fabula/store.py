@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterator, Mapping, cast
 
 from fabula import plan_file
 from fabula.errors import StoreError
-from fabula.plan_file import PLAN, PLAN_GZ, plan_path
+from fabula.plan_file import PLAN, PLAN_GZ, cut_torn, is_torn, plan_path  # noqa: F401 - cut_torn, is_torn: any JSONL file too
 from fabula.records import Card, Record
 
 MANIFEST = "fabula.json"
@@ -225,19 +225,6 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return [_loads(path, i, line) for i, line in enumerate(_whole_lines(path, repair), 1) if line.strip()]
 
 
-def is_torn(path: Path) -> bool:
-    """Whether a JSONL file's last line has no newline (a write was cut off): its last byte alone is read."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if not size:
-                return False
-            f.seek(size - 1)
-            return f.read(1) != b"\n"
-    except FileNotFoundError:
-        return False
-
-
 def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of every whole, non-blank line of a JSONL file,
     read line by line (a torn last line is left out)."""
@@ -385,32 +372,6 @@ def _rejected_ids(path: Path) -> set[int]:
     return out
 
 
-def cut_torn(path: Path) -> None:
-    """Cut a torn last line (no newline: the process died mid-write) from a JSONL file."""
-    if not path.exists():
-        return
-    with open(path, "r+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        if not size:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        # Walk back to the last newline, 64 KiB at a time.
-        end = size
-        while end > 0:
-            start = max(0, end - 65536)
-            f.seek(start)
-            at = f.read(end - start).rfind(b"\n")
-            if at >= 0:
-                f.truncate(start + at + 1)
-                break
-            end = start
-        else:
-            f.truncate(0)
-        os.fsync(f.fileno())
-
-
 @dataclass
 class Store:
     root: Path
@@ -429,6 +390,15 @@ class Store:
     # whose story is neither committed nor rejected: where a resume must
     # start reading the plan (see waiting_from).
     unfinished: dict = field(default_factory=dict)
+    _plan_file: Path | None = None
+
+    @property
+    def plan_file(self) -> Path:
+        """The folder's plan file (plan.jsonl.gz, or an older folder's plan.jsonl), found once."""
+        if self._plan_file is None:
+            self._plan_file = plan_path(self.root)
+        return self._plan_file
+
     _held: list = field(default_factory=list)  # (file name, text, record line, head) held for the next flush
     _first_held: float = 0.0  # time.monotonic() when the oldest held story was accepted
     _last_accept: float = float("-inf")
@@ -520,9 +490,8 @@ class Store:
                 self._strays.append(self.stories_dir / name)
 
     def _clean(self) -> None:
-        plan_file.cut_torn(plan_path(self.root))
-        for name in (REJECTS, FAILED, CORPUS):
-            cut_torn(self.root / name)
+        for path in (self.plan_file, self.root / REJECTS, self.root / FAILED, self.root / CORPUS):
+            cut_torn(path)
         for p in self._tmps:
             p.unlink(missing_ok=True)
         for p in self._strays:
@@ -562,7 +531,7 @@ class Store:
         """Every committed record, whole: corpus.jsonl parsed, each with its
         card from the plan (see iter_records)."""
         out = read_jsonl(self.root / CORPUS)
-        plan = plan_file.Cards(plan_path(self.root), _card_id)
+        plan = plan_file.Cards(self.plan_file, _card_id)
         try:
             for r in out:
                 card = r.get("card")
@@ -576,7 +545,7 @@ class Store:
         return read_jsonl(self.root / REJECTS)
 
     def cards(self) -> list[Card]:
-        path = plan_path(self.root)
+        path = self.plan_file
         return [Card.from_dict(plan_file.loads(path, pos, line)) for pos, line in plan_file.lines(path)]
 
     def plan_since(self, start: int, finished: set[int], read_from: int | None = None, counted: int = 0) -> tuple[list[Card], list[Card]]:
@@ -591,7 +560,7 @@ class Store:
         ids below the first one read there (``counted``, the cards up to
         ``start``, where nothing follows). After ``verify --repair`` dropped
         a story, its card waits again and the whole plan is read."""
-        path = plan_path(self.root)
+        path = self.plan_file
         at = min(read_from, start) if read_from is not None else 0
         if at:
             with closing(plan_file.lines(path, at)) as rest:
@@ -618,7 +587,7 @@ class Store:
         """Where the plan's first card still waiting for its story stands
         (the plan's end when none does), once flushed: saved with the
         planner's state, a resume reads the plan from there, not from 0."""
-        path = plan_path(self.root)
+        path = self.plan_file
         end = path.stat().st_size if path.exists() else 0
         return min(self.unfinished.values(), default=end)
 
@@ -657,7 +626,7 @@ class Store:
     def flush(self) -> None:
         """Commit every held plan line and story (see "Group commit")."""
         if self._plans:
-            at = plan_file.append_lines(plan_path(self.root), self._plans)
+            at = plan_file.append_lines(self.plan_file, self._plans)
             self.unfinished.update(zip(self._plan_ids, at))
             self._plans.clear()
             self._plan_ids.clear()
