@@ -1,14 +1,17 @@
 import random
 
+import numpy as np
 import pytest
 
 from fabula import index
 from fabula.backends.fake import FakeBackend, filler
 from fabula.check_ahead import LAG, CheckAhead, movable
-from fabula.checks import default_checks, run_checks
+from fabula.checks import NearDuplicates, default_checks, run_checks
 from fabula.pipeline import write_corpus
 from fabula.plan import Planner
+from fabula.score import gram_hashes
 from fabula.store import Store, read_jsonl
+from fabula.text import tokens, word_hashes
 from fabula.write import WriteSettings
 from tests.conftest import plan_lines
 
@@ -56,8 +59,15 @@ def test_the_checks_process_gives_the_verdicts_checks_give_here(spy):
         got = [ahead.verdicts() for _ in cards]
     finally:
         ahead.close()
-    assert got == [run_checks(t, c, checks) for t, c in zip(texts, cards)]
-    assert {all(v.keep for v in vs) for vs in got} == {True, False}  # drafts kept and dropped alike
+    assert [vs for vs, _ in got] == [run_checks(t, c, checks) for t, c in zip(texts, cards)]
+    assert {all(v.keep for v in vs) for vs, _ in got} == {True, False}  # drafts kept and dropped alike
+    near = NearDuplicates()
+    for text, (vs, p) in zip(texts, got):  # a kept story's prints are the hashes the writer would work out
+        if not all(v.keep for v in vs):
+            assert p is None
+            continue
+        assert np.array_equal(p.signature, near.signature_of(word_hashes(tokens(text))))
+        assert np.array_equal(p.grams, gram_hashes(text))
 
 
 def test_a_checks_process_that_ends_is_a_clear_error(spy):

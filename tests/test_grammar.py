@@ -39,6 +39,53 @@ def test_same_rng_state_same_expansion():
     assert len(set(a)) == 1
 
 
+def _walk(g, parts, rng):
+    """Expansion as the grammar defines it: each choice by random.choice, depth first."""
+    from fabula.packs.grammar import Choice, Rule
+
+    out = []
+    for p in parts:
+        if isinstance(p, Choice):
+            out.append(_walk(g, rng.choice(p.options), rng))
+        elif isinstance(p, Rule):
+            out.append(_walk(g, rng.choice(g.rules[p.name]), rng))
+        else:
+            out.append(p)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("name", ["spy", "bedtime", "noir", "outpost"])
+def test_compiled_expansion_draws_as_random_choice_does(name):
+    from fabula.packs import load_pack
+
+    pack = load_pack(name)
+    g = pack.grammar
+    sources = [v for values in pack.slots.values() for v in values]
+    sources += [x for b in pack.beats for x in (*b.variants, *b.openers)] + list(pack.titles)
+    sources += ["[a|[b|c] #%s#|]" % r for r in list(g.rules)[:3]] + ["[x]", "plain"]
+    sources = [s for s in sources if "[" in s or "#" in s]
+    assert len(sources) >= 8
+    for seed in range(20):
+        mine, walked = random.Random(seed), random.Random(seed)
+        for src in sources:
+            assert g.expand(src, mine) == _walk(g, g.parsed(src), walked), src
+        assert mine.random() == walked.random()  # and the generator stands where it would
+
+
+def test_a_rule_without_alternatives_is_refused():
+    with pytest.raises(GrammarError, match="has no alternatives"):
+        Grammar({"empty": ()})
+
+
+def test_a_grammar_pickles_and_expands_the_same_after():
+    import pickle
+
+    g = Grammar({"place": ("[the|a] [dock|quay]", "#thing# yard"), "thing": ("coal", "salt")})
+    g.expand("at #place#", random.Random(0))  # compiled before pickling
+    h = pickle.loads(pickle.dumps(g))
+    assert [h.expand("at #place#", random.Random(k)) for k in range(9)] == [g.expand("at #place#", random.Random(k)) for k in range(9)]
+
+
 @pytest.mark.parametrize(
     "src, msg",
     [

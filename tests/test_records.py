@@ -18,3 +18,10 @@ def test_a_cards_dict_is_what_asdict_gives_in_the_same_order_and_round_trips(nam
         d["beats"].append("changed")  # a copy: changing it leaves the card as it was
         d["cast"][next(iter(d["cast"]))]["traits"]["x"] = "y"
         assert json.dumps(card.to_dict()) == json.dumps(dataclasses.asdict(card))
+
+
+def test_a_verdicts_dict_is_what_asdict_gives():
+    from fabula.records import Verdict
+
+    for v in (Verdict("cast", True), Verdict("length", False, "too-short", "120 words < 300")):
+        assert json.dumps(v.to_dict()) == json.dumps(dataclasses.asdict(v))

@@ -183,6 +183,39 @@ def test_reject_and_fail_commit_the_held_plan_lines_first(tmp_path, spy):
     assert [c["id"] for c in plan_cards(tmp_path / "c")] == [card.id]
 
 
+def test_a_group_is_made_durable_by_one_syncfs_and_by_an_fsync_each_without_it(tmp_path, monkeypatch):
+    from fabula import store
+
+    paths = []
+    for i in range(store.SYNCFS_MIN):
+        paths.append(tmp_path / f"{i}.txt")
+        paths[-1].write_text("x")
+    calls: list = []
+    monkeypatch.setattr(store.os, "fsync", lambda fd: calls.append("fsync"))
+    monkeypatch.setattr(store, "_SYNCFS", lambda fd: calls.append("syncfs") or 0)
+    store.sync_files(tmp_path, paths)
+    assert calls == ["syncfs"]
+    calls.clear()
+    store.sync_files(tmp_path, paths[:-1])  # a small group: an fsync each
+    assert calls == ["fsync"] * (len(paths) - 1)
+    calls.clear()
+    monkeypatch.setattr(store, "_SYNCFS", lambda fd: calls.append("syncfs") or -1)  # it fails: an fsync each
+    store.sync_files(tmp_path, paths)
+    assert calls == ["syncfs"] + ["fsync"] * len(paths)
+    calls.clear()
+    monkeypatch.setattr(store, "_SYNCFS", None)  # not Linux
+    store.sync_files(tmp_path, paths)
+    assert calls == ["fsync"] * len(paths)
+
+
+def test_syncfs_is_found_on_linux():
+    import sys
+
+    from fabula import store
+
+    assert (store._SYNCFS is not None) == sys.platform.startswith("linux")
+
+
 # A writer in a child process that prints, after every finished draft, how many
 # stories are on disk for good (committed) and how many it has kept; the parent
 # kills it with SIGKILL the moment the acknowledged count passes a mark.

@@ -1,6 +1,7 @@
 """fabula.text: one tokenisation and stable hashes for the checks, the scorer and the memory."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -151,14 +152,35 @@ def test_a_gated_pattern_finds_what_its_regex_finds():
         "META_EXTRA": score.META_EXTRA,
         "ENCYCLOPEDIC_GATED": Genre.of(load_pack("spy")).encyclopedic,
     }  # with the spy pack's agencies
+
+    def whole(pattern, text):
+        return [m.group(0) for m in pattern.finditer(text)]
+
     for name, examples in GATED_EXAMPLES.items():
         gated = where[name]
         for text in examples:
             assert gated.pattern.findall(text), (name, text)  # the example is one
-            assert gated.findall(text) == gated.pattern.findall(text), (name, text)
-            assert gated.search(text) is not None
+            assert gated.findall(text) == whole(gated.pattern, text), (name, text)
+            assert gated.search(text).span() == gated.pattern.search(text).span()
         rng = random.Random(3)
-        for _ in range(200):  # and the gate changes nothing on ordinary text
+        for _ in range(200):  # and the gate changes nothing on ordinary text, nor on several examples at once
             text = filler(rng, 40) + " " + rng.choice(examples)
-            assert gated.findall(text) == gated.pattern.findall(text)
+            assert gated.findall(text) == whole(gated.pattern, text)
+            text = "\n".join(rng.sample(examples, 3)) + " " + filler(rng, 20) + " " + rng.choice(examples)
+            assert gated.findall(text) == whole(gated.pattern, text), text
+            assert gated.search(text).span() == gated.pattern.search(text).span()
         assert gated.findall(filler(rng, 40)) == []
+
+
+def test_a_gated_pattern_by_parts_searches_only_what_the_text_may_match():
+    from fabula.text import META_GATED
+
+    parts = [(re.compile(alt, META_GATED.pattern.flags), needles) for alt, needles in META_GATED.parts]
+    for text in GATED_EXAMPLES["META_GATED"]:  # each match holds a needle of the part that makes it
+        for m in META_GATED.pattern.finditer(text):
+            part = next((needles for p, needles in parts if p.match(text, m.start()) and p.match(text, m.start()).group(0) == m.group(0)))
+            assert any(n in m.group(0).casefold() for n in part), (text, m.group(0), part)
+    story = "Mira counted the crates twice before she signed for them."
+    assert META_GATED._pattern(story) is None
+    assert META_GATED._pattern(story + " It was the book 2 copy.").pattern == r"\bbook \d"
+    assert META_GATED.search("The author's note: done").group(0) == "author's note"

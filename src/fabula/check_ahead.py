@@ -5,7 +5,9 @@ fabula's checks (length, adherence, degeneration, cast, stock phrases) cost
 for it. They depend on the text and its card alone, so another process runs
 them while the writer builds the next requests, talks to the servers and
 commits the stories already decided. The near-duplicate check stays in the
-writer: it is against the corpus as kept so far, in order.
+writer: it is against the corpus as kept so far, in order; but the hashes it
+and the corpus memory need of a story that passed (checks.Prints: MinHash
+signature, 4-gram hashes, ~1 ms) are worked out here too.
 
 The writer takes the verdicts in the order it sent the stories, and waits for
 one only when more than ``LAG`` are out or when it has nothing else to do, so
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from fabula.checks import Adherence, Cast, Check, Degeneration, Length, StockPhrases, Verdict, run_checks
+from fabula.checks import Adherence, Cast, Check, Degeneration, Length, Prints, StockPhrases, Verdict, prints, run_checks
 from fabula.child import Child, receive, send
 from fabula.records import Card
 
@@ -33,13 +35,15 @@ def movable(checks: Sequence[Check]) -> bool:
 
 
 def _child(read_fd: int, write_fd: int) -> None:
-    """The child: read the checks, then check each (text, card) sent, in order."""
+    """The child: read the checks, then check each (text, card) sent, in order;
+    with the verdicts of a story that passed, its Prints."""
     try:
-        checks = receive(read_fd)
+        checks, num_perm = receive(read_fd)
         while (msg := receive(read_fd)) is not None:
             text, card = msg
             try:
-                reply: tuple = ("verdicts", run_checks(text, card, checks))
+                verdicts = run_checks(text, card, checks)
+                reply: tuple = ("verdicts", (verdicts, prints(text, num_perm) if all(v.keep for v in verdicts) else None))
             except Exception as e:  # noqa: BLE001 - raised in the writer
                 reply = ("error", RuntimeError(f"a check failed in the checks' process: {type(e).__name__}: {e}"))
             send(write_fd, reply)
@@ -48,19 +52,21 @@ def _child(read_fd: int, write_fd: int) -> None:
 
 
 class CheckAhead:
-    """run_checks(text, card, checks) for each story submitted, answered in order."""
+    """run_checks(text, card, checks) for each story submitted, answered in
+    order, with checks.prints(text, num_perm) of those that pass."""
 
-    def __init__(self, checks: Sequence[Check]):
+    def __init__(self, checks: Sequence[Check], num_perm: int = 128):
         self._child = Child("fabula.check_ahead:_child", "the checks' process")
-        self._child.send(list(checks))
+        self._child.send((list(checks), num_perm))
         self.out = 0  # stories submitted, verdicts not yet taken
 
     def submit(self, text: str, card: Card) -> None:
         self._child.send((text, card))
         self.out += 1
 
-    def verdicts(self) -> list[Verdict]:
-        """The verdicts of the oldest story submitted (waits for them)."""
+    def verdicts(self) -> tuple[list[Verdict], Prints | None]:
+        """The verdicts of the oldest story submitted (waits for them), and its
+        Prints if every check kept it."""
         if not self.out:
             raise RuntimeError("no story is out for checks")
         what, value = self._child.receive()

@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -147,6 +148,27 @@ def minhash_permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.n
     return a, b
 
 
+@dataclass(frozen=True)
+class Prints:
+    """What the corpus memory keeps of a kept story, from its words' hashes:
+    its MinHash signature (uint32, NearDuplicates') and the hash of each word
+    4-gram (uint64, score.gram_hashes'). The checks' process (fabula.check_ahead)
+    works them out beside the checks, so the writer only looks them up."""
+
+    signature: np.ndarray
+    grams: np.ndarray
+
+
+def prints(text: str, num_perm: int = 128) -> Prints:
+    wh = word_hashes(tokens(text))
+    return Prints(minhash(ngram_hashes(wh, min(SHINGLE, len(wh)) or 1), *_permutations(num_perm)), ngram_hashes(wh, 4))
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    return minhash_permutations(num_perm)
+
+
 def minhash(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The MinHash signature of a set of 64-bit shingle hashes: per map, the least
     top 32 bits of a*h + b (the low bits of an affine map mod 2^64 depend on
@@ -270,7 +292,7 @@ class NearDuplicates:
         # Odd 64-bit multipliers: a band's r values -> one key (sum of products, mod 2^64).
         rng = np.random.default_rng(0x5EED)
         self._mult = (rng.integers(1, 2**63, size=self.r, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
-        self._perm = minhash_permutations(self.num_perm)
+        self._perm = _permutations(self.num_perm)
 
     def signature(self, text: str) -> np.ndarray:
         # The writer checks a draft, then adds the same text once it is kept:
@@ -280,6 +302,10 @@ class NearDuplicates:
         sig = self.signature_of(word_hashes(tokens(text)))
         self._last = (text, sig)
         return sig
+
+    def prime(self, text: str, signature: np.ndarray) -> None:
+        """``text``'s signature, worked out elsewhere (Prints): check() and add() of it use it."""
+        self._last = (text, signature)
 
     def signature_of(self, wh: np.ndarray) -> np.ndarray:
         """The signature of a text from its words' hashes (fabula.text.word_hashes of its tokens)."""

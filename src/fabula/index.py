@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fabula.checks import NearDuplicates
+from fabula.checks import NearDuplicates, Prints
 from fabula.plan_file import is_gz, plan_path
 from fabula.score import CommonGrams, NgramSet, gram_hashes
 from fabula.store import INDEX, SIGNATURES, TMP_SUFFIX, read_story
@@ -75,11 +75,16 @@ class Memory:
     def common(self) -> CommonGrams | None:
         return self.counts if self.ban else None
 
-    def add(self, rid: str, text: str) -> None:
+    def add(self, rid: str, text: str, prints: Prints | None = None) -> None:
+        """Remember a kept story (``prints``: its Prints, when the checks' process worked them out)."""
+        if prints is not None:
+            self.near.prime(text, prints.signature)
+            toks, hashes = None, prints.grams
+        else:
+            toks = tokens(text)  # one tokenisation and one hash per 4-gram for both sets
+            hashes = gram_hashes(text, toks)
         self.near.add(rid, text)
         self.ids.update(rid.encode() + b"\n")
-        toks = tokens(text)  # one tokenisation and one hash per 4-gram for both sets
-        hashes = gram_hashes(text, toks)
         self.corpus.add(text, hashes)
         self.counts.add(text, toks, hashes)
         self.unsaved += 1

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 from fabula import index
 from fabula.backends.base import Backend
 from fabula.check_ahead import LAG, CheckAhead, movable
-from fabula.checks import MARKUP, Check, NearDuplicates, compose, default_checks, run_checks, words
+from fabula.checks import MARKUP, Check, NearDuplicates, Prints, compose, default_checks, run_checks, words
 from fabula.errors import FabulaError
 from fabula.genre import Genre
 from fabula.packs import Pack
@@ -137,7 +137,7 @@ def write_corpus(
     store.group = COMMIT_GROUP
     try:
         if check_ahead:
-            run.checker = CheckAhead(to_run)
+            run.checker = CheckAhead(to_run, mem.near.num_perm)
             jobs.resolve = run.resolve
         for job in backend.run(jobs):
             run.finished(job)
@@ -204,23 +204,25 @@ class _Run:
         if not self.out or self.checker is None:
             return False
         job, draft = self.out.popleft()
-        verdicts = self.checker.verdicts()
+        verdicts, prints = self.checker.verdicts()
+        if prints is not None:
+            self.mem.near.prime(draft.text, prints.signature)
         if all(v.keep for v in verdicts) and self.near is not None:
             verdicts.append(self.near.check(draft.text))  # against the corpus as kept so far
-        self.decide(job, draft, verdicts)
+        self.decide(job, draft, verdicts, prints)
         self.summary.committed = self.store.committed - self.committed_before
         return True
 
-    def decide(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> None:
+    def decide(self, job: StoryJob, draft: Draft, verdicts: list[Verdict], prints: Prints | None = None) -> None:
         self.jobs.in_flight -= 1
         if all(v.keep for v in verdicts):
-            self.kept(job, draft, verdicts)
+            self.kept(job, draft, verdicts, prints)
         else:
             self.dropped(job, draft, verdicts[-1])
 
-    def kept(self, job: StoryJob, draft: Draft, verdicts: list[Verdict]) -> None:
+    def kept(self, job: StoryJob, draft: Draft, verdicts: list[Verdict], prints: Prints | None = None) -> None:
         rec = self.store.accept(self.jobs.next_index(), draft.text, self.record(job, draft, verdicts))
-        self.mem.add(rec["id"], draft.text)
+        self.mem.add(rec["id"], draft.text, prints)
         if self.mem.unsaved >= index.SAVE_EVERY:
             self.jobs.settle()
             self.store.flush()  # the index holds committed stories only

@@ -93,39 +93,72 @@ def _placeholder(expr: str) -> tuple[str, str | None, tuple] | None:
     return m[1], m[2], tuple(_FILTERS[f.strip()] for f in m[3].split("|")[1:])
 
 
-def _fill(m: re.Match, ctx: dict) -> str:
-    simple = _placeholder(m[1])
+def _fill(whole: str, expr: str, ctx: dict) -> str:
+    simple = _placeholder(expr)
     if simple is None or simple[0] not in ctx:
-        return _template(m[0]).render(**ctx)  # Jinja's own result, or its error
+        return _template(whole).render(**ctx)  # Jinja's own result, or its error
     name, attr, filters = simple
     value = ctx[name]
     if attr is not None:
         value = ENV.getattr(value, attr)
         if isinstance(value, jinja2.Undefined):
-            return _template(m[0]).render(**ctx)
+            return _template(whole).render(**ctx)
     value = str(value)
     for f in filters:
         value = f(value)
     return value
 
 
+@lru_cache(maxsize=16384)
+def _pieces(src: str) -> tuple[str | tuple[str, str], ...] | None:
+    """``src`` as literal text and (placeholder, expression) pairs, or None
+    where only Jinja itself renders it (a statement, a comment, a CR); the
+    expanded strings of a pack are a few thousand, rendered 100,000s of times."""
+    if "{%" in src or "{#" in src or "\r" in src:
+        return None
+    out: list[str | tuple[str, str]] = []
+    at = 0
+    for m in _PLACEHOLDER.finditer(src):
+        if m.start() > at:
+            out.append(src[at : m.start()])
+        out.append((m[0], m[1]))
+        at = m.end()
+    if at < len(src):
+        out.append(src[at:])
+    return tuple(out)
+
+
 def _render(src: str, ctx: dict) -> str:
     """What ``ENV.from_string(src).render(**ctx)`` gives, without compiling src."""
-    if "{%" in src or "{#" in src or "\r" in src:
+    pieces = _pieces(src)
+    if pieces is None:
         return _template(src).render(**ctx)
-    out = _PLACEHOLDER.sub(lambda m: _fill(m, ctx), src) if "{{" in src else src
-    return out[:-1] if out.endswith("\n") and src.endswith("\n") else out  # Jinja drops one trailing newline
+    out = "".join([p if p.__class__ is str else _fill(p[0], p[1], ctx) for p in pieces])
+    return out[:-1] if out.endswith("\n") and src.endswith("\n") else out
 
 
 GRAM_BUCKETS = 1 << 22  # the openers' word 4-grams, counted in hashed buckets (uint32): 16 MiB at any plan size
 NAME_BITS = 1 << 27  # full names planned, as a bit set (16 MiB): at 3 million names ~2 % of new ones read as taken
 
 
+_GRAM_BUCKET: dict[tuple[str, ...], int] = {}  # the openers' grams repeat from card to card: each hashed once
+_GRAM_BUCKET_MAX = 1 << 20  # grams kept (~150 MB at most); past that the cache starts again
+
+
 def _buckets(text: str) -> list[int]:
     """The bucket of each word 4-gram of ``text`` (crc32 of the lower-case gram:
     the same in every process, and fast on the planner's short strings)."""
     toks = tokens(text)
-    return [zlib.crc32(" ".join(toks[i : i + 4]).encode()) & (GRAM_BUCKETS - 1) for i in range(len(toks) - 3)]
+    cache = _GRAM_BUCKET
+    out = []
+    for gram in zip(toks, toks[1:], toks[2:], toks[3:]):
+        b = cache.get(gram)
+        if b is None:
+            if len(cache) >= _GRAM_BUCKET_MAX:
+                cache.clear()
+            b = cache[gram] = zlib.crc32(" ".join(gram).encode()) & (GRAM_BUCKETS - 1)
+        out.append(b)
+    return out
 
 
 class Planner:

@@ -7,7 +7,7 @@ through JSONL unchanged.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 
@@ -129,7 +129,8 @@ class Verdict:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As dataclasses.asdict gives it, at a tenth of its cost (six a story)."""
+        return {"check": self.check, "keep": self.keep, "reason": self.reason, "detail": self.detail}
 
 
 class Record(TypedDict, total=False):

@@ -505,9 +505,9 @@ class CommonGrams:
         return int(self.counts[self._bucket(gram)])
 
     def add(self, text: str, toks: list[str] | None = None, hashes: np.ndarray | None = None) -> None:
-        """Count a story's distinct 4-grams once each (``toks`` and ``hashes``:
-        its tokens and gram_hashes, as Memory.add has them)."""
-        if toks is None or hashes is None:
+        """Count a story's distinct 4-grams once each (``hashes``: its
+        gram_hashes, and ``toks`` its tokens, when the caller has them)."""
+        if hashes is None:
             toks = tokens(text)
             hashes = gram_hashes(text, toks)
         uniq, first = np.unique(hashes, return_index=True)  # once per story (by 64-bit hash)
@@ -518,6 +518,7 @@ class CommonGrams:
         self.counts[buckets] = np.minimum(self.counts[buckets].astype(np.int64) + times, 255).astype(np.uint8)
         hit = np.flatnonzero(self.counts[at] >= self.limit)
         if len(hit):
+            toks = tokens(text) if toks is None else toks
             self.common.update(" ".join(toks[i : i + 4]) for i in first[hit].tolist())
 
     def banned_for(self, card: Card) -> frozenset[str]:

@@ -25,8 +25,11 @@ nothing half-written.
 Group commit. A writer that keeps stories faster than fsync can (a fast server,
 the fake backend) sets ``group`` above 1: ``plan()`` and ``accept()`` then hold
 their lines and texts in memory and ``flush()`` commits them together - the
-plan lines (one write, fsync), every story file (fsynced, renamed), the folder
-(fsync), then all the records in one write and one fsync. The order is the one
+plan lines (one write, fsync), every story file (written, made durable,
+renamed), the folder (fsync), then all the records in one write and one fsync.
+A group of ``SYNCFS_MIN`` stories or more is made durable by one syncfs(2) of
+the folder's file system rather than an fsync per file (Linux; ~0.5 ms a
+story less on ext4); elsewhere, or if it fails, each file is fsynced. The order is the one
 above, story by story, so a kill at any moment still leaves whole stories only;
 what was held and not yet flushed is simply not committed (its card is planned
 again, the same card, on resume). ``committed`` counts the stories on disk for
@@ -38,6 +41,7 @@ nothing that matters); ``reject()``, ``fail()`` and the writer's end flush first
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -45,6 +49,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -72,6 +77,7 @@ INDEX = "index.npz"  # the near-duplicate index (fabula.index); rebuilt from the
 SIGNATURES = "index.signatures"
 GROUP_SECONDS = 1.0  # the longest a kept story waits in memory for its group's commit
 GROUP_GAP = 0.05  # seconds: stories further apart than this are committed one by one
+SYNCFS_MIN = 8  # stories in a group that one syncfs makes durable, not an fsync each
 
 # Locks this process holds, by folder: flock excludes other processes; within
 # one process a folder reopened (a resumed run in the same Python session)
@@ -161,6 +167,41 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return cast(Callable[[int], int], fn)
+
+
+_SYNCFS = _load_syncfs()
+
+
+def sync_files(folder: Path, paths: list[Path]) -> None:
+    """Make the written ``paths`` (all in ``folder``, closed) durable: one
+    syncfs(2) of the file system when there are several and the platform has
+    it, else an fsync each. (syncfs also writes out other programs' pending
+    data on that file system; Linux reports write errors through it since 5.8.)"""
+    if len(paths) >= SYNCFS_MIN and _SYNCFS is not None:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_atomic(path: Path, data: str) -> None:
@@ -632,14 +673,15 @@ class Store:
             self._plan_ids.clear()
         if not self._held:
             return
-        for name, text, _, _ in self._held:
-            tmp = self.stories_dir / (name + TMP_SUFFIX)
+        folder = self.stories_dir
+        tmps = [folder / (name + TMP_SUFFIX) for name, _, _, _ in self._held]
+        for tmp, (_, text, _, _) in zip(tmps, self._held):
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.stories_dir / name)
-        _fsync_dir(self.stories_dir)
+        sync_files(folder, tmps)
+        for tmp, (name, _, _, _) in zip(tmps, self._held):
+            os.replace(tmp, folder / name)
+        _fsync_dir(folder)
         append_bytes(self.root / CORPUS, b"".join(line for _, _, line, _ in self._held))
         for _, _, _, head in self._held:
             if self._files is not None:

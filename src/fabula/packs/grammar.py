@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 # A parsed string is a sequence of parts: text, a choice among sequences, or a rule.
 Part = Union[str, "Choice", "Rule"]
@@ -31,6 +31,13 @@ class Choice:
 @dataclass(frozen=True)
 class Rule:
     name: str
+
+
+# A compiled grammar string: the text itself where it draws nothing, else a
+# function of the generator's ``_randbelow`` (what ``random.choice`` calls:
+# the same draws in the same order as walking the parts, at a third of the
+# cost, which matters at a few hundred expansions a card).
+Compiled = Union[str, Callable[[Callable[[int], int]], str]]
 
 
 class GrammarError(ValueError):
@@ -98,11 +105,20 @@ class Grammar:
     def __init__(self, rules: dict[str, tuple[str, ...]] | None = None):
         self.rules: dict[str, tuple[tuple[Part, ...], ...]] = {}
         for name, alts in (rules or {}).items():
+            if not alts:
+                raise GrammarError(f"rule #{name}# has no alternatives")
             self.rules[name] = tuple(parse(a) for a in alts)
         self._cache: dict[str, tuple[Part, ...]] = {}
+        self._compiled: dict[str, Compiled] = {}
+        self._compiled_rules: dict[str, Compiled] = {}
         self._counts: dict[str, int] = {}
         for name in self.rules:
             self._check_rule(name, ())
+
+    def __getstate__(self) -> dict:
+        """For pickling (the planner runs in a process of its own): the compiled
+        functions are rebuilt there, on first use."""
+        return {**self.__dict__, "_compiled": {}, "_compiled_rules": {}}
 
     def _check_rule(self, name: str, stack: tuple[str, ...]) -> None:
         if name in stack:
@@ -125,18 +141,40 @@ class Grammar:
     def expand(self, src: str, rng: random.Random) -> str:
         if "[" not in src and "#" not in src:  # most strings: no draw, so plain packs plan as before
             return src
-        return self._expand(self.parsed(src), rng)
+        fn = self._compiled.get(src)
+        if fn is None:
+            fn = self._compiled[src] = self._compile(self.parsed(src))
+        return fn if isinstance(fn, str) else fn(rng._randbelow)  # type: ignore[attr-defined]
 
-    def _expand(self, parts: tuple[Part, ...], rng: random.Random) -> str:
-        out = []
+    def _compile(self, parts: tuple[Part, ...]) -> Compiled:
+        items: list[Compiled] = []
         for p in parts:
-            if isinstance(p, str):
-                out.append(p)
-            elif isinstance(p, Choice):
-                out.append(self._expand(rng.choice(p.options), rng))
+            if isinstance(p, Choice):
+                item = _choice([self._compile(o) for o in p.options])
+            elif isinstance(p, Rule):
+                item = self._rule(p.name)
             else:
-                out.append(self._expand(rng.choice(self.rules[p.name]), rng))
-        return "".join(out)
+                item = p
+            if isinstance(item, str) and items and isinstance(items[-1], str):
+                items[-1] += item
+            else:
+                items.append(item)
+        if not items:
+            return ""
+        if len(items) == 1:
+            return items[0]
+        seq = tuple(items)
+
+        def expand_seq(below: Callable[[int], int]) -> str:
+            return "".join([i if i.__class__ is str else i(below) for i in seq])  # type: ignore[operator]
+
+        return expand_seq
+
+    def _rule(self, name: str) -> Compiled:
+        fn = self._compiled_rules.get(name)
+        if fn is None:  # rules never refer to themselves (checked on load), so this ends
+            fn = self._compiled_rules[name] = _choice([self._compile(a) for a in self.rules[name]])
+        return fn
 
     def count(self, src: str) -> int:
         """Distinct expansions (counting paths: two paths that give the same
@@ -153,6 +191,23 @@ class Grammar:
             elif isinstance(p, Rule):
                 n *= sum(self._count(o) for o in self.rules[p.name])
         return n
+
+
+def _choice(options: list[Compiled]) -> Compiled:
+    """One option drawn as ``random.choice`` draws it (even a lone option costs a draw)."""
+    opts, n = tuple(options), len(options)
+    if all(isinstance(o, str) for o in opts):
+
+        def pick(below: Callable[[int], int]) -> str:
+            return opts[below(n)]  # type: ignore[return-value]
+
+        return pick
+
+    def pick_and_expand(below: Callable[[int], int]) -> str:
+        o = opts[below(n)]
+        return o if o.__class__ is str else o(below)  # type: ignore[operator]
+
+    return pick_and_expand
 
 
 def _rules_in(parts: tuple[Part, ...]) -> list[str]:
