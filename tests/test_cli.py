@@ -238,3 +238,18 @@ def test_output_cut_short_by_head_ends_quietly_and_plan_shows_the_openers():
     assert p.returncode == 141 and err == b"", err
     steer = run_cli("plan", "-n", "1").stdout
     assert steer.count("     opens: ") == 7  # a spy card's paragraphs, each with its opener
+
+
+def test_report_measures_a_larger_corpus_on_the_sample_it_names(tmp_path):
+    out = tmp_path / "c"
+    assert run_cli("write", "-n", "6", "--backend", "fake", "--words", "300", "--out", str(out)).returncode == 0
+    j, h = tmp_path / "r.json", tmp_path / "r.html"
+    r = run_cli("report", str(out), "--sample", "4", "--no-semantic", "--json", str(j), "--html", str(h))
+    assert r.returncode == 0, r.stderr
+    assert f"({out}: measured on a seeded sample of 4 of its 6 stories; --sample 0 measures every one)" in r.stdout
+    (m,) = json.loads(j.read_text())
+    assert (m["stories"], m["measured_stories"]) == (6, 4)
+    assert "stories measured (a seeded sample" in h.read_text()
+    assert len(m["recurrence"]["first_name"]) > 0  # the sampled stories came with their cards
+    r = run_cli("report", str(out), "--sample", "0", "--no-semantic")
+    assert r.returncode == 0 and "seeded sample" not in r.stdout

@@ -19,6 +19,7 @@ import click
 
 from fabula.api import DEFAULT_BAN_COMMON
 from fabula.errors import FabulaError, FabulaWarning, UsageError
+from fabula.reporting.metrics import TEXT_SAMPLE
 from fabula.version import __version__
 
 EPILOG_WRITE = """\b
@@ -755,7 +756,14 @@ REPORT_ROWS = [
     default=None,
     help="A folder of human-written stories to measure against: the first column, grey and dashed in the plots.",
 )
-def report(folders, json_path, html_path, first_words, no_semantic, reference):
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=TEXT_SAMPLE,
+    show_default=True,
+    help="Measure a folder of more stories on a seeded sample of this many (the same sample every run); 0: every story.",
+)
+def report(folders, json_path, html_path, first_words, no_semantic, reference, sample):
     """Measure the diversity of one or more folders of .txt stories, side by side.
 
     Works on any folder of .txt files (a fabula corpus, the reference seeds,
@@ -778,7 +786,7 @@ def report(folders, json_path, html_path, first_words, no_semantic, reference):
                 raise UsageError(f"{option} {path} exists and is not a fabula report; choose a new path (report replaces only a report it wrote)")
     for f in ([reference] if reference else []) + list(folders):
         _warn_if_not_whole(Path(f))
-    results = measure_folders(folders, first_words=first_words, semantic=not no_semantic, reference=reference, progress=True)
+    results = measure_folders(folders, first_words=first_words, semantic=not no_semantic, reference=reference, progress=True, sample=sample)
     folders = [r["folder"] + (" (reference)" if r["reference"] else "") for r in results]
     width = max(len(label) for _, label in REPORT_ROWS) + 2
     col = max(14, *(len(str(f)) + 2 for f in folders))
@@ -787,6 +795,11 @@ def report(folders, json_path, html_path, first_words, no_semantic, reference):
 
     for key, label in REPORT_ROWS:
         click.echo(label.ljust(width) + "".join(_fmt(r.get(key)).rjust(col) for r in results))
+    for r in results:
+        if r["measured_stories"] < r["stories"]:
+            click.echo(
+                f"({r['folder']}: measured on a seeded sample of {r['measured_stories']:,} of its {r['stories']:,} stories; --sample 0 measures every one)"
+            )
     if all(r["mean_cosine"] is None for r in results) and not no_semantic:
         click.echo("(semantic metrics n/a: the embedding model is not installed; run: pip install 'fabula[semantic]')")
     lexical = sum(r["_seconds"]["lexical"] for r in results)

@@ -54,7 +54,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, cast
+from typing import Any, Callable, Container, Iterator, Mapping, cast
 
 from fabula import plan_file
 from fabula.errors import StoreError
@@ -299,7 +299,7 @@ def scan_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     return [(i, _loads(path, i, line)) for i, line in enumerate(lines, 1) if line.strip()], bool(raw) and not raw.endswith(b"\n")
 
 
-def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
+def iter_records(root: Path, cards: bool = True, only: Container[str] | None = None) -> Iterator[Record]:
     """The records of the stories a reader sees, streamed: committed (a torn
     last line is not yet), file present, each once, in corpus.jsonl's order.
     The Corpus API, the report and export read a folder through this; verify
@@ -309,7 +309,8 @@ def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
     the plan file. With ``cards`` each record comes with its whole card read
     from there (older folders hold it in the record, and it is used as is);
     a record whose card the plan does not hold is left out (verify:
-    ``unplanned``), with or without ``cards``."""
+    ``unplanned``), with or without ``cards``. ``only``: the ids wanted (the
+    others are not parsed: a report's sample of a large corpus)."""
     root = Path(root)
     path, seen = root / CORPUS, set()
     if not path.exists():
@@ -320,7 +321,13 @@ def iter_records(root: Path, cards: bool = True) -> Iterator[Record]:
             for i, line in enumerate(f, 1):
                 if not line.endswith(b"\n") or not line.strip():
                     continue
+                if only is not None:
+                    m = _HEAD.match(line)
+                    if m is not None and m[1].decode() not in only:
+                        continue
                 r = cast(Record, _loads(path, i, line))
+                if only is not None and r.get("id") not in only:
+                    continue
                 if r["id"] in seen or not (root / r["file"]).is_file():
                     continue
                 card = r.get("card")
@@ -358,11 +365,11 @@ def read_story(root: Path, record: Mapping[str, Any]) -> str:
         ) from None
 
 
-def stories(root: Path, warn: Callable[[str], None] | None = None) -> Iterator[tuple[Record, str]]:
-    """(record, text) of every story a reader sees (visible_records); a file
-    that is not UTF-8 text is skipped with one warning (``warn``, default: the
-    ``fabula`` logger)."""
-    for r in iter_records(root):
+def stories(root: Path, warn: Callable[[str], None] | None = None, only: Container[str] | None = None) -> Iterator[tuple[Record, str]]:
+    """(record, text) of every story a reader sees (visible_records; ``only``:
+    of those ids); a file that is not UTF-8 text is skipped with one warning
+    (``warn``, default: the ``fabula`` logger)."""
+    for r in iter_records(root, only=only):
         try:
             yield r, read_story(root, r)
         except Undecodable as e:

@@ -157,3 +157,30 @@ def test_a_pack_with_no_stock_phrases_is_measured_with_none(tmp_path):
     (tmp_path / "a.txt").write_text("The rain-soaked dog slept by the stove.")
     m = measure(tmp_path, semantic=False, ruler=("mine", ()))
     assert m["stock_phrases_of"] == "mine" and m["stock_phrases_per_1k_words"] == 0.0
+
+
+def test_a_large_folder_is_measured_on_a_seeded_sample_of_its_stories(tmp_path):
+    import random
+    import shutil
+
+    from fabula.backends.fake import filler
+    from fabula.reporting.metrics import folder_ids, measure, sample_ids
+
+    rng = random.Random(8)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+    for i in range(30):
+        (whole / f"s{i:03d}.txt").write_text(filler(rng, rng.randint(40, 120)))
+    ids = folder_ids(whole)
+    picked = sample_ids(ids, 9)
+    assert len(picked) == 9 and picked == sample_ids(list(reversed(ids)), 9)  # the ids decide, not their order
+    assert sample_ids(ids, 40) == set(ids)
+    for i in sorted(picked):
+        shutil.copy(whole / f"{i}.txt", part / f"{i}.txt")
+    m, alone = measure(whole, semantic=False, most=9), measure(part, semantic=False, most=None)
+    assert (m["stories"], m["measured_stories"]) == (30, 9)
+    for key in ("words_mean", "compression_ratio", "self_repetition_4", "distinct_4", "self_bleu_4", "seq_rep_4"):
+        assert m[key] == alone[key], key  # the sample's figures, as if it were the folder
+    full = measure(whole, semantic=False, most=0)
+    assert (full["stories"], full["measured_stories"]) == (30, 30) and full["distinct_1"] != m["distinct_1"]

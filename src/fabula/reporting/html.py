@@ -26,6 +26,9 @@ def render(results: list[dict[str, Any]], rows: list[tuple[str, str]]) -> str:
             parts.append(f"<h4>{e(field)}</h4><ol>{items}</ol>")
         recur.append(f"<td>{''.join(parts)}</td>")
     body.append(f"<tr><th>most common values (share of stories)</th>{''.join(recur)}</tr>")
+    if any(r.get("measured_stories", r["stories"]) < r["stories"] for r in results):
+        cells = "".join(f"<td>{e(_fmt(r.get('measured_stories')))}</td>" for r in results)
+        body.append(f"<tr><th>stories measured (a seeded sample: every figure above but the count is the sample's)</th>{cells}</tr>")
     panes = []
     for r in results:
         stories = r["_reading"]  # all stories, or the seeded sample measure() kept

@@ -19,11 +19,17 @@ Definitions (each also one line in the README):
 - stock_phrases_per_1k_words: matches of the stock-phrase list per 1,000 words
   (a pack's ``[report] stock_phrases``: see stock_ruler).
 Words are lower-cased runs of letters (see fabula.text.words).
+
+A folder of more than ``TEXT_SAMPLE`` stories (``--sample``) is measured on a
+seeded sample of that many: the stories whose ids hash lowest (blake2b), the
+same whatever the order or the run; ``stories`` is the folder's count and
+``measured_stories`` the sample's, and every other figure is the sample's.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import random
@@ -84,6 +90,7 @@ def _person_names() -> frozenset[str]:
     return known_first_names() - NAME_WORDS
 
 
+TEXT_SAMPLE = 100_000  # stories a report measures at most (a seeded sample of a larger folder: ~5 min on 2 cores)
 SEMANTIC_SAMPLE = 2000  # stories embedded at most (seeded sample); the rest of the report uses all
 SELF_REP_SAMPLE = 20_000  # stories whose 4-grams self-repetition compares (seeded sample: 4 KB each)
 DISTINCT_CAP = 1 << 22  # distinct n-gram hashes kept per n (32 MiB) before distinct_n is estimated
@@ -97,21 +104,46 @@ class Story:
     card: dict | None = None
 
 
-def iter_folder(folder: Path) -> Iterator[Story]:
+def iter_folder(folder: Path, only: set[str] | None = None) -> Iterator[Story]:
     """Stories of a folder, one at a time: a fabula corpus (with cards, in
-    index order) or any *.txt files (sorted by name)."""
+    index order) or any *.txt files (sorted by name); ``only``: those ids."""
     from fabula.store import CORPUS, stories
 
     folder = Path(folder)
     if (folder / CORPUS).exists():
         # What a reader sees (fabula.store.stories: committed, file present,
         # once, UTF-8); `fabula report` warns when records say otherwise.
-        for r, text in stories(folder):
+        for r, text in stories(folder, only=only):
             yield Story(r["id"], text, r.get("card"))
         return
-    files = sorted(folder.glob("*.txt")) or sorted(folder.glob("stories/*.txt"))
-    for p in files:
-        yield Story(p.stem, p.read_text(encoding="utf-8", errors="replace"))
+    for p in _txt_files(folder):
+        if only is None or p.stem in only:
+            yield Story(p.stem, p.read_text(encoding="utf-8", errors="replace"))
+
+
+def _txt_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.txt")) or sorted(folder.glob("stories/*.txt"))
+
+
+def folder_ids(folder: Path) -> list[str]:
+    """The ids of a folder's stories, without reading them (a fabula corpus:
+    its records' heads, each once; else the .txt files' names)."""
+    from fabula.store import CORPUS, read_heads
+
+    folder = Path(folder)
+    if (folder / CORPUS).exists():
+        return list(dict.fromkeys(h["id"] for h in read_heads(folder / CORPUS)))
+    return [p.stem for p in _txt_files(folder)]
+
+
+def sample_ids(ids: list[str], k: int) -> set[str]:
+    """The ``k`` ids whose blake2b-64 hashes are lowest: a uniform sample
+    that depends on the ids alone (not their order, the run or the machine)."""
+    if len(ids) <= k:
+        return set(ids)
+    h = np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids), dtype=np.uint64, count=len(ids))
+    keep = np.argpartition(h, k - 1)[:k]
+    return {ids[j] for j in keep.tolist()}
 
 
 def ngrams(toks: list[str], n: int) -> list[tuple[str, ...]]:
@@ -283,6 +315,7 @@ def measure(
     sample: int = READING_SAMPLE,
     ruler: tuple[str, tuple[str, ...]] | None = None,
     progress: bool = False,
+    most: int | None = TEXT_SAMPLE,
 ) -> dict[str, Any]:
     """Every metric for one folder, in one streaming pass, in memory that
     stops growing with N (bar the near-duplicate index, ~0.8 KB a story):
@@ -291,8 +324,12 @@ def measure(
     ``first_words`` truncates each story first (human references use 250);
     ``ruler``: the stock phrases counted (stock_ruler; default: this folder's).
     ``progress``: bars on stderr while reading and while embedding (the
-    slow part); ``_seconds`` in the result says what each part took."""
+    slow part); ``_seconds`` in the result says what each part took.
+    ``most``: a folder of more stories is measured on a seeded sample of
+    this many (sample_ids; None or 0: every story)."""
     started = time.perf_counter()
+    story_ids = folder_ids(folder) if most else []
+    only = sample_ids(story_ids, most) if most and len(story_ids) > most else None
     ruler = ruler or stock_ruler([folder])
     distinct = {n: _Distinct() for n in (1, 2, 3, 4)}
     doc4 = _Reservoir(SELF_REP_SAMPLE, seed=0)  # sampled stories' distinct 4-gram hashes (for self-repetition)
@@ -311,7 +348,8 @@ def measure(
     labels: dict[tuple[str, str], str] = {}
     all_cards = True
     n = 0
-    for st in _bar(iter_folder(folder), progress, f"reading {folder}", "story"):
+    label = f"reading {folder}" + (f" (a sample of {len(only):,} of {len(story_ids):,} stories)" if only is not None else "")
+    for st in _bar(iter_folder(folder, only), progress, label, "story", total=len(only) if only is not None else None):
         text = st.text if not first_words else " ".join(st.text.split()[:first_words])
         toks = [w.lower() for w in words(text)]
         ids = word_hashes(toks)  # each distinct word hashed once per process; the MinHash below shares them
@@ -356,7 +394,8 @@ def measure(
     top_field = "first_name" if "first_name" in rec_top else "name"
     result: dict[str, Any] = {
         "folder": str(folder),
-        "stories": n,
+        "stories": len(story_ids) if only is not None else n,
+        "measured_stories": n,
         "words_mean": round(total / n, 1) if n else 0,
         "words_min": min(lens, default=0),
         "words_max": max(lens, default=0),
