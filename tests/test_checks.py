@@ -157,6 +157,27 @@ def test_cast_drops_strangers_and_pronouns_no_character_can_take(spy):
     assert cast(f'{h.first} said: "He came late."', both_women).keep  # dialogue may speak of anyone
 
 
+def test_signatures_dropped_once_saved_are_refused_and_near_duplicates_still_found():
+    import numpy as np
+    import pytest
+
+    from fabula.checks import NearDuplicates
+
+    rng = np.random.default_rng(2)
+    full = rng.integers(0, 2**32, size=(8, 128), dtype=np.uint64).astype(np.uint32)
+    nd = NearDuplicates()
+    nd.add_signatures([f"s{i}" for i in range(5)], full[:5])
+    nd.drop_signatures()  # saved: rows 0..4 live on disk only
+    nd.add_signatures(["s5"], full[5:6])
+    nd.add_signatures(["s6", "s7"], full[6:8])
+    for k in (5, 6, 8):
+        assert np.array_equal(nd.signatures_since(k), full[k:])
+    with pytest.raises(ValueError, match="saved and dropped"):
+        nd.signatures_since(4)
+    assert nd.candidates(full[2]) == {"s2"}  # the band index keeps every row
+    assert len(nd) == 8
+
+
 def test_signatures_since_gives_the_rows_after_k_and_keeps_the_pieces_few():
     import numpy as np
 

@@ -18,9 +18,11 @@ def memory(folder, n=40, ban_common=0.02):
     return index.open_memory(folder, read_jsonl(folder / "corpus.jsonl"), 0.5, ban_common, n)
 
 
-def same_state(a, b):
+def same_state(a, b, folder, a_signatures=None):
+    """``a_signatures``: a's, read before the folder's signatures file changed."""
     assert a.near.keys == b.near.keys
-    assert np.array_equal(a.near.signatures(), b.near.signatures())
+    want = index.signatures(folder, a) if a_signatures is None else a_signatures
+    assert np.array_equal(want, index.signatures(folder, b))
     assert np.array_equal(a.corpus.bits, b.corpus.bits)
     assert np.array_equal(a.counts.counts, b.counts.counts)
     assert a.counts.common == b.counts.common
@@ -40,7 +42,7 @@ def test_a_run_saves_the_index_and_a_resume_loads_it_instead_of_the_texts(corpus
     (corpus / "index.npz").unlink()
     rebuilt = memory(corpus)
     assert (rebuilt.loaded, rebuilt.read) == (0, 30)
-    same_state(loaded, rebuilt)  # the saved memory is exactly what the texts give
+    same_state(loaded, rebuilt, corpus)  # the saved memory is exactly what the texts give
     s = write(corpus, 40)
     assert (s.opened_from_index, s.opened_from_texts) == (0, 30)  # no index: read every text once
     s = write(corpus, 45)
@@ -57,13 +59,14 @@ def test_a_loaded_index_still_finds_near_duplicates_of_old_stories(corpus):
 
 def test_stories_after_the_last_save_are_read_from_their_texts(corpus):
     mem = memory(corpus)
+    mem_signatures = index.signatures(corpus, mem)
     recs = read_jsonl(corpus / "corpus.jsonl")
     # An index saved at story 20 (a run killed between saves): the last 10 come from the texts.
     part = index.open_memory(corpus, recs[:20], 0.5, 0.02, 40)
     index.save(corpus, part)
     again = memory(corpus)
     assert (again.loaded, again.read) == (20, 10)
-    same_state(again, mem)
+    same_state(mem, again, corpus, mem_signatures)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "repair", "lower-limit", "signatures-short", "signatures-other"])
@@ -95,7 +98,7 @@ def test_an_index_that_does_not_match_is_rebuilt_from_the_texts(corpus, damage):
     else:
         assert mem.loaded == 0 and mem.counts.limit == 2
     path.unlink(missing_ok=True)
-    same_state(mem, memory(corpus, n, ban))
+    same_state(mem, memory(corpus, n, ban), corpus)
 
 
 def test_a_higher_ban_limit_reuses_the_index_and_keeps_only_grams_common_enough(corpus):
@@ -283,7 +286,7 @@ def test_a_save_appends_only_the_new_signatures_and_a_killed_runs_extra_rows_are
     assert sig.stat().st_size == 50 * 512
     (corpus / "index.npz").unlink()
     sig.unlink()
-    same_state(memory(corpus, 60), memory(corpus, 60))
+    same_state(memory(corpus, 60), memory(corpus, 60), corpus)
     rebuilt = memory(corpus, 60)
     assert (rebuilt.loaded, rebuilt.read) == (0, 50)
     index.save(corpus, rebuilt)

@@ -277,7 +277,8 @@ class NearDuplicates:
     threshold: float = 0.5
     num_perm: int = 128
     keys: list = field(default_factory=list, repr=False)  # story ids, in insertion order
-    _sigs: list = field(default_factory=list, repr=False)  # their signatures (uint32 arrays)
+    _sigs: list = field(default_factory=list, repr=False)  # their signatures (uint32 arrays), from row _gone on
+    _gone: int = field(default=0, repr=False)  # leading rows whose signatures were saved and dropped (drop_signatures)
 
     def __post_init__(self) -> None:
         if (self.threshold, self.num_perm) in _LSH_PARAMS:  # datasketch imports scipy: ~0.8 s of every start
@@ -357,11 +358,19 @@ class NearDuplicates:
         """Every inserted story's signature, in insertion order ((n, num_perm) uint32)."""
         return self.signatures_since(0)
 
+    def drop_signatures(self) -> None:
+        """Forget the signatures inserted so far (saved: fabula.index writes
+        them to index.signatures); the band index that finds near-duplicates
+        keeps its keys. 512 bytes a story: 512 MB at 10^6."""
+        self._sigs, self._gone = [], len(self.keys)
+
     def signatures_since(self, k: int) -> np.ndarray:
         """The signatures of the stories inserted after the first ``k``. The
         rows are kept as pieces (one a story, one a bulk insert); those asked
         for are joined into one, so the pieces stay few and an older row is
         never copied again (a writer asks for the new rows at every save)."""
+        if k < self._gone:
+            raise ValueError(f"the signatures of rows {k}..{self._gone - 1} were saved and dropped (read index.signatures)")
         pieces, have = [], len(self.keys)
         while self._sigs and have > k and have - len(self._sigs[-1]) >= k:
             have -= len(self._sigs[-1])
@@ -373,7 +382,7 @@ class NearDuplicates:
         # k falls inside a piece: every piece from there, joined
         joined = np.concatenate(self._sigs) if len(self._sigs) > 1 else self._sigs[0]
         self._sigs = [joined]
-        return joined[k:]
+        return joined[k - self._gone :]
 
     def __len__(self) -> int:
         return len(self.keys)

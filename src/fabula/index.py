@@ -153,7 +153,16 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
     mem.counts.common = {g for g in saved_common if mem.counts.count(g) >= limit}
     mem.loaded = mem.signature_rows = n
     mem.last_signature = header["last_signature"]
+    mem.near.drop_signatures()  # they are in index.signatures: not held in memory too
     return mem
+
+
+def signatures(root: Path, mem: Memory) -> np.ndarray:
+    """Every signature of ``mem``'s stories: those saved (index.signatures),
+    then those not yet saved (memory holds no others; see save)."""
+    width = mem.near.num_perm
+    saved = np.fromfile(Path(root) / SIGNATURES, dtype="<u4", count=mem.signature_rows * width) if mem.signature_rows else np.zeros(0, "<u4")
+    return np.concatenate([saved.reshape(-1, width).astype(np.uint32), mem.near.signatures_since(mem.signature_rows)])
 
 
 def _last_signature(sigs: np.ndarray) -> str:
@@ -270,6 +279,7 @@ def save(root: Path, mem: Memory, planner=None, waiting_from: int = 0) -> None:
         os.close(fd)
     mem.signature_rows += len(new)
     last = new[-1:] if len(new) else None
+    mem.near.drop_signatures()  # on disk now: not held in memory too
     header = {**mem._header(), "last_signature": _last_signature(last) if last is not None else mem.last_signature}
     mem.last_signature = header["last_signature"]
     extra: dict[str, Any] = {}

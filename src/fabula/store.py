@@ -690,11 +690,11 @@ class Store:
             os.replace(tmp, folder / name)
         _fsync_dir(folder)
         append_bytes(self.root / CORPUS, b"".join(line for _, _, line, _ in self._held))
+        # The heads and files open() listed served its checks; kept up to date
+        # they would hold ~1 KB a story for the whole run. heads() reads
+        # corpus.jsonl again if asked after the first commit.
+        self._heads = self._files = None
         for _, _, _, head in self._held:
-            if self._files is not None:
-                self._files.add(head["file"])
-            if self._heads is not None:
-                self._heads.append(head)
             self.unfinished.pop(head["card"]["id"], None)
         self.committed += len(self._held)
         self._held.clear()
