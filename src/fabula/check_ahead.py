@@ -7,7 +7,7 @@ them while the writer builds the next requests, talks to the servers and
 commits the stories already decided. The near-duplicate check stays in the
 writer: it is against the corpus as kept so far, in order; but the hashes it
 and the corpus memory need of a story that passed (checks.Prints: MinHash
-signature, 4-gram hashes, ~1 ms) are worked out here too.
+signature, 4-gram hashes) are worked out here too.
 
 The writer takes the verdicts in the order it sent the stories, and waits for
 one only when more than ``LAG`` are out or when it has nothing else to do, so

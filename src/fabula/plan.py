@@ -267,12 +267,8 @@ class Planner:
 
     def shared(self, text: str) -> int:
         """How many times the openers planned so far hold the 4-grams of ``text`` (by hash bucket)."""
-        counts, cache, total = self._counts, _GRAM_BUCKET, 0
-        toks = tokens(text)
-        for gram in zip(toks, toks[1:], toks[2:], toks[3:]):  # _buckets(text), summed as it goes (~90 texts a card)
-            b = cache.get(gram)
-            total += counts[_bucket(gram) if b is None else b]
-        return total
+        counts = self._counts
+        return sum(counts[b] for b in _buckets(text))
 
     def _bump(self, key: str, value: str) -> None:
         c = self.tally.get(key)

@@ -447,7 +447,7 @@ class Store:
             self._plan_file = plan_path(self.root)
         return self._plan_file
 
-    _held: list = field(default_factory=list)  # (file name, text, record line, head) held for the next flush
+    _held: list = field(default_factory=list)  # (file name, text, record line, card id) held for the next flush
     _first_held: float = 0.0  # time.monotonic() when the oldest held story was accepted
     _last_accept: float = float("-inf")
 
@@ -655,11 +655,10 @@ class Store:
         h = text_hash(text)
         name = f"{index:03d}_{h}.txt"
         rec = {"id": f"{index:03d}_{h}", "index": index, "file": f"{STORIES}/{name}", **record}
-        head = {"id": rec["id"], "index": index, "file": rec["file"], "card": {"id": record.get("card", {}).get("id")}}
         now = time.monotonic()
         if not self._held:
             self._first_held = now
-        self._held.append((name, text, jsonl_line(rec), head))
+        self._held.append((name, text, jsonl_line(rec), record.get("card", {}).get("id")))
         slow = now - self._last_accept > GROUP_GAP
         self._last_accept = now
         if len(self._held) >= self.group or slow or now - self._first_held >= GROUP_SECONDS:
@@ -694,8 +693,8 @@ class Store:
         # they would hold ~1 KB a story for the whole run. heads() reads
         # corpus.jsonl again if asked after the first commit.
         self._heads = self._files = None
-        for _, _, _, head in self._held:
-            self.unfinished.pop(head["card"]["id"], None)
+        for _, _, _, card_id in self._held:
+            self.unfinished.pop(card_id, None)
         self.committed += len(self._held)
         self._held.clear()
 

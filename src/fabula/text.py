@@ -121,11 +121,11 @@ class Gated:
 
     def _pattern(self, text: str) -> re.Pattern | None:
         hay = text.casefold() if self.pattern.flags & re.IGNORECASE else text
+        if not self.parts:  # one pattern: the first needle found decides
+            return self.pattern if any(n in hay for n in self.needles) else None
         present = {n for n in self.needles if n in hay}
         if not present:
             return None
-        if not self.parts:
-            return self.pattern
         keep = tuple(i for i, (_, ns) in enumerate(self.parts) if not present.isdisjoint(ns))
         hit = self._subsets.get(keep)
         if hit is None:
