@@ -266,3 +266,41 @@ def test_a_role_whose_names_run_out_gives_a_name_again_rather_than_stop():
     pack = parse_pack("[[roles]]".join([tail[0], one_name, tail[2]]))
     cards = [c for p in [Planner(pack, 1, 20)] for c in (p.next() for _ in range(6))]
     assert {c.hero.last for c in cards} == {"Vornic"} and len({c.hero.full for c in cards}) <= 2
+
+
+def test_a_pool_that_ran_out_spends_few_draws_and_resumes_the_same(monkeypatch):
+    """Once a name pool holds no unused full name, each card in a row that
+    still gets a used one halves the draws spent looking (the planner's cost
+    per card grew with N before: 116 draws at 280,000 spy cards); a plan
+    rebuilt from the cards, or restored from state(), goes on the same."""
+    from fabula import plan as plan_mod
+    from fabula.packs import parse_pack
+    from tests.test_packs import pack_text
+
+    tail = pack_text().split("[[roles]]")
+    few = '\nname = "hero"\nfirst_names = { female = ["Ilse", "Oana"], male = ["Aurel", "Tudor"] }\nlast_names = ["Vornic", "Sandu"]\n\n'
+    pack = parse_pack("[[roles]]".join([tail[0], few, tail[2]]))
+    draws: list[int] = []
+    real = Planner._name
+
+    def counted(self, *a):
+        draws[-1] += 1
+        return real(self, *a)
+
+    monkeypatch.setattr(Planner, "_name", counted)
+    p = Planner(pack, 1, 40)
+    cards = []
+    for _ in range(40):
+        draws.append(0)
+        cards.append(p.next())
+    # Both roles' pools run out early: the hero's 4 full names a gender, the
+    # friend's 4 first names (their cap is 1 in a 40-card plan).
+    assert max(draws[:8]) > plan_mod.NAME_DRAWS
+    assert draws[-10:] == [2 * plan_mod.NAME_DRAWS_MIN] * 10
+    assert p.name_streak and all(s >= 10 for s in p.name_streak.values())
+    ahead = [p.next().to_dict() for _ in range(5)]
+    rebuilt = Planner(pack, 1, 40, history=cards)
+    restored = Planner.restore(pack, 1, 40, {**Planner(pack, 1, 40, history=cards).state(), "arrays": rebuilt.arrays()})
+    assert rebuilt.name_streak == restored.name_streak
+    assert [rebuilt.next().to_dict() for _ in range(5)] == ahead
+    assert [restored.next().to_dict() for _ in range(5)] == ahead

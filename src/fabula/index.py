@@ -196,7 +196,7 @@ def _dense(z, name: str, like: np.ndarray) -> np.ndarray:
 PLAN_TAIL = 4096  # bytes of the plan file, before the length the planner counted, that must still match
 
 
-STATE_FORMAT = 3  # Planner.state()'s layout; 2: tallies per role ("gender:hero"); 3: grams and names in arrays
+STATE_FORMAT = 4  # Planner.state()'s layout; 2: tallies per role ("gender:hero"); 3: grams and names in arrays; 4: name_streak
 
 
 def _plan_tail(data: bytes, end: int) -> str:

@@ -38,6 +38,7 @@ from fabula.records import Card, Character
 from fabula.text import tokens
 
 NAME_DRAWS = 200  # Faker draws per character before the name caps are relaxed
+NAME_DRAWS_MIN = 8  # draws once a name pool has run out of unused full names (see _budget)
 WORDING_DRAWS = 12  # grammar expansions tried per slot and opener; the least shared wins
 
 
@@ -178,6 +179,10 @@ class Planner:
         arrays = self.empty_arrays()
         self.gram_counts, self.names = arrays["gram_counts"], arrays["names"]
         self._counts = memoryview(self.gram_counts)  # type: ignore[arg-type]  # element access at Python speed (numpy's is 5x slower)
+        # Per name pool (a locale's, or a role's own lists) and gender: how many
+        # cards in a row found no name to stop at (see _budget). Counted from the
+        # cards alone, so a resumed plan rebuilds it; see _budget.
+        self.name_streak: Counter = Counter()
         self.next_id = 0
         self.counted = 0  # cards counted: those of history, then each one next() plans
         for card in history:
@@ -200,9 +205,10 @@ class Planner:
         from it instead of re-counting every card (see fabula.index)."""
         return {
             "tally": {k: dict(c) for k, c in self.tally.items()},
+            "name_streak": dict(self.name_streak),
             "next_id": self.next_id,
             "counted": self.counted,
-            "format": 3,
+            "format": 4,
         }  # fabula.index.STATE_FORMAT
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -220,6 +226,7 @@ class Planner:
         p = cls(pack, seed, target)
         arrays = state["arrays"]
         p.tally = {k: Counter(v) for k, v in state["tally"].items()}
+        p.name_streak = Counter(state["name_streak"])
         if arrays["gram_counts"].shape != p.gram_counts.shape or arrays["names"].shape != p.names.shape:
             raise ValueError("planner arrays of another size")
         p.gram_counts = arrays["gram_counts"].astype(np.uint32, copy=True)
@@ -243,7 +250,21 @@ class Planner:
 
     def _count(self, card: Card) -> None:
         self.counted += 1
-        for role, ch in card.cast.items():
+        # Whether each name was one _character stops at (unused, under its caps),
+        # judged as next() saw the tallies: before any of this card's names.
+        firsts, lasts = self.tally.get("first_name", Counter()), self.tally.get("surname", Counter())
+        first_cap = cap_count(self.pack.cap("first_name"), self.target)
+        last_cap = cap_count(self.pack.cap("surname"), self.target)
+        found = [
+            not (ch.last and self.name_taken(ch.full)) and firsts[ch.first] < first_cap and lasts[ch.last] < last_cap
+            for ch in card.cast.values()
+        ]
+        for (role, ch), ok in zip(card.cast.items(), found):
+            pool = _pool(role, ch.locale, ch.gender)
+            if ok:
+                self.name_streak.pop(pool, None)
+            else:
+                self.name_streak[pool] += 1
             byte, bit = self._name_bit(ch.full)
             self.names[byte] |= bit
             self._bump("first_name", ch.first)
@@ -323,7 +344,10 @@ class Planner:
         last_cap = cap_count(self.pack.cap("surname"), self.target)
         firsts, lasts = self.tally.get("first_name", Counter()), self.tally.get("surname", Counter())
         best = reused = None
-        for _ in range(NAME_DRAWS):
+        budget = self._budget(_pool(role.name, locale, gender))
+        for drawn in range(NAME_DRAWS):
+            if drawn >= budget and (best or reused):
+                break
             first, last = self._name(role, locale, gender, rng)
             full = f"{first} {last}" if last else first
             if not is_latin(full) or first in taken or {first.lower(), last.lower(), full.lower()} & self.avoid_names:
@@ -344,6 +368,18 @@ class Planner:
             raise RuntimeError(f"no name for the role {role.name!r} found in {NAME_DRAWS} draws (all outside Latin script or avoided)")
         traits = {t: self._pick(rng, f"{t}:{role.name}", list(nat.traits[t])) for t in role.traits} if nat else {}  # evenness only
         return Character(first=best[0], last=best[1], gender=gender, nationality=nat.adjective if nat else "", locale=locale, traits=traits)
+
+    def _budget(self, pool: str) -> int:
+        """Draws to spend looking for an unused full name in ``pool``.
+
+        A pool whose unused names are gone (the spy pack's hero locales past
+        ~22,000 cards), or whose names have all reached their caps, made every
+        card spend all NAME_DRAWS: 116 draws a card at 280,000 spy cards, most
+        of the planner's time. Each card in a row whose name was not one to
+        stop at (unused and under the caps) halves the budget, down to
+        NAME_DRAWS_MIN; a card that finds one restores it. Until a pool first
+        runs out, nothing changes."""
+        return max(NAME_DRAWS_MIN, NAME_DRAWS >> self.name_streak.get(pool, 0))
 
     def _name(self, role: Role, locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
         if locale:
@@ -418,6 +454,11 @@ class Planner:
                     f"values will repeat beyond the cap ({self.pack.cap(cap_key):g}); add values to the pack or raise caps.{cap_key}"
                 )
         return problems
+
+
+def _pool(role: str, locale: str, gender: str) -> str:
+    """The names a character is drawn from: a locale's by gender, or a role's own lists."""
+    return f"{locale}:{gender}" if locale else f"role {role}:{gender}"
 
 
 def _tidy(sentence: str) -> str:
