@@ -304,3 +304,17 @@ def test_a_pool_that_ran_out_spends_few_draws_and_resumes_the_same(monkeypatch):
     assert rebuilt.name_streak == restored.name_streak
     assert [rebuilt.next().to_dict() for _ in range(5)] == ahead
     assert [restored.next().to_dict() for _ in range(5)] == ahead
+
+
+def test_a_name_that_is_an_avoided_phrase_is_never_given():
+    """The stock-phrase check would reject every draft of such a card (the
+    Georgian first name Nazi against the spy pack's phrase "Nazi")."""
+    from fabula.packs import parse_pack
+    from tests.test_packs import pack_text
+
+    tail = pack_text().split("[[roles]]")
+    role = '\nname = "hero"\nfirst_names = { female = ["Ilse", "Shadow"], male = ["Aurel", "Shadow"] }\nlast_names = ["Vornic", "Sandu", "Preda"]\n\n'
+    text = "[[roles]]".join([tail[0], role, tail[2]])
+    firsts = {c.hero.first for c in plan(parse_pack(text), 20)}
+    assert "Shadow" in firsts  # drawn when nothing avoids it
+    assert "Shadow" not in {c.hero.first for c in plan(parse_pack(text + '\n[avoid]\nphrases = ["shadow"]\n'), 20)}

@@ -326,11 +326,9 @@ class _Jobs:
         saved = index.load_planner(store.root)
         planner = Planner.restore(pack, seed, n, saved.state) if saved else Planner(pack, seed, n)
         if saved:
-            after, waiting = store.plan_since(saved.end, finished, read_from=saved.waiting_from, counted=saved.state["counted"])
+            waiting = store.plan_since(saved.end, finished, planner.count, read_from=saved.waiting_from, counted=saved.state["counted"])
         else:
-            after, waiting = store.plan_since(0, finished)
-        for card in after:
-            planner.count(card)
+            waiting = store.plan_since(0, finished, planner.count)
         self.planner: Planner | PlanAhead = PlanAhead(planner) if ahead else planner
         self.pending = deque(waiting)
         self.retry: deque[StoryJob] = deque()
