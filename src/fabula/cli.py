@@ -355,10 +355,10 @@ def plan(count, seed, pack, as_json):
 
 
 @main.command()
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="Output file (parquet, jsonl) or folder (hf); must not exist.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "hf"]), default=None, help="[default: from the --to suffix: .parquet, .jsonl, else hf]")
-def export(folder, to, fmt):
+def export(folders, to, fmt):
     """Export a corpus as a dataset: one row per committed story.
 
     Columns: id, index, text, title, hero_* and other_* (name, first, last,
@@ -368,25 +368,48 @@ def export(folder, to, fmt):
     card whose figures come from `fabula report`. Needs the export extra:
     pip install 'fabula[export]'.
 
+    Several folders (shards, each written by its own driver with its own
+    --seed) are joined into one file, with a `shard` column: a story that is
+    a near-duplicate of one in a shard named before it is left out, by the
+    same MinHash rule the writer keeps within a shard.
+
     \b
     Examples:
       fabula export corpus --to corpus.parquet
       fabula export corpus --to corpus.jsonl
       fabula export corpus --to corpus_hf --format hf
+      fabula export shard1 shard2 shard3 --to corpus.parquet
     """
     from fabula.api import Corpus
     from fabula.store import MANIFEST
 
-    if not (folder / MANIFEST).is_file():
-        raise UsageError(f"{folder} is not a fabula corpus (no {MANIFEST}); give the folder `fabula write --out` wrote")
+    for folder in folders:
+        if not (folder / MANIFEST).is_file():
+            raise UsageError(f"{folder} is not a fabula corpus (no {MANIFEST}); give the folder `fabula write --out` wrote")
     _check_target(to, "--to")
     if fmt is None and to.suffix and to.suffix not in (".parquet", ".jsonl"):
         raise UsageError(
             f"--to {to}: export writes a .parquet or .jsonl file, or a folder for Hugging Face datasets; name it .parquet or .jsonl, or give --format"
         )
     fmt = fmt or {".parquet": "parquet", ".jsonl": "jsonl"}.get(to.suffix, "hf")
-    n = Corpus(folder).export(to, fmt)
-    click.echo(f"exported {n} stories to {to} ({fmt})")
+    if len(folders) == 1:
+        n = Corpus(folders[0]).export(to, fmt)
+        click.echo(f"exported {n} stories to {to} ({fmt})")
+        return
+    from fabula import export as export_mod
+    from fabula import join
+
+    if fmt == "hf":
+        raise UsageError(f"--format hf takes one folder ({len(folders)} given); join the shards to a .parquet file, then load it with datasets")
+    if to.exists():
+        raise UsageError(f"{to} exists; choose a new --to (fabula export never overwrites)")
+    shards = join.cross_duplicates(list(folders), progress=lambda line: click.echo(line, err=True))
+    n = export_mod.write(join.rows(shards), to, fmt, f"{', '.join(map(str, folders))} hold")
+    left = sum(len(s.like) for s in shards)
+    click.echo(f"exported {n} stories of {len(folders)} shards to {to} ({fmt}); left out {left} near-duplicates of stories in shards before theirs")
+    for shard in shards:
+        for rid, like in list(shard.like.items())[:3]:
+            click.echo(f"  {shard.name}/{rid} is like {like}")
 
 
 @main.command()

@@ -73,6 +73,12 @@ def to_dataset(corpus):
 
 def export(corpus, to: str | os.PathLike[str], fmt: str = "parquet") -> int:
     """Write the corpus to ``to`` in ``fmt``; returns the number of rows."""
+    return write(rows(corpus), to, fmt, f"{corpus.path} holds", card=lambda ds: dataset_card(corpus, ds))
+
+
+def write(items: Iterator[dict[str, Any]], to: str | os.PathLike[str], fmt: str, source: str, card=None) -> int:
+    """Rows to ``to`` in ``fmt`` (``card(ds)``: the hf format's README.md;
+    ``source``: what the error says holds no story); returns the rows written."""
     to = Path(to)
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
@@ -87,24 +93,25 @@ def export(corpus, to: str | os.PathLike[str], fmt: str = "parquet") -> int:
         if fmt == "jsonl":
             n = 0
             with open(tmp, "w", encoding="utf-8") as f:
-                for row in rows(corpus):
+                for row in items:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
                     n += 1
         elif fmt == "parquet":
-            n = _write_parquet(rows(corpus), tmp)
+            n = _write_parquet(items, tmp)
         else:
             datasets = _need("datasets")
             tmp.mkdir()
-            n = _write_parquet(rows(corpus), tmp / "rows.parquet")
+            n = _write_parquet(items, tmp / "rows.parquet")
             if n:
                 ds = datasets.Dataset.from_parquet(str(tmp / "rows.parquet"), cache_dir=str(tmp / "cache"))
                 assert isinstance(ds, datasets.Dataset)
                 ds.save_to_disk(str(tmp / "dataset"))
-                (tmp / "dataset" / "README.md").write_text(dataset_card(corpus, ds), encoding="utf-8")
+                if card is not None:
+                    (tmp / "dataset" / "README.md").write_text(card(ds), encoding="utf-8")
                 del ds  # its memory map of the cache is closed before the cache goes
                 os.replace(tmp / "dataset", to)
         if not n:
-            raise UsageError(f"{corpus.path} holds no committed story to export")
+            raise UsageError(f"{source} no committed story to export")
         if fmt != "hf":
             os.replace(tmp, to)
     finally:
