@@ -181,7 +181,7 @@ class Planner:
         self._counts = memoryview(self.gram_counts)  # type: ignore[arg-type]  # element access at Python speed (numpy's is 5x slower)
         # Per name pool (a locale's, or a role's own lists) and gender: how many
         # cards in a row found no name to stop at (see _budget). Counted from the
-        # cards alone, so a resumed plan rebuilds it; see _budget.
+        # cards alone, so a plan counted again from its file rebuilds it.
         self.name_streak: Counter = Counter()
         self.next_id = 0
         self.counted = 0  # cards counted: those of history, then each one next() plans
