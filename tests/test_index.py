@@ -6,7 +6,7 @@ import pytest
 
 import fabula
 from fabula import index
-from fabula.store import read_jsonl
+from fabula.store import read_heads, read_jsonl
 from tests.conftest import plan_lines
 
 
@@ -15,7 +15,7 @@ def write(folder, n, **kw):
 
 
 def memory(folder, n=40, ban_common=0.02):
-    return index.open_memory(folder, read_jsonl(folder / "corpus.jsonl"), 0.5, ban_common, n)
+    return index.open_memory(folder, read_heads(folder / "corpus.jsonl"), 0.5, ban_common, n)
 
 
 def same_state(a, b, folder, a_signatures=None):
@@ -60,7 +60,7 @@ def test_a_loaded_index_still_finds_near_duplicates_of_old_stories(corpus):
 def test_stories_after_the_last_save_are_read_from_their_texts(corpus):
     mem = memory(corpus)
     mem_signatures = index.signatures(corpus, mem)
-    recs = read_jsonl(corpus / "corpus.jsonl")
+    recs = read_heads(corpus / "corpus.jsonl")
     # An index saved at story 20 (a run killed between saves): the last 10 come from the texts.
     part = index.open_memory(corpus, recs[:20], 0.5, 0.02, 40)
     index.save(corpus, part)
@@ -84,7 +84,7 @@ def test_an_index_that_does_not_match_is_rebuilt_from_the_texts(corpus, damage):
 
         repair(corpus, verify(corpus))
     elif damage == "lower-limit":  # saved for N = 400 (ban at 8 stories); a run for N = 40 bans at 2
-        index.save(corpus, index.open_memory(corpus, read_jsonl(corpus / "corpus.jsonl"), 0.5, 0.02, 400))
+        index.save(corpus, index.open_memory(corpus, read_heads(corpus / "corpus.jsonl"), 0.5, 0.02, 400))
     elif damage == "signatures-short":  # the signatures file lost its last row
         sig = corpus / index.SIGNATURES
         sig.write_bytes(sig.read_bytes()[:-512])

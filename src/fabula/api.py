@@ -220,7 +220,7 @@ class Corpus:
 
                 # Off a terminal (a log file, CI) a line every 30 s, not one per story.
                 interval = 0.1 if sys.stderr.isatty() else 30.0
-                bar = tqdm(total=n, initial=min(len(store.heads()), n), unit="story", dynamic_ncols=True, mininterval=interval)
+                bar = tqdm(total=n, initial=min(store.stored(), n), unit="story", dynamic_ncols=True, mininterval=interval)
 
             user_hook = on_story
 
@@ -251,7 +251,7 @@ class Corpus:
                 raise
             finally:
                 if bar is not None:
-                    bar.n = min(len(store.heads()), n)  # what is on disk for good, now that all is flushed
+                    bar.n = min(store.stored(), n)  # what is on disk for good, now that all is flushed
                     bar.close()
         finally:
             if owned:

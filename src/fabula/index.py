@@ -49,7 +49,7 @@ import numpy as np
 from fabula.checks import NearDuplicates, Prints
 from fabula.plan_file import is_gz, plan_path
 from fabula.score import CommonGrams, NgramSet, gram_hashes
-from fabula.store import INDEX, SIGNATURES, TMP_SUFFIX, read_story
+from fabula.store import INDEX, SIGNATURES, TMP_SUFFIX, Heads, read_story
 from fabula.text import tokens
 
 VERSION = 3  # 2: signatures in their own append-only file, ids as a digest; 3: fabula.text hashes
@@ -107,21 +107,21 @@ def ban_limit(ban_common: float, n: int) -> int:
     return max(2, math.ceil(ban_common * n)) if ban_common > 0 else 1 << 30
 
 
-def open_memory(root: Path, records: list[dict], near_threshold: float, ban_common: float, n: int) -> Memory:
-    """The memory of ``records`` (corpus.jsonl, already read): from the saved
-    index where it holds, the rest from the story texts."""
+def open_memory(root: Path, heads: Heads, near_threshold: float, ban_common: float, n: int) -> Memory:
+    """The memory of the stories ``heads`` (corpus.jsonl's, already read)
+    names: from the saved index where it holds, the rest from the story texts."""
     limit = ban_limit(ban_common, n)
-    mem = _load(root / INDEX, records, near_threshold, limit)
+    mem = _load(root / INDEX, heads.ids, near_threshold, limit)
     if mem is None:
         mem = Memory(NearDuplicates(threshold=near_threshold), NgramSet(), CommonGrams(limit), ban=ban_common > 0)
     mem.ban = ban_common > 0
-    for r in records[mem.loaded :]:
-        mem.add(r["id"], read_story(root, r))
+    for i in range(mem.loaded, len(heads)):
+        mem.add(heads.ids[i], read_story(root, {"file": heads.files[i]}))
         mem.read += 1
     return mem
 
 
-def _load(path: Path, records: list[dict], near_threshold: float, limit: int) -> Memory | None:
+def _load(path: Path, ids: list[str], near_threshold: float, limit: int) -> Memory | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
@@ -131,10 +131,10 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
             if limit < header["limit"]:
                 return None  # grams below the saved limit were not kept as text
             n = header["stories"]
-            if not isinstance(n, int) or not 0 <= n <= len(records):
+            if not isinstance(n, int) or not 0 <= n <= len(ids):
                 return None
-            for r in records[:n]:
-                mem.ids.update(r["id"].encode() + b"\n")
+            for rid in ids[:n]:
+                mem.ids.update(rid.encode() + b"\n")
             if mem.ids.hexdigest() != header["ids"]:
                 return None  # records dropped or reordered since (verify --repair)
             width = mem.near.num_perm
@@ -144,7 +144,7 @@ def _load(path: Path, records: list[dict], near_threshold: float, limit: int) ->
             sigs = sigs.reshape(n, width).astype(np.uint32, copy=False)
             if _last_signature(sigs) != header["last_signature"]:
                 return None
-            mem.near.add_signatures([r["id"] for r in records[:n]], sigs)
+            mem.near.add_signatures(ids[:n], sigs)
             mem.corpus.bits = _dense(z, "ngram_bits", mem.corpus.bits)
             mem.counts.counts = _dense(z, "counts", mem.counts.counts)
             saved_common = bytes(z["common"]).decode().split("\n") if len(z["common"]) else []

@@ -25,7 +25,7 @@ from fabula.plan import Planner
 from fabula.plan_ahead import AHEAD_MIN, PlanAhead
 from fabula.records import Draft, Verdict
 from fabula.score import CommonGrams, NgramSet, Scorer
-from fabula.store import Store
+from fabula.store import Heads, Store
 from fabula.verify import quarantined_attempts
 from fabula.write import StoryJob, WriteSettings
 
@@ -122,7 +122,7 @@ def write_corpus(
     if check_ahead is None:
         check_ahead = n - len(records) >= AHEAD_MIN and backend.checks_apart and movable(to_run)
     jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer, ahead)
-    del records  # ~1 KB a story (a resume at 10^6: 1 GB held for nothing)
+    del records  # ~150 bytes a story
     run = _Run(
         store,
         pack,
@@ -311,7 +311,7 @@ class _Jobs:
         seed: int,
         n: int,
         settings: WriteSettings,
-        records: list[dict],
+        records: Heads,
         corpus: NgramSet | None = None,
         common: CommonGrams | None = None,
         scorer: Scorer | None = None,
@@ -322,7 +322,7 @@ class _Jobs:
         # The planner's tallies come from index.npz where they still describe
         # the plan's start; only the cards planned since are parsed and
         # counted (and those still waiting for a story, wherever they stand).
-        finished = {r["card"]["id"] for r in records} | store.rejected_card_ids()
+        finished = set(records.cards) | store.rejected_card_ids()
         saved = index.load_planner(store.root)
         planner = Planner.restore(pack, seed, n, saved.state) if saved else Planner(pack, seed, n)
         if saved:
@@ -334,8 +334,8 @@ class _Jobs:
         self.retry: deque[StoryJob] = deque()
         self.accepted = len(records)
         self.taken = bytearray()  # one byte per story index: 1 MB at 10^6 stories, not a 60 MB set
-        for r in records:
-            self._take(r["index"])
+        for i in records.indexes:
+            self._take(i)
         self.free = 0  # no index below this one is free
         # Cards whose story `fabula verify --repair` quarantined: rewritten as a new draft.
         self.restart = quarantined_attempts(store.root)

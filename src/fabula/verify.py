@@ -99,12 +99,16 @@ def verify(root: str | Path, hashes: bool = True) -> Check:
     for name in (CORPUS, REJECTS, FAILED):
         if is_torn(root / name):
             faults.append(Fault("torn", name, "the last line has no newline: a write was cut off"))
+    # corpus.jsonl as long as it is now, read after the plan: a writer appends
+    # a card's plan line before its story's record, so every record read has
+    # its card in the plan read (records appended after are a commit in flight).
+    corpus_end = (root / CORPUS).stat().st_size if (root / CORPUS).exists() else 0
     planned = planned_ids(root)
     ids: Counter = Counter()
     indexes: Counter = Counter()
     named: set[str] = set()
     whole = records = 0
-    for line, raw in iter_jsonl(root / CORPUS):
+    for line, raw in iter_jsonl(root / CORPUS, end=corpus_end):
         r = _loads(root / CORPUS, line, raw)
         records += 1
         rel = r.get("file", "")

@@ -132,7 +132,7 @@ def folder_ids(folder: Path) -> list[str]:
 
     folder = Path(folder)
     if (folder / CORPUS).exists():
-        return list(dict.fromkeys(h["id"] for h in read_heads(folder / CORPUS)))
+        return list(dict.fromkeys(read_heads(folder / CORPUS).ids))
     return [p.stem for p in _txt_files(folder)]
 
 
