@@ -190,9 +190,13 @@ class BandIndex:
     SIMD: 25 million (a 10^6-story corpus, loaded on every resume) in well
     under a second, where argsort of the keys carrying their rows along took
     5-8 times as long. The newest rows wait in a dict and are merged into the
-    array when they pass a quarter of it."""
+    array when they pass a quarter of it, or TAIL_MAX."""
 
     TAIL_MIN = 4096  # rows held in the dict before the first merge
+    # Rows held in the dict at most: ~100 bytes a key there, 25 keys a row, so
+    # a quarter of 10^6 rows held ~600 MB; a merge (np.sort of every key) is
+    # ~0.5 s at 10^6 rows, every 32,768 stories.
+    TAIL_MAX = 1 << 15
     _HIGH = np.uint64(0xFFFFFFFF00000000)
     _LOW = np.uint64(0xFFFFFFFF)
 
@@ -229,7 +233,7 @@ class BandIndex:
                     hit.append(r)
         self.rows += n
         self.tail_rows += n
-        if n > self.TAIL_MIN or self.tail_rows > max(self.TAIL_MIN, (self.rows - self.tail_rows) // 4):
+        if n > self.TAIL_MIN or self.tail_rows > max(self.TAIL_MIN, min((self.rows - self.tail_rows) // 4, self.TAIL_MAX)):
             self._merge()
 
     def _merge(self) -> None:
