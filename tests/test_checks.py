@@ -244,6 +244,7 @@ def test_the_band_index_finds_what_a_dict_of_every_band_key_finds(monkeypatch):
 
     monkeypatch.setattr(BandIndex, "TAIL_MIN", 16)  # many merges in a few hundred rows
     monkeypatch.setattr(BandIndex, "TAIL_MAX", 64)  # and some of them at the cap
+    monkeypatch.setattr(BandIndex, "CHUNK", 7)  # a bulk load packed in pieces
     rng = np.random.default_rng(2)
     bands = 25
     pool = rng.integers(0, 2**64 - 1, size=(60, bands), dtype=np.uint64, endpoint=True)  # few keys: many shared
