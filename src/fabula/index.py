@@ -165,6 +165,32 @@ def signatures(root: Path, mem: Memory) -> np.ndarray:
     return np.concatenate([saved.reshape(-1, width).astype(np.uint32), mem.near.signatures_since(mem.signature_rows)])
 
 
+def saved_signatures(root: Path, ids: list[str], near: NearDuplicates) -> np.ndarray:
+    """The signatures index.npz vouches for, for a reader of the folder (the
+    shards' join): the rows of its first stories, when its header names
+    ``near``'s MinHash scheme and exactly those ids; else none."""
+    width = near.num_perm
+    none = np.zeros((0, width), dtype=np.uint32)
+    try:
+        with np.load(Path(root) / INDEX, allow_pickle=False) as z:
+            header = json.loads(bytes(z["header"]).decode())
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
+        return none
+    n = header.get("stories")
+    if header.get("minhash") != near.minhash_scheme() or not isinstance(n, int) or not 0 < n <= len(ids):
+        return none
+    digest = hashlib.sha256()
+    for rid in ids[:n]:
+        digest.update(rid.encode() + b"\n")
+    if digest.hexdigest() != header.get("ids"):
+        return none  # the folder's stories are not those the index was saved for
+    sigs = np.fromfile(Path(root) / SIGNATURES, dtype="<u4", count=n * width)
+    if sigs.size != n * width:
+        return none
+    sigs = sigs.reshape(n, width).astype(np.uint32, copy=False)
+    return sigs if _last_signature(sigs) == header.get("last_signature") else none
+
+
 def _last_signature(sigs: np.ndarray) -> str:
     """A digest of the last row: a signatures file from another corpus (or cut
     and rewritten) does not pass for this one's."""

@@ -16,18 +16,17 @@ stories, in order), and from the texts for the rest (~1 ms a story).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from fabula import index
 from fabula.checks import NearDuplicates
 from fabula.errors import UsageError
-from fabula.store import INDEX, MANIFEST, SIGNATURES, iter_records, read_story
+from fabula.store import MANIFEST, iter_records, read_story
 
 
 @dataclass
@@ -76,37 +75,11 @@ def signatures(root: Path, ids: list[str], near: NearDuplicates, records: list[d
     them came from index.signatures)."""
     width = near.num_perm
     out = np.empty((len(ids), width), dtype=np.uint32)
-    saved = _saved_rows(root, ids, near)
+    saved = index.saved_signatures(root, ids, near)
     out[: len(saved)] = saved
     for i in range(len(saved), len(ids)):
         out[i] = near.signature(read_story(root, records[i]))
     return out, len(saved)
-
-
-def _saved_rows(root: Path, ids: list[str], near: NearDuplicates) -> np.ndarray:
-    """The signatures index.npz vouches for: the rows of the folder's first
-    stories, when its header names this MinHash scheme and exactly those ids."""
-    width = near.num_perm
-    none = np.zeros((0, width), dtype=np.uint32)
-    try:
-        with np.load(root / INDEX, allow_pickle=False) as z:
-            header = json.loads(bytes(z["header"]).decode())
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
-        return none
-    n = header.get("stories")
-    if header.get("minhash") != near.minhash_scheme() or not isinstance(n, int) or not 0 < n <= len(ids):
-        return none
-    digest = hashlib.sha256()
-    for rid in ids[:n]:
-        digest.update(rid.encode() + b"\n")
-    if digest.hexdigest() != header.get("ids"):
-        return none  # the folder's stories are not those the index was saved for
-    sigs = np.fromfile(root / SIGNATURES, dtype="<u4", count=n * width)
-    if sigs.size != n * width:
-        return none
-    sigs = sigs.reshape(n, width).astype(np.uint32, copy=False)
-    last = hashlib.sha256(sigs[-1].astype("<u4").tobytes()).hexdigest()[:16]
-    return sigs if last == header.get("last_signature") else none
 
 
 def cross_duplicates(folders: list[Path], progress: Callable[[str], None] | None = None) -> list[Shard]:
