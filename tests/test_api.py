@@ -208,3 +208,17 @@ def test_a_resumed_run_with_other_settings_is_refused_unless_mixed(tmp_path):
     r = run_cli("write", "-n", "3", "--backend", "fake", "--seed", "4", "--words", "320", "--mixed", "--out", str(out), "-q")
     assert r.returncode == 0, r.stderr
     assert [x.record["target_words"] for x in fabula.Corpus(out)] == [300, 300, 320]
+
+
+def test_an_adapter_puts_the_card_before_each_prompt_and_goes_to_the_engine(tmp_path):
+    from fabula.config import CARD_PROMPT_WORDS, resolve
+
+    (tmp_path / "a.gguf").write_bytes(b"GGUF")
+    cfg = resolve(3, backend=fabula.EmbeddedModel(adapter=str(tmp_path / "a.gguf")), exemplar=True)
+    assert cfg.settings.card_prompt and cfg.settings.exemplars == ()
+    assert cfg.backend_options["adapter"] == str(tmp_path / "a.gguf") and cfg.backend_options["prefix_words"] == CARD_PROMPT_WORDS
+    assert not resolve(3, backend=fabula.EmbeddedModel()).settings.card_prompt
+    r = run_cli("write", "-n", "1", "--backend", "fake", "--adapter", "a.gguf", "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "--adapter applies to the embedded and gguf backends" in r.stderr and not (tmp_path / "c").exists()
+    r = run_cli("write", "-n", "1", "--adapter", str(tmp_path / "none.gguf"), "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "no such file" in r.stderr and r.stderr.count("\n") == 1 and not (tmp_path / "c").exists()

@@ -14,12 +14,13 @@ from fabula.score import story_slips
 DATA = Path(__file__).resolve().parent.parent / "data" / "tune"
 
 
-@pytest.mark.parametrize("pack_name", ["spy"])
-def test_every_training_story_has_its_card_and_passes_the_pack_checks(pack_name):
-    root = DATA / pack_name
+@pytest.mark.parametrize("folder", sorted(p.name for p in DATA.iterdir() if p.is_dir()))
+def test_every_training_story_has_its_card_and_passes_the_pack_checks(folder):
+    root = DATA / folder
     cards = {c["id"]: Card.from_dict(c) for c in map(json.loads, (root / "cards.jsonl").read_text(encoding="utf-8").splitlines())}
     stories = {int(p.stem): p.read_text(encoding="utf-8") for p in (root / "stories").glob("*.txt")}
     assert len(stories) >= 100 and set(stories) == set(cards)
+    (pack_name,) = {c.pack for c in cards.values()}
     pack = load_pack(pack_name)
     genre = Genre.of(pack)
     checks = default_checks(pack, pack.min_words, pack.max_words, avoid=list(pack.avoid_phrases) + list(pack.avoid_names), genre=genre)

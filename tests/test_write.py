@@ -146,3 +146,18 @@ def test_a_possessive_continuation_joins_the_name_without_a_space(spy):
     fake.enqueue("'s coat was wet.", *["He went home." for _ in card.openers[1:]])
     (done,) = list(fake.run([StoryJob(card, 0, WriteSettings(mode="steer"))]))
     assert done.draft("fake", "fake").text.split("\n\n")[0] == card.openers[0] + "'s coat was wet."
+
+
+def test_with_an_adapter_the_card_leads_every_prompt_in_place_of_frame_and_exemplar(spy):
+    from fabula.write import card_text
+
+    card = Planner(spy, 3, 4).next()
+    job = StoryJob(card, 0, WriteSettings(frame="FRAME\n\n", mode="steer", exemplars=("EXEMPLAR",), card_prompt=True))
+    first = job.request().prompt
+    assert first == f"{card_text(card)}{card.title}\n\n{card.openers[0]}"
+    text = card_text(card)
+    assert text.startswith(f"People: {card.hero.full} ({card.hero.gender})") and text.endswith("\n\n")
+    assert all(f"{i}. {note}\n" in text for i, note in enumerate(card.notes, 1))
+    assert card.slots["city"] in text and "FRAME" not in first and "EXEMPLAR" not in first
+    job.feed(Completion(text=" went on.", tokens=3, seconds=0.1))
+    assert job.request().prompt.startswith(text + card.title + "\n\n" + job.paragraphs[0] + "\n\n")

@@ -166,6 +166,12 @@ def _read_avoid(avoid_path: str | None) -> tuple[str, ...]:
     "share of the N stories (at least 2 stories), except the card's own phrases; 0 turns it off.",
 )
 @click.option(
+    "--adapter",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Embedded and gguf backends: a LoRA adapter (the adapter.gguf `fabula tune` wrote) applied to the model; the card leads every prompt, as in training.",
+)
+@click.option(
     "--exemplar/--no-exemplar",
     default=False,
     show_default=True,
@@ -237,6 +243,7 @@ def write(
     mode,
     best_of,
     ban_common,
+    adapter,
     exemplar,
     executor,
     ray_address,
@@ -280,9 +287,9 @@ def write(
             raise UsageError("--base-url and --model are for --backend openai; embedded models are chosen with --backend gguf:PATH")
         be = as_backend(backend)
         if isinstance(be, EmbeddedModel):
-            be = EmbeddedModel(path=be.path, threads=threads, batch=batch)
-        elif batch:
-            raise UsageError(f"--batch applies to the embedded and gguf backends, not {backend}")
+            be = EmbeddedModel(path=be.path, threads=threads, batch=batch, adapter=adapter)
+        elif batch or adapter:
+            raise UsageError(f"--{'batch' if batch else 'adapter'} applies to the embedded and gguf backends, not {backend}")
     corpus = Corpus(out)
     try:
         summary = corpus.write(
@@ -352,6 +359,79 @@ def plan(count, seed, pack, as_json):
             if steer and i <= len(card.openers):  # what the writer sends in the pack's mode
                 click.echo(f"     opens: {card.openers[i - 1]} ...")
         click.echo()
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="adapter",
+    show_default=True,
+    help="Folder for adapter.gguf, adapter.json and the checkpoint; a stopped run there is resumed.",
+)
+@click.option("--base", default="embedded", show_default=True, help="The model to tune: embedded (Gemma 3 270M) or gguf:PATH of a model transformers can load.")
+@click.option("--epochs", type=click.FloatRange(min=0.01), default=2.0, show_default=True, help="Passes over the training stories.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimizer steps [default: the epochs' worth].")
+@click.option("--rank", type=click.IntRange(1, 256), default=16, show_default=True, help="LoRA rank.")
+@click.option(
+    "--alpha", type=click.FloatRange(min=0, min_open=True), default=32.0, show_default=True, help="LoRA alpha (the update is scaled by alpha / rank)."
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True, help="Peak learning rate.")
+@click.option("--accumulate", type=click.IntRange(min=1), default=2, show_default=True, help="Stories per optimizer step.")
+@click.option("--max-tokens", type=click.IntRange(min=64), default=1024, show_default=True, help="Card and story cut to this many tokens.")
+@click.option(
+    "--held-out",
+    type=click.FloatRange(0, 0.5),
+    default=0.1,
+    show_default=True,
+    help="Share of the stories kept out of training; their loss is printed each epoch.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Fixes the split, the order and the dropout.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: all cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No line per step.")
+def tune(sources, out, base, epochs, steps, rank, alpha, lr, accumulate, max_tokens, held_out, seed, threads, quiet):
+    """Train a LoRA adapter for the embedded model on stories written for cards.
+
+    Each SOURCE is a corpus folder (`fabula write --out`, e.g. one a larger
+    model wrote through a server) or a folder of cards.jsonl and
+    stories/<id>.txt (as data/tune/spy in fabula's repository). Runs on the CPU; needs
+    pip install 'fabula[tune]'. Write with the result: fabula write --adapter OUT/adapter.gguf
+
+    \b
+    Example:
+      fabula tune data/tune/spy data/tune/spy-2 --out adapters/spy
+    """
+    from fabula.tune import Progress, TuneSettings
+    from fabula.tune import tune as run_tune
+
+    if base == "embedded":
+        base_path = None
+    elif base.startswith("gguf:"):
+        base_path = base[len("gguf:") :]
+    else:
+        raise UsageError(f"--base {base}: use embedded or gguf:PATH")
+    settings = TuneSettings(rank=rank, alpha=alpha, lr=lr, epochs=epochs, accumulate=accumulate, max_tokens=max_tokens, held_out=held_out, seed=seed)
+
+    def show(p: Progress) -> None:
+        if quiet:
+            return
+        held = f"  held-out {p.held_out:.3f}" if p.held_out is not None else ""
+        rate = p.tokens / p.seconds if p.seconds else 0.0
+        click.echo(f"step {p.step}/{p.steps}  loss {p.loss:.3f}{held}  {rate:.0f} tokens/s", err=True)
+
+    try:
+        card = run_tune(list(sources), out, base=base_path, settings=settings, steps=steps, on_step=show, threads=threads)
+    except KeyboardInterrupt:
+        click.echo(f"fabula: interrupted; run the same command to resume from the last checkpoint in {out}", err=True)
+        sys.exit(130)
+    held = card["held_out_loss"]
+    click.echo(
+        f"tuned on {card['train_stories']} stories ({card['held_out_stories']} held out), {card['steps']} steps: "
+        f"loss {card['first_loss']:.3f} -> {card['last_loss']:.3f}, held-out {held[0]:.3f} -> {held[-1]:.3f}"
+    )
+    click.echo(f"adapter: {Path(out) / card['adapter']}  (fabula write --adapter {Path(out) / card['adapter']})")
 
 
 @main.command()

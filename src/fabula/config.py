@@ -25,6 +25,7 @@ DEFAULT_BATCH = 32  # sequences decoded together: on 2 cores B = 32 and 64 run 3
 # A server (where every candidate is paid for) and instruct mode (a chat model
 # writing whole stories) default to 1.
 DEFAULT_BEST_OF = 4
+CARD_PROMPT_WORDS = 260  # room for write.card_text before each prompt (the spy pack's: 150-210 words)
 DEFAULT_BAN_COMMON = 0.02  # share of the corpus; see score.CommonGrams and the README's diversity bench
 
 
@@ -36,6 +37,7 @@ class EmbeddedModel:
     path: str | None = None
     threads: int | None = None  # CPU threads [all cores]
     batch: int | None = None  # sequences decoded together [min(32, N x best_of)]
+    adapter: str | None = None  # a GGUF LoRA adapter (`fabula tune` writes one); the card leads every prompt
 
     @property
     def spec(self) -> str:
@@ -234,7 +236,14 @@ def resolve(
         best_of=best_of or (DEFAULT_BEST_OF if mode != "instruct" and local else 1),
         ban_common=ban_common,
     )
-    if settings.mode in ("steer", "beats") and p.exemplars and exemplar:
+    adapter = be_opts.adapter if isinstance(be_opts, EmbeddedModel) else None
+    if adapter and settings.mode == "instruct":
+        raise UsageError("--adapter: a tuned model writes in steer or beats mode (the card leads each prompt); drop --mode instruct")
+    if adapter and not os.path.isfile(adapter):
+        raise UsageError(f"--adapter {adapter}: no such file; give the adapter.gguf that `fabula tune` wrote")
+    if adapter:
+        settings = replace(settings, card_prompt=True)
+    elif settings.mode in ("steer", "beats") and p.exemplars and exemplar:
         settings = replace(settings, exemplars=tuple(e.block() for e in p.exemplars))
     planner = Planner(p, seed, n)
     for problem in planner.feasibility():
@@ -281,6 +290,8 @@ def _backend_options(be_opts, settings: WriteSettings, n: int) -> dict[str, Any]
     """What make_backend (or the Ray pool) is given for this write."""
     if isinstance(be_opts, EmbeddedModel):
         prefix_words = max((len(x.split()) for x in settings.exemplars), default=0)
+        if settings.card_prompt:
+            prefix_words = CARD_PROMPT_WORDS
         k = settings.best_of
         if be_opts.batch is not None and be_opts.batch < k:
             raise UsageError(f"--batch {be_opts.batch} is smaller than --best-of {k}; each candidate takes one sequence: use --batch {k} or more")
@@ -288,6 +299,8 @@ def _backend_options(be_opts, settings: WriteSettings, n: int) -> dict[str, Any]
         options: dict[str, Any] = dict(words=settings.words, prefix_words=prefix_words, batch=be_opts.batch or max(k, min(DEFAULT_BATCH, n * k) // k * k))
         if be_opts.threads:
             options["threads"] = be_opts.threads
+        if be_opts.adapter:
+            options["adapter"] = be_opts.adapter
         return options
     if isinstance(be_opts, Server):
         if be_opts.api_key_env != "OPENAI_API_KEY" and not os.environ.get(be_opts.api_key_env):

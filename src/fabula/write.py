@@ -46,6 +46,7 @@ class WriteSettings:
     best_of: int = 1  # candidates sampled per request; the scorer keeps one (see fabula.score)
     ban_common: float = 0.0  # keep out 4-grams already in this share of the target corpus (0: off; see score.CommonGrams)
     exemplars: tuple[str, ...] = ()  # beats mode: Exemplar.block() texts, one before each story, rotated by card id
+    card_prompt: bool = False  # a tuned model (an adapter): card_text(card) before the title, in place of frame and exemplar
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p, "repeat_penalty": self.repeat_penalty}
@@ -157,6 +158,8 @@ class StoryJob:
     def prefix(self) -> str:
         """What stands before the title: the frame and this card's exemplar."""
         s = self.settings
+        if s.card_prompt:
+            return card_text(self.card)
         if not s.exemplars:
             return s.frame
         return s.frame + s.exemplars[self.card.id % len(s.exemplars)] + EXEMPLAR_END
@@ -244,6 +247,24 @@ def instruction(card: Card, words: int) -> str:
         f"Tell it in your own words: {voice}, concrete and specific, with the plan's people, places "
         "and objects. Plain prose paragraphs separated by blank lines: no title, no headings, no notes before or after the story."
     )
+
+
+CARD_FORMAT = "card-v1"  # the layout of card_text; an adapter records the one it was trained on
+
+
+def card_text(card: Card) -> str:
+    """The card as a tuned base model reads it before the title (the prompt
+    layout ``card-v1``): the people, the setting and what happens in each
+    paragraph, one line each. ``fabula tune`` trains on card_text + title +
+    story, and a model run with that adapter gets the same text before every
+    prompt, so the paragraph-by-paragraph prompts and the whole-story prompt
+    continue text the adapter has seen."""
+    notes = card.notes or card.beats
+    people = "; ".join(person(ch) for ch in card.cast.values())
+    setting = ", ".join(v for k, v in card.slots.items() if k in ("city", "place", "year"))
+    voice = "Told in the first person.\n" if card.voice == "first" else ""
+    plan = "".join(f"{i}. {n}\n" for i, n in enumerate(notes, 1))
+    return f"People: {people}.\n" + (f"Setting: {setting}.\n" if setting else "") + voice + f"Plan:\n{plan}\n"
 
 
 def _label(role: str, i: int) -> str:

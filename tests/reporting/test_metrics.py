@@ -61,6 +61,10 @@ def test_streaming_measure_equals_the_reference_definitions(tmp_path):
     assert m["self_bleu_4"] == pytest.approx(self_bleu(toks, 4), abs=1e-4)
     assert m["words_min"] == min(map(len, toks)) and m["words_max"] == max(map(len, toks))
     assert m["self_repetition_stories"] == 13 and m["distinct_estimated"] is False
+    some = {f"{i:03d}" for i in (1, 2, 5, 8)}
+    part = measure(tmp_path, semantic=False, stories=some)
+    kept = [toks[i] for i in (1, 2, 5, 8)]
+    assert part["stories"] == 4 and part["self_bleu_4"] == pytest.approx(self_bleu(kept, 4), abs=1e-4)
 
 
 def test_distinct_is_exact_below_its_cap_and_close_above_it():

@@ -83,9 +83,9 @@ class _Lane:
 class EmbeddedBackend(Backend):
     chat = False  # steer and beats modes only: the embedded model is a small base model
 
-    def __init__(self, path: str, model_name: str, threads: int, batch: int, ctx_per_seq: int):
+    def __init__(self, path: str, model_name: str, threads: int, batch: int, ctx_per_seq: int, adapter: str | None = None):
         super().__init__(id="embedded", model=model_name)
-        self.path, self.threads, self.batch, self.ctx_per_seq = path, threads, batch, ctx_per_seq
+        self.path, self.threads, self.batch, self.ctx_per_seq, self.adapter = path, threads, batch, ctx_per_seq, adapter
         L = self.L = llama_cpu._llama()
         # A child decodes first (cached per machine): a llama.cpp that crashes
         # on this CPU fails here with one line, not a bare segfault later.
@@ -112,6 +112,8 @@ class EmbeddedBackend(Backend):
         if not self.ctx:
             raise BackendError(f"llama.cpp could not make a context of {cp.n_ctx} tokens for batch {batch}; lower --batch or --words")
         self.mem = L.llama_get_memory(self.ctx)
+        if adapter:
+            self.model = f"{model_name}+{_attach(L, self.lmodel, self.ctx, path, adapter)}"
         self.lbatch = L.llama_batch_init(cp.n_batch, 0, 1)
         self._eog = {t for t in range(self.n_vocab) if L.llama_vocab_is_eog(self.vocab, t)}
         self._newline = self._tokens_containing(b"\n")
@@ -123,9 +125,12 @@ class EmbeddedBackend(Backend):
 
     # -- loading -------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450, prefix_words: int = 0) -> "EmbeddedBackend":
+    def load(
+        cls, path: str | None = None, threads: int | None = None, batch: int = 1, words: int = 450, prefix_words: int = 0, adapter: str | None = None
+    ) -> "EmbeddedBackend":
         """Load (once per process) a model for ``batch`` sequences of a story of
-        ``words``, each prompt led by up to ``prefix_words`` (an exemplar)."""
+        ``words``, each prompt led by up to ``prefix_words`` (an exemplar or
+        the card), with a LoRA ``adapter`` (a GGUF file) applied or not."""
         model_name = "gemma-3-270m-q4_k_m" if path is None else os.path.basename(path)
         if path is None:
             path = default_model_path()
@@ -134,10 +139,12 @@ class EmbeddedBackend(Backend):
         threads = threads or os.cpu_count() or 1
         if not 1 <= batch <= 64:
             raise BackendError(f"--batch {batch} is out of range; use 1 to 64")
+        if adapter is not None and not os.path.isfile(adapter):
+            raise BackendError(f"--adapter {adapter}: no such file; give the adapter.gguf that `fabula tune` wrote")
         ctx_per_seq = context_tokens(words, prefix_words)
-        key = (path, threads, batch, ctx_per_seq)
+        key = (path, threads, batch, ctx_per_seq, adapter)
         if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = cls(path, model_name, threads, batch, ctx_per_seq)
+            _MODEL_CACHE[key] = cls(path, model_name, threads, batch, ctx_per_seq, adapter)
         return _MODEL_CACHE[key]
 
     def describe(self) -> dict:
@@ -435,6 +442,42 @@ class EmbeddedBackend(Backend):
 
     def close(self) -> None:
         pass  # cached for the process; freed at exit
+
+
+def _attach(L, lmodel, ctx, model_path: str, adapter: str) -> str:
+    """Apply a GGUF LoRA adapter to the context (scale 1); return the name the
+    records carry for it (file stem and the first 8 hex of its digest). An
+    adapter fabula wrote names its base model's digest, checked first."""
+    from fabula.lora_gguf import BASE_KEY, adapter_name, file_digest, read_keys
+
+    try:
+        keys = read_keys(adapter)
+    except (OSError, ValueError) as e:
+        raise BackendError(f"--adapter {adapter}: not a GGUF LoRA adapter ({e}); give the adapter.gguf that `fabula tune` wrote") from None
+    if keys.get("general.type") != "adapter" or keys.get("adapter.type") != "lora":
+        raise BackendError(
+            f"--adapter {adapter}: a GGUF file but not a LoRA adapter (general.type {keys.get('general.type')!r}); give the adapter.gguf that `fabula tune` wrote"
+        )
+    base = keys.get(BASE_KEY)
+    if base and base != file_digest(model_path):
+        raise BackendError(
+            f"--adapter {adapter} was trained on another base model (sha256 {base[:12]}…), not {os.path.basename(model_path)}; "
+            "use it with the model it was trained on, or tune one for this model with `fabula tune --base`"
+        )
+    handle = L.llama_adapter_lora_init(lmodel, adapter.encode())
+    if not handle:
+        raise BackendError(f"--adapter {adapter}: llama.cpp could not load it for {os.path.basename(model_path)} (another architecture or other tensor shapes)")
+    _ADAPTERS.append(handle)  # freed with the model at exit
+    if hasattr(L, "llama_set_adapters_lora"):  # llama.cpp since the multi-adapter API
+        rc = L.llama_set_adapters_lora(ctx, (L.llama_adapter_lora_p_ctypes * 1)(handle), 1, (ctypes.c_float * 1)(1.0))
+    else:
+        rc = L.llama_set_adapter_lora(ctx, handle, 1.0)
+    if rc != 0:
+        raise BackendError(f"--adapter {adapter}: llama.cpp could not apply it (code {rc})")
+    return adapter_name(adapter)
+
+
+_ADAPTERS: list = []
 
 
 def _shared(cells: list[int], tokens: list[int]) -> int:

@@ -95,8 +95,14 @@ def load_model(path: str, extra_bufts: bool, log: list[str] | None = None):
     """``llama_model_load_from_file`` with fabula's settings; llama.cpp's log
     lines go to ``log`` (kept for tests and ``fabula doctor``), never to stderr."""
     L = _llama()
-    sink = log if log is not None else []
+    _log_to(L, log if log is not None else [])
+    L.llama_backend_init()
+    mp = L.llama_model_default_params()
+    mp.use_extra_bufts = extra_bufts
+    return L.llama_model_load_from_file(path.encode(), mp)
 
+
+def _log_to(L, sink: list[str]) -> None:
     def on_log(level, text, user):
         if len(sink) < 4000:  # the load's lines; a long run's later messages are not kept
             sink.append(text.decode("utf-8", "replace"))
@@ -104,13 +110,39 @@ def load_model(path: str, extra_bufts: bool, log: list[str] | None = None):
     cb = L.llama_log_callback(on_log)
     _KEEP.append(cb)  # C holds the pointer for the life of the process
     L.llama_log_set(cb, None)
-    L.llama_backend_init()
-    mp = L.llama_model_default_params()
-    mp.use_extra_bufts = extra_bufts
-    return L.llama_model_load_from_file(path.encode(), mp)
 
 
 _KEEP: list = []
+
+
+class Tokenizer:
+    """A GGUF model's tokenizer alone (llama.cpp loads its vocabulary, no
+    weights): ``fabula tune`` tokenizes with it, so training sees exactly the
+    token ids the engine decodes."""
+
+    def __init__(self, path: str):
+        L = self.L = _llama()
+        _log_to(L, [])
+        L.llama_backend_init()
+        mp = L.llama_model_default_params()
+        mp.vocab_only = True
+        self.model = L.llama_model_load_from_file(path.encode(), mp)
+        if not self.model:
+            raise BackendError(f"llama.cpp could not read the tokenizer of {path}; check that it is a GGUF model file")
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.eos = L.llama_vocab_eos(self.vocab)
+
+    def __call__(self, text: str, bos: bool = False) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (self.L.llama_token * cap)()
+        n = self.L.llama_tokenize(self.vocab, data, len(data), buf, cap, bos, False)
+        return list(buf[: max(0, n)])
+
+    def close(self) -> None:
+        if self.model:
+            self.L.llama_model_free(self.model)
+            self.model = None
 
 
 def buffer_lines(log: list[str]) -> list[str]:

@@ -69,7 +69,7 @@ class Worker:
     module needs no Ray). One engine thread runs the batched model over a
     queue of requests; Ray's call threads wait on their request's box."""
 
-    def __init__(self, path: str | None, threads: int, batch: int, words: int, prefix_words: int):
+    def __init__(self, path: str | None, threads: int, batch: int, words: int, prefix_words: int, adapter: str | None = None):
         import socket
 
         self.node = _node_ip() or socket.gethostname()
@@ -79,7 +79,7 @@ class Worker:
         try:
             from fabula.backends.embedded import EmbeddedBackend
 
-            self.be = EmbeddedBackend.load(path, threads=threads, batch=batch, words=words, prefix_words=prefix_words)
+            self.be = EmbeddedBackend.load(path, threads=threads, batch=batch, words=words, prefix_words=prefix_words, adapter=adapter)
         except Exception as e:  # reported by ready(): the driver names this node
             self.error = str(e).splitlines()[0] if str(e) else type(e).__name__
             return
@@ -178,8 +178,13 @@ class RayBackend(Backend):
         prefix_words: int = 0,
         address: str | None = None,
         runtime_env: dict | None = None,
+        adapter: str | None = None,
     ):
-        super().__init__(id="embedded", model="gemma-3-270m-q4_k_m" if path is None else os.path.basename(path))
+        from fabula.lora_gguf import adapter_name
+
+        model = "gemma-3-270m-q4_k_m" if path is None else os.path.basename(path)
+        super().__init__(id="embedded", model=model + (f"+{adapter_name(adapter)}" if adapter else ""))
+        self.adapter = adapter  # each worker loads it (the same path on every node)
         if workers < 1:
             raise UsageError(f"--workers {workers}: use 1 or more")
         self.path, self.workers, self.threads, self.batch = path, workers, threads, batch
@@ -229,7 +234,7 @@ class RayBackend(Backend):
             _Handle(
                 i + 1,
                 actor.options(name=worker_name(i + 1), num_cpus=self.threads, max_concurrency=self.batch + 4, max_restarts=0).remote(
-                    self.path, self.threads, self.batch, self.words, self.prefix_words
+                    self.path, self.threads, self.batch, self.words, self.prefix_words, self.adapter
                 ),
             )
             for i in range(self.workers)

@@ -316,6 +316,7 @@ def measure(
     ruler: tuple[str, tuple[str, ...]] | None = None,
     progress: bool = False,
     most: int | None = TEXT_SAMPLE,
+    stories: set[str] | None = None,
 ) -> dict[str, Any]:
     """Every metric for one folder, in one streaming pass, in memory that
     stops growing with N (bar the near-duplicate index, ~0.8 KB a story):
@@ -326,10 +327,14 @@ def measure(
     ``progress``: bars on stderr while reading and while embedding (the
     slow part); ``_seconds`` in the result says what each part took.
     ``most``: a folder of more stories is measured on a seeded sample of
-    this many (sample_ids; None or 0: every story)."""
+    this many (sample_ids; None or 0: every story). ``stories``: measure
+    only the stories of these ids (a bench comparing two folders on the
+    cards both hold)."""
     started = time.perf_counter()
     story_ids = folder_ids(folder) if most else []
     only = sample_ids(story_ids, most) if most and len(story_ids) > most else None
+    if stories is not None:
+        only = set(stories) if only is None else only & set(stories)
     ruler = ruler or stock_ruler([folder])
     distinct = {n: _Distinct() for n in (1, 2, 3, 4)}
     doc4 = _Reservoir(SELF_REP_SAMPLE, seed=0)  # sampled stories' distinct 4-gram hashes (for self-repetition)
@@ -394,7 +399,7 @@ def measure(
     top_field = "first_name" if "first_name" in rec_top else "name"
     result: dict[str, Any] = {
         "folder": str(folder),
-        "stories": len(story_ids) if only is not None else n,
+        "stories": len(story_ids) if only is not None and stories is None else n,
         "measured_stories": n,
         "words_mean": round(total / n, 1) if n else 0,
         "words_min": min(lens, default=0),
