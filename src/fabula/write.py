@@ -257,8 +257,7 @@ def card_text(card: Card) -> str:
     layout ``card-v1``): the people, the setting and what happens in each
     paragraph, one line each. ``fabula tune`` trains on card_text + title +
     story, and a model run with that adapter gets the same text before every
-    prompt, so the paragraph-by-paragraph prompts and the whole-story prompt
-    continue text the adapter has seen."""
+    prompt, so each paragraph's prompt continues text the adapter has seen."""
     notes = card.notes or card.beats
     people = "; ".join(person(ch) for ch in card.cast.values())
     setting = ", ".join(v for k, v in card.slots.items() if k in ("city", "place", "year"))
