@@ -130,20 +130,10 @@ def _load(path: Path, ids: list[str], near_threshold: float, limit: int) -> Memo
                 return None  # another format, MinHash scheme or size
             if limit < header["limit"]:
                 return None  # grams below the saved limit were not kept as text
-            n = header["stories"]
-            if not isinstance(n, int) or not 0 <= n <= len(ids):
+            sigs = _vouched(path.with_name(SIGNATURES), header, ids, mem.near.num_perm, mem.ids)
+            if sigs is None:
                 return None
-            for rid in ids[:n]:
-                mem.ids.update(rid.encode() + b"\n")
-            if mem.ids.hexdigest() != header["ids"]:
-                return None  # records dropped or reordered since (verify --repair)
-            width = mem.near.num_perm
-            sigs = np.fromfile(path.with_name(SIGNATURES), dtype="<u4", count=n * width)
-            if sigs.size != n * width:
-                return None  # the signatures file is shorter than the index says
-            sigs = sigs.reshape(n, width).astype(np.uint32, copy=False)
-            if _last_signature(sigs) != header["last_signature"]:
-                return None
+            n = len(sigs)
             mem.near.add_signatures(ids[:n], sigs)
             mem.corpus.bits = _dense(z, "ngram_bits", mem.corpus.bits)
             mem.counts.counts = _dense(z, "counts", mem.counts.counts)
@@ -176,19 +166,28 @@ def saved_signatures(root: Path, ids: list[str], near: NearDuplicates) -> np.nda
             header = json.loads(bytes(z["header"]).decode())
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
         return none
-    n = header.get("stories")
-    if header.get("minhash") != near.minhash_scheme() or not isinstance(n, int) or not 0 < n <= len(ids):
+    if header.get("minhash") != near.minhash_scheme():
         return none
-    digest = hashlib.sha256()
+    sigs = _vouched(Path(root) / SIGNATURES, header, ids, width, hashlib.sha256())
+    return none if sigs is None else sigs
+
+
+def _vouched(path: Path, header: dict, ids: list[str], width: int, digest: "hashlib._Hash") -> np.ndarray | None:
+    """The first header["stories"] rows of the signatures file at ``path``,
+    when ``ids`` begin with the stories the header's digest names (``digest``
+    is fed their ids) and the file holds them whole; else None."""
+    n = header.get("stories")
+    if not isinstance(n, int) or not 0 <= n <= len(ids):
+        return None
     for rid in ids[:n]:
         digest.update(rid.encode() + b"\n")
     if digest.hexdigest() != header.get("ids"):
-        return none  # the folder's stories are not those the index was saved for
-    sigs = np.fromfile(Path(root) / SIGNATURES, dtype="<u4", count=n * width)
+        return None  # records dropped or reordered since (verify --repair), or another folder's index
+    sigs = np.fromfile(path, dtype="<u4", count=n * width)
     if sigs.size != n * width:
-        return none
+        return None  # the signatures file is shorter than the index says
     sigs = sigs.reshape(n, width).astype(np.uint32, copy=False)
-    return sigs if _last_signature(sigs) == header.get("last_signature") else none
+    return sigs if _last_signature(sigs) == header.get("last_signature") else None
 
 
 def _last_signature(sigs: np.ndarray) -> str:
