@@ -16,9 +16,17 @@ from fabula.write import WriteSettings
 from tests.conftest import plan_lines
 
 
+def _sometimes_long(request):
+    """The fake's own paragraph, one in twenty with 60 more words: drafts the length check drops."""
+    text = FakeBackend().complete(request).text
+    rng = random.Random(request.seed)
+    return text + (" " + filler(rng, 60) if rng.random() < 0.05 else "")
+
+
 def _write(root, spy, n, apart, **kw):
     store = Store.open(root, {"pack": "spy", "seed": 4})
-    return write_corpus(store, spy, FakeBackend(), n, 4, WriteSettings(words=300), max_attempts=3, avoid=spy.avoid_phrases, check_ahead=apart, **kw)
+    backend = FakeBackend(responder=_sometimes_long)
+    return write_corpus(store, spy, backend, n, 4, WriteSettings(words=300), max_attempts=3, avoid=spy.avoid_phrases, check_ahead=apart, **kw)
 
 
 def _stories(root):

@@ -5,8 +5,8 @@
     fake.history                                # the Requests it was sent (the last HISTORY)
 
 With nothing enqueued it writes plausible filler: sentences of common words
-drawn from a generator seeded by the request's seed, about as long as
-``min_tokens``..``max_tokens`` asks (1 token ≈ 0.75 words). A chat request
+drawn from a generator seeded by the request's seed, ``min_tokens``..``max_tokens``
+long (1 token ≈ 0.75 words), most often near the low middle of that range. A chat request
 (instruct mode) gets a whole story: one paragraph per line of the request's
 plan, each opening with that line, at about the length it asks for.
 """
@@ -36,10 +36,11 @@ _WORDS = (
 
 
 def filler(rng: random.Random, words: int) -> str:
+    """Sentences of 6-14 common words, ``words`` in all (the last sentence cut to fit, at least 3)."""
     out, n = [], 0
     below, size = rng._randbelow, len(_WORDS)  # type: ignore[attr-defined]  # what rng.choice calls: the same words, faster
     while n < words:
-        k = rng.randint(6, 14)
+        k = min(rng.randint(6, 14), max(3, words - n))
         sent = [_WORDS[below(size)] for _ in range(k)]
         out.append(" ".join(sent).capitalize() + ".")
         n += k
@@ -87,7 +88,10 @@ class FakeBackend(Backend):
         else:
             rng = random.Random(f"{request.seed}:{request.prompt[-200:]}")
             lo, hi = max(request.min_tokens, 1), max(request.max_tokens, request.min_tokens, 2)
-            text = " " + filler(rng, int(rng.randint(lo, hi) * 0.75))
+            # Near the low middle of lo..hi, as a model stopping at its paragraph's end: the writer asks for
+            # 0.7-1.5x a paragraph's share, so a uniform draw would make ~1 story in 6 too long.
+            tokens = rng.triangular(lo, hi, lo + 0.375 * (hi - lo))
+            text = " " + filler(rng, int(tokens * 0.75))
             if request.prompt and request.prompt.rstrip()[-1:] not in ".!?\"'”’:":
                 text = " " + text[1].lower() + text[2:]  # continues an opener's sentence, as a model would
         return Completion(text=text, tokens=max(1, round(len(text.split()) / 0.75)), seconds=0.0)
