@@ -296,3 +296,83 @@ def test_read_heads_reads_records_of_any_key_order_and_leaves_a_torn_line_out(tm
     for rows in ([fast, fast], [fast, other_order, fast]):  # every line in fabula's form (one pass), and not
         path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows) + '{"id":"002_cc","ind')
         assert read_heads(path) == ([want[0], want[0]] if len(rows) == 2 else want)
+
+
+def _stored(root, first, n):
+    """n stories (indexes first..first+n-1, card ids 100+index) committed to the corpus at ``root``."""
+    s = Store.open(root, MAN)
+    for i in range(first, first + n):
+        s.accept(i, f"Story number {i}.\n", {"card": {"id": 100 + i}})
+    unlock_folder(root)
+
+
+def test_the_heads_cache_gives_the_heads_corpus_jsonl_holds_and_reads_only_what_follows_it(tmp_path, monkeypatch):
+    from fabula import store
+    from fabula.store import heads_of, read_heads, save_heads
+
+    root = tmp_path / "c"
+    _stored(root, 0, 5)
+    save_heads(root)
+    _stored(root, 5, 3)  # committed after the cache's save: read from corpus.jsonl
+    corpus = root / "corpus.jsonl"
+    want = read_heads(corpus)
+    parsed = []
+    real = store._parse_heads
+    monkeypatch.setattr(store, "_parse_heads", lambda path, raw, first_line=1: parsed.append(len(raw)) or real(path, raw, first_line))
+    got = heads_of(root)
+    assert got == want and len(got) == 8 and got.cards[-1] == 107
+    assert 0 < parsed[0] < corpus.stat().st_size / 2  # the three records after the cache, not the file
+    save_heads(root)
+    parsed.clear()
+    assert heads_of(root) == want and parsed == [0]
+
+
+def test_the_heads_cache_is_not_used_once_corpus_jsonl_is_rewritten_or_its_header_is_torn(tmp_path):
+    from fabula.store import HEADS, heads_of, read_heads, save_heads
+
+    root = tmp_path / "c"
+    _stored(root, 0, 6)
+    save_heads(root)
+    corpus = root / "corpus.jsonl"
+    lines = corpus.read_bytes().splitlines(keepends=True)
+    corpus.write_bytes(b"".join(lines[:2] + lines[3:]))  # a record dropped (verify --repair)
+    _stored(root, 6, 2)  # and two more: corpus.jsonl is longer than the bytes the cache covered
+    assert heads_of(root) == read_heads(corpus) and len(heads_of(root)) == 7
+    save_heads(root)  # written again from the first record
+    assert heads_of(root) == read_heads(corpus)
+    cache = root / HEADS
+    data = bytearray(cache.read_bytes())
+    data[20:40] = b"x" * 20  # a torn header
+    cache.write_bytes(bytes(data))
+    _stored(root, 8, 2)
+    assert heads_of(root) == read_heads(corpus) and len(heads_of(root)) == 9
+    with open(cache, "ab") as f:
+        f.write(b"\0" * 48 * 3)  # rows a killed save appended
+    save_heads(root)
+    assert heads_of(root) == read_heads(corpus) and cache.stat().st_size == 512 + 48 * 9
+    with open(cache, "ab") as f:
+        f.write(b"\1" * 48 * 2)  # again, under a whole header: cut at the next save
+    _stored(root, 10, 1)
+    save_heads(root)
+    assert heads_of(root) == read_heads(corpus) and cache.stat().st_size == 512 + 48 * 10
+
+
+def test_a_record_the_heads_cache_cannot_hold_ends_it_and_the_heads_stay_right(tmp_path):
+    from fabula.store import HEADS, heads_of, read_heads, save_heads
+
+    root = tmp_path / "c"
+    _stored(root, 0, 3)
+    corpus = root / "corpus.jsonl"
+    with open(corpus, "ab") as f:  # an id longer than a row holds
+        f.write(
+            json.dumps({"id": "003_" + "f" * 40, "index": 3, "file": "stories/003_" + "f" * 40 + ".txt", "card": {"id": 9}}, separators=(",", ":")).encode()
+            + b"\n"
+        )
+    (root / "stories" / ("003_" + "f" * 40 + ".txt")).write_text("Long id.\n")
+    save_heads(root)
+    top = json.loads((root / HEADS).read_bytes()[:512])
+    assert top["records"] == 3 and top["off"] is True
+    _stored(root, 4, 2)
+    save_heads(root)  # off: not extended
+    assert json.loads((root / HEADS).read_bytes()[:512])["records"] == 3
+    assert heads_of(root) == read_heads(corpus) and len(heads_of(root)) == 6

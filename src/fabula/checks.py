@@ -340,10 +340,13 @@ class NearDuplicates:
         million at once took ~1 GB of temporaries)."""
         out = np.empty((len(sigs), self.b), dtype=np.uint64)
         for at in range(0, len(sigs), 1 << 16):
-            part = sigs[at : at + (1 << 16)]
-            bands = part[:, : self.b * self.r].astype(np.uint64).reshape(len(part), self.b, self.r)
-            with np.errstate(over="ignore"):
-                out[at : at + len(part)] = (bands * self._mult).sum(axis=2, dtype=np.uint64)
+            bands = sigs[at : at + (1 << 16), : self.b * self.r].reshape(-1, self.b, self.r)
+            # One multiply-add per band position (uint64 wraps mod 2^64): a
+            # sum over the short last axis took twice as long.
+            acc = bands[:, :, 0].astype(np.uint64) * self._mult[0]
+            for j in range(1, self.r):
+                acc += bands[:, :, j].astype(np.uint64) * self._mult[j]
+            out[at : at + len(bands)] = acc
         return out
 
     def candidates(self, sig: np.ndarray) -> set[str]:
@@ -362,13 +365,19 @@ class NearDuplicates:
 
     def add_signatures(self, keys: list[str], sigs: np.ndarray) -> None:
         """Insert stories by their signatures ((n, num_perm) uint32), in bulk."""
-        new = [i for i, k in enumerate(keys) if k not in self._known]
-        if not new:
+        if not len(keys):
             return
-        keys = [keys[i] for i in new]
-        sigs = np.asarray(sigs, dtype=np.uint32)[new]
+        if not self._known and len(set(keys)) == len(keys):  # the first bulk load (a resume): all new
+            self._known = set(keys)
+        else:
+            new = [i for i, k in enumerate(keys) if k not in self._known]
+            if not new:
+                return
+            keys = [keys[i] for i in new]
+            sigs = np.asarray(sigs, dtype=np.uint32)[new]
+            self._known.update(keys)
+        sigs = np.asarray(sigs, dtype=np.uint32)
         self._index.add(self._band_keys(sigs))  # rows len(self.keys) on
-        self._known.update(keys)
         self.keys.extend(keys)
         self._sigs.append(sigs)
 

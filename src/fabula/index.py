@@ -25,6 +25,9 @@ in order; anything else - a missing or damaged file, records dropped by
 with - rebuilds it from the texts. The index is a cache: deleting both files
 loses nothing.
 
+Beside them, ``DIR/index.heads`` caches corpus.jsonl's heads (store.heads_of),
+brought up to date at every save.
+
 It also holds the planner's state (its tallies of every card planned, see
 Planner.state) with the length of the plan file it was counted from and a hash
 of that length's last 4 KiB: a resumed run restores it and parses only the
@@ -49,7 +52,7 @@ import numpy as np
 from fabula.checks import NearDuplicates, Prints
 from fabula.plan_file import is_gz, plan_path
 from fabula.score import CommonGrams, NgramSet, gram_hashes
-from fabula.store import INDEX, SIGNATURES, TMP_SUFFIX, Heads, read_story
+from fabula.store import INDEX, SIGNATURES, TMP_SUFFIX, Heads, read_story, save_heads
 from fabula.text import tokens
 
 VERSION = 3  # 2: signatures in their own append-only file, ids as a digest; 3: fabula.text hashes
@@ -332,3 +335,4 @@ def save(root: Path, mem: Memory, planner=None, waiting_from: int = 0) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     mem.unsaved = 0
+    save_heads(root)  # the heads cache, up to the records committed now (store.heads_of)

@@ -75,6 +75,7 @@ QUARANTINE = "quarantine"  # damaged or unrecorded stories, moved aside (never d
 QUARANTINE_LOG = "quarantine.jsonl"
 INDEX = "index.npz"  # the near-duplicate index (fabula.index); rebuilt from the stories when missing
 SIGNATURES = "index.signatures"
+HEADS = "index.heads"  # the heads cache (see heads_of)
 GROUP_SECONDS = 1.0  # the longest a kept story waits in memory for its group's commit
 GROUP_GAP = 0.05  # seconds: stories further apart than this are committed one by one
 SYNCFS_MIN = 8  # stories in a group that one syncfs makes durable, not an fsync each
@@ -138,7 +139,7 @@ def start_over(root: Path) -> None:
     wrote there). The records go first and the manifest last, so a kill
     midway leaves a corpus that a rerun with --fresh empties, never stories
     counted without their files."""
-    for name in (CORPUS, PLAN, PLAN_GZ, REJECTS, FAILED, INDEX, SIGNATURES):
+    for name in (CORPUS, PLAN, PLAN_GZ, REJECTS, FAILED, INDEX, SIGNATURES, HEADS):
         (root / name).unlink(missing_ok=True)
     for sub in (STORIES, QUARANTINE):
         shutil.rmtree(root / sub, ignore_errors=True)
@@ -421,11 +422,16 @@ class Heads:
 
 def read_heads(path: Path, repair: bool = False) -> Heads:
     """id, index, file and card id of every corpus.jsonl record, in order."""
-    raw = _whole_bytes(path, repair)
+    return _parse_heads(path, _whole_bytes(path, repair))
+
+
+def _parse_heads(path: Path, raw: bytes, first_line: int = 1) -> Heads:
+    """The heads of ``raw``, whole lines of ``path`` from line ``first_line`` on."""
     # One pass of _HEAD over the whole file where every line has the form
     # fabula writes (not a match a line): each match starts a line, so as many
     # matches as lines is every line. At 10^6 records (732 MB) the pass took
-    # 2.1 s and the columns 3.4 s under cProfile: the largest part of a resume.
+    # 2.1 s and the columns 3.4 s under cProfile: the largest part of a resume
+    # (which reads the heads cache instead: see heads_of).
     heads = _HEAD_LINE.findall(b"\n" + raw)
     if len(heads) == raw.count(b"\n"):
         if not heads:
@@ -434,7 +440,7 @@ def read_heads(path: Path, repair: bool = False) -> Heads:
         return Heads([x.decode() for x in ids], list(map(int, indexes)), [x.decode() for x in files], list(map(int, cards)))
     lines = raw.split(b"\n")[:-1]
     out: list[tuple[Any, Any, str, Any]] = []
-    for i, line in enumerate(lines, 1):
+    for i, line in enumerate(lines, first_line):
         m = _HEAD.match(line)
         if m:
             out.append((m[1].decode(), int(m[2]), m[3].decode(), int(m[4])))
@@ -445,6 +451,144 @@ def read_heads(path: Path, repair: bool = False) -> Heads:
         return Heads([], [], [], [])
     a, b, c, d = (list(col) for col in zip(*out))
     return Heads(a, b, c, d)
+
+
+# The heads cache, DIR/index.heads: the heads of corpus.jsonl's first records
+# as fixed rows (index, card id, id; the file is stories/<id>.txt), so a resume
+# at 10^6 stories reads 48 MB of rows instead of parsing 730 MB of JSON. A
+# header (JSON, space-padded to HEADS_TOP bytes) names how many rows are
+# vouched for and the corpus.jsonl bytes they cover, with a hash of that
+# length's last 4 KiB: the rows are used only while corpus.jsonl still starts
+# with those bytes (`fabula verify --repair` rewrites it: then the heads are
+# read from corpus.jsonl, and the next save writes the cache again). The
+# writer appends rows (fsynced) before it rewrites the header, and a header
+# that does not hash to its own "sum" is no header, so a kill at any moment
+# leaves a cache that is right or unused. Like index.npz it is a cache:
+# deleting it loses nothing. Written by save_heads (fabula.index.save).
+HEADS_TOP = 512
+HEADS_FORMAT = 1
+HEADS_TAIL = 4096  # bytes of corpus.jsonl before the covered length that must still match
+_ID_BYTES = 32
+
+
+def _heads_row():
+    import numpy as np
+
+    return np.dtype([("index", "<i8"), ("card", "<i8"), ("id", f"S{_ID_BYTES}")])
+
+
+def _heads_sum(top: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({k: top[k] for k in sorted(top) if k != "sum"}).encode()).hexdigest()[:16]
+
+
+def _corpus_tail(f, end: int) -> str:
+    f.seek(max(0, end - HEADS_TAIL))
+    return hashlib.sha256(f.read(end - max(0, end - HEADS_TAIL))).hexdigest()[:16]
+
+
+def _heads_top(root: Path) -> dict[str, Any] | None:
+    """The cache's header when it is whole and still describes corpus.jsonl's start; else None."""
+    try:
+        with open(root / HEADS, "rb") as f:
+            top = json.loads(f.read(HEADS_TOP))
+        if not isinstance(top, dict) or top.get("format") != HEADS_FORMAT or top.get("sum") != _heads_sum(top):
+            return None
+        end, rows = top["corpus_bytes"], top["records"]
+        if not (isinstance(end, int) and isinstance(rows, int) and 0 <= rows and 0 <= end):
+            return None
+        with open(root / CORPUS, "rb") as f:
+            if f.seek(0, os.SEEK_END) < end or _corpus_tail(f, end) != top["corpus_tail"]:
+                return None
+        return top
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def heads_of(root: Path) -> Heads:
+    """The heads of every corpus.jsonl record (as read_heads), from the heads
+    cache where it holds and from corpus.jsonl after it."""
+    root = Path(root)
+    top = _heads_top(root)
+    if top is None:
+        return read_heads(root / CORPUS)
+    import numpy as np
+
+    n, end = top["records"], top["corpus_bytes"]
+    rows = np.fromfile(root / HEADS, dtype=_heads_row(), count=n, offset=HEADS_TOP)
+    if len(rows) != n:
+        return read_heads(root / CORPUS)
+    ids = [x.decode() for x in rows["id"].tolist()]
+    cached = Heads(ids, rows["index"].tolist(), [f"{STORIES}/{x}.txt" for x in ids], rows["card"].tolist())
+    with open(root / CORPUS, "rb") as f:
+        f.seek(end)
+        rest = f.read()
+    rest = rest[: rest.rfind(b"\n") + 1]
+    more = _parse_heads(root / CORPUS, rest, first_line=n + 1)
+    return Heads(cached.ids + more.ids, cached.indexes + more.indexes, cached.files + more.files, cached.cards + more.cards)
+
+
+def save_heads(root: Path) -> None:
+    """Bring the heads cache up to corpus.jsonl's last whole line (the
+    writer's, under its lock): rows for the records after those it holds,
+    fsynced, then its header. A record it cannot hold as a row (an id over
+    32 bytes, a file not stories/<id>.txt) ends the cache there for good
+    ("off"), until corpus.jsonl is rewritten."""
+    import numpy as np
+
+    root = Path(root)
+    top = _heads_top(root)
+    if top is not None and top.get("off"):
+        return
+    n, end = (top["records"], top["corpus_bytes"]) if top else (0, 0)
+    with open(root / CORPUS, "rb") as f:
+        f.seek(end)
+        rest = f.read()
+    rest = rest[: rest.rfind(b"\n") + 1]
+    new = _parse_heads(root / CORPUS, rest, first_line=n + 1)
+    if top is not None and not len(new):
+        return
+    fits = 0
+    if rest.count(b"\n") == len(new):  # a record a line (no blank lines): rows map to bytes
+        for rid, idx, file, card in zip(new.ids, new.indexes, new.files, new.cards):
+            if not (
+                type(idx) is int and type(card) is int and isinstance(rid, str) and rid.isascii() and len(rid) <= _ID_BYTES and file == f"{STORIES}/{rid}.txt"
+            ):
+                break
+            fits += 1
+    rows = np.zeros(fits, dtype=_heads_row())
+    rows["index"], rows["card"], rows["id"] = new.indexes[:fits], new.cards[:fits], [x.encode() for x in new.ids[:fits]]
+    covered = end + _line_ends(rest, fits)
+    fd = os.open(root / HEADS, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if top is None:  # rows are rewritten from the first: no header may name them meanwhile
+            _pwrite_all(fd, b" " * HEADS_TOP, 0)
+        os.ftruncate(fd, HEADS_TOP + n * rows.itemsize)  # rows a killed save appended after the header's
+        _pwrite_all(fd, rows.tobytes(), HEADS_TOP + n * rows.itemsize)
+        os.fsync(fd)
+        with open(root / CORPUS, "rb") as f:
+            tail = _corpus_tail(f, covered)
+        head = {"format": HEADS_FORMAT, "records": n + fits, "corpus_bytes": covered, "corpus_tail": tail, "off": fits < len(new)}
+        _pwrite_all(fd, json.dumps({**head, "sum": _heads_sum(head)}).encode().ljust(HEADS_TOP, b" "), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _line_ends(raw: bytes, k: int) -> int:
+    """Bytes of ``raw`` up to the end of its k-th line."""
+    if k == raw.count(b"\n"):
+        return len(raw)
+    at = 0
+    for _ in range(k):
+        at = raw.index(b"\n", at) + 1
+    return at
+
+
+def _pwrite_all(fd: int, data: bytes, at: int) -> None:
+    view = memoryview(data)
+    while view:  # pwrite may write less than asked
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
 
 
 def _rejected_ids(path: Path) -> set[int]:
@@ -563,7 +707,7 @@ class Store:
         last line left out), the story files they name, the strays and the
         temporary files. Store.open checks the survey before it cleans, so a
         refused run leaves the folder as it found it."""
-        self._heads = read_heads(self.root / CORPUS)
+        self._heads = heads_of(self.root)
         self.opened_with = len(self._heads) - self.committed  # repair() surveys again after commits
         named = set(self._heads.files)
         self._files, self._strays = set(), []
