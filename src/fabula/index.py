@@ -203,9 +203,9 @@ def _sparse(name: str, arr: np.ndarray) -> dict[str, np.ndarray]:
     """``arr`` as saved: whole, or while under a fifth of its bytes are set
     (a young corpus) its non-zero positions and values, so a 3-story corpus
     saves kilobytes, not the 32 MB of its fixed-size bit sets."""
+    if 5 * np.count_nonzero(arr) >= arr.size:  # a position (4 bytes) and a value (1) per set byte
+        return {name: arr}  # (counted first: flatnonzero of a dense 16 MB array was a tenth of a writer's time)
     at = np.flatnonzero(arr)
-    if 5 * len(at) >= arr.size:  # a position (4 bytes) and a value (1) per set byte
-        return {name: arr}
     return {f"{name}_at": at.astype(np.uint32), f"{name}_values": arr[at], f"{name}_size": np.array([arr.size], dtype=np.int64)}
 
 
