@@ -103,7 +103,8 @@ def draw_name(locale: str, gender: str, rng: random.Random) -> tuple[str, str]:
         except AttributeError:
             last = fake.last_name()
     # Georgian script has no capitals, so capitalise after transliterating.
-    first, last = (_cap(transliterate(x, locale)) for x in (first, last))
+    # " ".join(split()): Faker's az_AZ lists hold names with a trailing space ("Fuad "), which made "Fuad  Əliyev".
+    first, last = (" ".join(_cap(transliterate(x, locale)).split()) for x in (first, last))
     return first, last
 
 
