@@ -44,6 +44,14 @@ class MissingDependency(BackendError):
         super().__init__(f"{what} needs the package {package}, which is not installed; run: {hint}")
 
 
+def need(module: str, what: str, extra: str | None = None):
+    """``module`` imported, or MissingDependency naming ``what`` needs it and the extra that installs it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingDependency(what, module, extra=extra) from None
+
+
 class StoreError(FabulaError):
     pass
 

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from fabula.errors import MissingDependency, UsageError
+from fabula.errors import UsageError, need
 
 FORMATS = ("parquet", "jsonl", "hf")
 BATCH = 5_000  # rows held in memory while exporting (~40 MB of Python dicts)
@@ -50,10 +50,7 @@ def rows(corpus) -> Iterator[dict[str, Any]]:
 
 
 def _need(module: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise MissingDependency("exporting a corpus", module, extra="export") from None
+    return need(module, "exporting a corpus", extra="export")
 
 
 def to_pandas(corpus):

@@ -242,11 +242,13 @@ def _whole_lines(path: Path, repair: bool = False) -> list[bytes]:
     return _whole_bytes(path, repair).split(b"\n")[:-1]
 
 
-def _whole_bytes(path: Path, repair: bool = False) -> bytes:
-    """A JSONL file's bytes up to the end of its last complete line (see _whole_lines)."""
+def _whole_bytes(path: Path, repair: bool = False, start: int = 0) -> bytes:
+    """A JSONL file's bytes from ``start`` up to the end of its last complete line (see _whole_lines)."""
     if not path.exists():
         return b""
-    raw = path.read_bytes()
+    with open(path, "rb") as f:
+        f.seek(start)
+        raw = f.read()
     keep = raw if raw.endswith(b"\n") or not raw else raw[: raw.rfind(b"\n") + 1]
     if repair and keep != raw:
         with open(path, "r+b") as f:
@@ -416,6 +418,9 @@ class Heads:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self.record(i) for i in range(len(self)))
 
+    def __add__(self, other: "Heads") -> "Heads":
+        return Heads(self.ids + other.ids, self.indexes + other.indexes, self.files + other.files, self.cards + other.cards)
+
     def __eq__(self, other: object) -> bool:
         return list(self) == list(other) if isinstance(other, (Heads, list)) else NotImplemented
 
@@ -519,12 +524,7 @@ def heads_of(root: Path) -> Heads:
         return read_heads(root / CORPUS)
     ids = [x.decode() for x in rows["id"].tolist()]
     cached = Heads(ids, rows["index"].tolist(), [f"{STORIES}/{x}.txt" for x in ids], rows["card"].tolist())
-    with open(root / CORPUS, "rb") as f:
-        f.seek(end)
-        rest = f.read()
-    rest = rest[: rest.rfind(b"\n") + 1]
-    more = _parse_heads(root / CORPUS, rest, first_line=n + 1)
-    return Heads(cached.ids + more.ids, cached.indexes + more.indexes, cached.files + more.files, cached.cards + more.cards)
+    return cached + _parse_heads(root / CORPUS, _whole_bytes(root / CORPUS, start=end), first_line=n + 1)
 
 
 def save_heads(root: Path) -> None:
@@ -540,10 +540,7 @@ def save_heads(root: Path) -> None:
     if top is not None and top.get("off"):
         return
     n, end = (top["records"], top["corpus_bytes"]) if top else (0, 0)
-    with open(root / CORPUS, "rb") as f:
-        f.seek(end)
-        rest = f.read()
-    rest = rest[: rest.rfind(b"\n") + 1]
+    rest = _whole_bytes(root / CORPUS, start=end)
     new = _parse_heads(root / CORPUS, rest, first_line=n + 1)
     if top is not None and not len(new):
         return

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from fabula.errors import BackendError, MissingDependency, UsageError
+from fabula.errors import BackendError, UsageError, need
 from fabula.records import Card
 from fabula.write import CARD_FORMAT, card_text
 
@@ -152,10 +152,7 @@ def data_digest(items: list[Example]) -> str:
 
 # -- training ------------------------------------------------------------------------
 def _need(module: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise MissingDependency("fabula tune", module, extra="tune") from None
+    return need(module, "fabula tune", extra="tune")
 
 
 @dataclass
