@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import time
 
@@ -11,6 +12,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from fabula.backends.base import Backend, OneShot, Request  # noqa: E402
 from fabula.packs import load_pack  # noqa: E402
 from fabula.plan import Planner  # noqa: E402
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as every bench prints it beside its figures."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def card_prompts(n: int) -> list[str]:

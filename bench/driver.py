@@ -46,20 +46,10 @@ from contextlib import contextmanager
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 import fabula  # noqa: E402
+from _common import cpu_name  # noqa: E402
 from fabula import check_ahead, index, pipeline, plan, plan_ahead, store, write  # noqa: E402
 from fabula.backends import fake  # noqa: E402
 from fabula.checks import NearDuplicates  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def reference_ms() -> float:

@@ -33,6 +33,12 @@ Best of k, two ways, at the default batch:
     python bench/embedded.py                  # B = 1..64 and best of k (about 20 min on 2 cores)
     python bench/embedded.py --quick          # B = 1 and 16 (about 2 min)
     python bench/embedded.py --only-best-of   # the best-of rows alone
+    python bench/embedded.py --adapter A.gguf # the adapter row alone: with a LoRA adapter against without
+
+With ``--adapter``: fabula's engine at the default batch on the same prompts
+and token count with and without the adapter (runs interleave: without, with,
+with, without), tokens/s and their ratio: the price of the adapter's extra
+matrix products alone.
 
 ``--quick`` keeps the full bench's prompts and token count (96 new tokens
 after a real first paragraph's prompt) and runs only B = 1 and 16, so its
@@ -45,7 +51,7 @@ import argparse
 import os
 import time
 
-from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
+from _common import card_prompts, cpu_name, timed_run  # noqa: E402 (sets sys.path)
 from fabula.api import DEFAULT_BATCH  # noqa: E402
 from fabula.backends.base import Request  # noqa: E402
 from fabula.backends.embedded import EmbeddedBackend, default_model_path  # noqa: E402
@@ -178,11 +184,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--stories", type=int, default=8, help="stories per accepted-words row (0: no such rows)")
     ap.add_argument("--only-best-of", action="store_true", help="the best-of rows only (no reference, no B rows)")
+    ap.add_argument("--adapter", default=None, help="only this row: a LoRA adapter (fabula tune's adapter.gguf) against the plain engine")
     a = ap.parse_args()
     if a.quick:
         a.batches = "1,16"
     batches = [int(b) for b in a.batches.split(",")]
     texts = card_prompts(max(PROMPTS, *batches, DEFAULT_BATCH))
+    if a.adapter:
+        adapter_rows(a, texts)
+        return
     if not a.only_best_of:
         batch_rows(a, batches, texts)
     if a.quick:
@@ -208,6 +218,24 @@ def main() -> None:
             )
 
 
+def adapter_rows(a, texts: list[str]) -> None:
+    """Tokens/s of the engine at the default batch with and without the adapter."""
+    bk = DEFAULT_BATCH
+    plain = EmbeddedBackend.load(threads=a.threads, batch=bk, words=120)
+    tuned = EmbeddedBackend.load(threads=a.threads, batch=bk, words=120, adapter=a.adapter)
+    prompts = texts[: max(PROMPTS, bk)]
+    print(f"{cpu_name()}, {os.cpu_count()} cores; adapter {a.adapter}: B={bk}, {len(prompts)} prompts x {a.tokens} tokens, {a.threads} threads", flush=True)
+    fabula(plain, prompts[:1], 4)  # warm-up
+    fabula(tuned, prompts[:1], 4)
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    for side, backend in (("without", plain), ("with", tuned), ("with", tuned), ("without", plain)):
+        n, s = fabula(backend, prompts, a.tokens)
+        rates[side].append(n / s)
+        print(f"  {side:<8} the adapter: {n / s:7.1f} tokens/s", flush=True)
+    w, wo = sum(rates["with"]) / 2, sum(rates["without"]) / 2
+    print(f"{'with the adapter':<22}{w:>10.1f} tokens/s, without {wo:.1f}: ratio {w / wo:.2f}\n", flush=True)
+
+
 def batch_rows(a, batches: list[int], texts: list[str]) -> None:
     """The reference, fabula and the ceiling at each B."""
     from llama_cpp import Llama
@@ -215,7 +243,9 @@ def batch_rows(a, batches: list[int], texts: list[str]) -> None:
     ref_texts = texts[:PROMPTS]
     path = default_model_path()
     llm = Llama(model_path=path, n_ctx=1024, n_batch=512, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
-    print(f"model {os.path.basename(path)}, max({PROMPTS}, B) prompts x {a.tokens} tokens, {a.threads} threads", flush=True)
+    print(
+        f"{cpu_name()}, {os.cpu_count()} cores; model {os.path.basename(path)}, max({PROMPTS}, B) prompts x {a.tokens} tokens, {a.threads} threads", flush=True
+    )
     reference(llm, texts[:1], 4)  # warm-up
     refs, rows = [], []
     for b in batches:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common  # noqa: F401 (sets sys.path)
+import _common  # (also sets sys.path)
 import fabula  # noqa: E402
 from fabula.store import CORPUS, PLAN, STORIES, read_heads, read_jsonl, text_hash  # noqa: E402
 
@@ -88,7 +88,7 @@ def main() -> None:
         "--no-rebuild", action="store_true", help="skip the two runs without index.npz (minutes at 100,000); the files read alone stay the reference"
     )
     args = ap.parse_args()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = _common.cpu_name()
     base = Path(tempfile.mkdtemp(prefix="fabula-open-"))
     folder = base / "c"
     try:

@@ -4,14 +4,14 @@ trained on, in one run: the same N cards (fabula write --seed S) written twice.
     python bench/quality.py --adapter adapters/spy/adapter.gguf --n 100 --best-of 1
     python bench/quality.py --adapter A.gguf --n 20 -- --temperature 0.7   # more write options after --
 
-Writes bench/out/quality-<n>-<seed>-base and -tuned (resumable), then prints
+Writes bench/out/quality-<n>-<seed>-base and -<label> (the adapter's folder name; resumable), then prints
 for each: slips a story (the scorer's terms), plan coverage, compression
 ratio, self-repetition, self-BLEU-4, mean cosine (with the semantic extra),
 drafts written a kept story, and memorisation: the share of the stories'
 word 8-grams (less those of the story's own card: openers, beats, slots) that
-occur in the training stories (data/tune/<pack>).
-The training cards (data/tune/spy/cards.jsonl: fabula plan --seed 28001) are
-not those of --seed 1; the bench checks that no card of the one (hero and city) is in the other.
+occur in the training stories (data/tune/<pack> and data/tune/<pack>-*).
+The training cards (fabula plan --seed 28001, 28002, 28003) are not those of
+--seed 1; the bench checks that no card of the one (hero and city) is in the other.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _common import cpu_name  # noqa: E402
 from fabula.checks import words  # noqa: E402
 from fabula.genre import Genre  # noqa: E402
 from fabula.packs import load_pack  # noqa: E402
@@ -93,18 +94,24 @@ def main() -> None:
     ap.add_argument("--best-of", type=int, default=None)
     ap.add_argument("--minutes", type=float, default=None, help="stop each side's write after this long; compare the cards both sides wrote")
     ap.add_argument("--measure-only", action="store_true", help="write nothing: measure the folders an earlier run left")
-    ap.add_argument("--train", type=Path, default=None, help="the training stories' folder [data/tune/<pack>]")
+    ap.add_argument("--train", type=Path, nargs="+", default=None, help="the training stories' folders [data/tune/<pack> and data/tune/<pack>-*]")
+    ap.add_argument("--label", default=None, help="the tuned side's folder: bench/out/quality-N-SEED-LABEL [the adapter's folder name]")
     ap.add_argument("extra", nargs="*", help="more options for fabula write (after --)")
     a = ap.parse_args()
     pack = load_pack(a.pack)
-    train = a.train or HERE.parent / "data" / "tune" / pack.name
+    tune = HERE.parent / "data" / "tune"
+    trains = a.train or [tune / pack.name, *sorted(tune.glob(f"{pack.name}-*"))]
     trained: set = set()
-    for p in (train / "stories").glob("*.txt"):
-        trained |= grams(p.read_text(encoding="utf-8"))
-    trained_cards = {same(Card.from_dict(json.loads(line))) for line in (train / "cards.jsonl").read_text(encoding="utf-8").splitlines()}
+    trained_cards: set = set()
+    for train in trains:
+        for p in (train / "stories").glob("*.txt"):
+            trained |= grams(p.read_text(encoding="utf-8"))
+        trained_cards |= {same(Card.from_dict(json.loads(line))) for line in (train / "cards.jsonl").read_text(encoding="utf-8").splitlines()}
+    print("training stories: " + ", ".join(str(t) for t in trains))
+    label = a.label or a.adapter.resolve().parent.name
     rows, folders = {}, {}
     for name, opts in (("base", []), ("tuned", ["--adapter", str(a.adapter)])):
-        out = HERE / "out" / f"quality-{a.n}-{a.seed}-{name}"
+        out = HERE / "out" / f"quality-{a.n}-{a.seed}-{'base' if name == 'base' else label}"
         cmd = [sys.executable, "-m", "fabula", "write", "-n", str(a.n), "--seed", str(a.seed), "--pack", a.pack, "--out", str(out), "-q", *opts]
         cmd += ["--best-of", str(a.best_of)] if a.best_of else []
         cmd += a.extra
@@ -121,7 +128,7 @@ def main() -> None:
     common = set.intersection(*({r["card"]["id"] for r in iter_records(f)} for f in folders.values()))
     for name, out in folders.items():
         rows[name] = figures(out, pack, trained, only=common)
-    print(f"\n{len(common)} cards both sides wrote, of {a.n} of --seed {a.seed} ({a.pack}), {os.cpu_count()} cores, {cpu()}")
+    print(f"\n{len(common)} cards both sides wrote, of {a.n} of --seed {a.seed} ({a.pack}), {os.cpu_count()} cores, {cpu_name()}")
     print(f"{'':<28}{'base':>10}{'tuned':>10}")
     for key in rows["base"]:
         if key == "slips":
@@ -131,13 +138,6 @@ def main() -> None:
         print(f"{key:<28}{show(b):>10}{show(t):>10}")
     for name in rows:
         print(f"slips by term, {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[name]["slips"].items()))
-
-
-def cpu() -> str:
-    for line in open("/proc/cpuinfo", encoding="utf-8"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

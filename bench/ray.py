@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-import _common  # noqa: F401 (sets sys.path)
+import _common  # (also sets sys.path)
 import fabula  # noqa: E402
 
 # This file is named ray.py: with bench/ first on sys.path, `import ray` would import it.
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--driver-n", type=int, default=1000, help="stories in the driver measurement")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = _common.cpu_name()
     print(f"CPU: {cpu}, {cores} cores; {args.n} stories of --words {args.words}, seed 1, best of 4")
     base = tempfile.mkdtemp(prefix="fabula-ray-bench-")
     runs = {"A": [], "B": [], "C": []}

@@ -285,10 +285,21 @@ class Planner:
             for b in _buckets(opener):
                 counts[b] += 1
 
-    def shared(self, text: str) -> int:
-        """How many times the openers planned so far hold the 4-grams of ``text`` (by hash bucket)."""
+    def shared(self, text: str, bound: float = math.inf) -> int:
+        """How many times the openers planned so far hold the 4-grams of ``text``
+        (by hash bucket), counted until the count reaches ``bound``: a wording
+        that has reached the best so far cannot win (_wording), so the rest of
+        its grams need not be looked up (a third of the planner's time)."""
         counts = self._counts
-        return sum(counts[b] for b in _buckets(text))
+        toks = tokens(text)
+        get = _GRAM_BUCKET.get
+        total = 0
+        for gram in zip(toks, toks[1:], toks[2:], toks[3:]):
+            b = get(gram)
+            total += counts[_bucket(gram) if b is None else b]
+            if total >= bound:
+                break
+        return total
 
     def _bump(self, key: str, value: str) -> None:
         c = self.tally.get(key)
@@ -317,11 +328,11 @@ class Planner:
         drawn = set()  # an expansion drawn again renders to the same text: not better, so not scored again
         for _ in range(WORDING_DRAWS):
             expanded = g.expand(src, rng)  # every draw is made, so the generator's stream is as before
-            if expanded in drawn:
+            if best_shared == 0 or expanded in drawn:  # nothing beats 0
                 continue
             drawn.add(expanded)
             text = _render(expanded, ctx)
-            shared = self.shared(text)
+            shared = self.shared(text, best_shared)
             if shared < best_shared:
                 best, best_shared = text, shared
         return best
