@@ -140,6 +140,32 @@ def test_wording_rule_keeps_the_pack_words_from_repeating(spy, monkeypatch):
     assert len(same) >= 3 and len(set(same)) == len(same), same
 
 
+def test_the_wording_rule_gives_the_least_shared_of_every_draw(spy, monkeypatch):
+    """_wording stops counting a candidate once it reaches the best so far and
+    renders none after one shares nothing: the cards are those of the rule
+    itself (every draw rendered and counted in full, the first least shared wins)."""
+    import math
+
+    import fabula.plan as plan_mod
+
+    def by_the_rule(self, src, ctx, rng):
+        g = self.pack.grammar
+        if g.count(src) == 1:
+            return plan_mod._render(g.expand(src, rng), ctx)
+        texts = [plan_mod._render(g.expand(src, rng), ctx) for _ in range(plan_mod.WORDING_DRAWS)]
+        counts = self._counts
+        scores = [sum(counts[b] for b in plan_mod._buckets(t)) for t in texts]
+        return texts[scores.index(min(scores))]
+
+    planner = Planner(spy, 1, 300)
+    fast = [planner.next() for _ in range(300)]
+    opener = fast[0].openers[1]
+    full = planner.shared(opener)
+    assert full > 1 and 1 <= planner.shared(opener, bound=1) <= full and planner.shared(opener, bound=math.inf) == full
+    monkeypatch.setattr(Planner, "_wording", by_the_rule)
+    assert plan(spy, 300) == fast
+
+
 def test_the_plan_is_the_same_in_another_process_whatever_its_hash_seed():
     """What the README promises across machines: the cards depend on the pack,
     the seed and the versions only, not on the process (set order, hash seed)."""
