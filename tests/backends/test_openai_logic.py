@@ -151,3 +151,29 @@ def test_the_key_goes_only_into_the_authorization_header(tmp_path, spy, monkeypa
     with pytest.raises(BackendError) as e:
         refuse.preflight()
     assert "refused the API key in $FABULA_KEY (HTTP 401)" in str(e.value) and key not in str(e.value)
+
+
+def test_a_run_wider_than_one_pool_keeps_every_slot_busy_and_no_more():
+    """Past POOL, the jobs spread over several clients: every job comes back
+    once, and exactly ``concurrency`` requests are in flight at the peak."""
+    from fabula.backends.base import OneShot, Request
+    from fabula.backends.openai import POOL
+
+    width, load = 0, 0
+    seen: list[int] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal width, load
+        load += 1
+        width = max(width, load)
+        await asyncio.sleep(0.005)
+        load -= 1
+        seen.append(json.loads(request.content)["seed"])
+        return httpx.Response(200, json={"choices": [{"text": "x", "finish_reason": "stop"}], "usage": {"completion_tokens": 1}})
+
+    concurrency = 2 * POOL + 5
+    jobs = [OneShot(Request(prompt="p", max_tokens=4, seed=i)) for i in range(4 * concurrency)]
+    back = list(OpenAIBackend(A, "m", concurrency=concurrency, transport=httpx.MockTransport(answer)).run(iter(jobs)))
+    assert sorted(j.result.text for j in back) == ["x"] * len(jobs) and {id(j) for j in back} == {id(j) for j in jobs}
+    assert sorted(seen) == list(range(len(jobs)))
+    assert width == concurrency
