@@ -18,8 +18,13 @@ bench/instant_server.py, a local OpenAI-compatible server that answers at
 once, at each ``--concurrency``; beside it a bare httpx async loop sends the
 same requests (the first cards' instruct prompts) at the same concurrency to
 the same server: the client's ceiling on this machine, which the server's own
-work shares. For each concurrency the runs go bare, fabula, fabula, bare, and
-each side pools its two runs, so a drift in machine speed hits both alike.
+work shares. Two bare loops: one httpx client of ``concurrency`` connections
+(the plain way to write it), and clients of at most
+fabula.backends.openai.POOL connections, as fabula pools them (one client of
+256 connections spends much of its time in its pool's bookkeeping, so the
+first is the weaker reference). For each concurrency the runs go bare, pooled,
+fabula, fabula, pooled, bare, and each side pools its two runs, so a drift in
+machine speed hits all alike.
 
 The reference, measured in the same run, is a fixed piece of plain Python
 (tokenise a 450-word text and count its word 4-grams, 1,000 times): the
@@ -151,32 +156,41 @@ def start_instant_server():
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def bare_client(url: str, payloads: list[dict], concurrency: int) -> float:
-    """Requests/s of a plain httpx async loop: the same payloads, no fabula."""
+def bare_client(url: str, payloads: list[dict], concurrency: int, pooled: bool) -> float:
+    """Requests/s of a plain httpx async loop: the same payloads, no fabula;
+    one client, or (pooled) worker i on client i mod k, each client of at most
+    POOL connections."""
     import asyncio
 
     import httpx
 
+    from fabula.backends.openai import POOL
+
     async def go() -> float:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-            todo = iter(payloads)
+        per = min(concurrency, POOL) if pooled else concurrency
+        limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        clients = [httpx.AsyncClient(timeout=60, limits=limits) for _ in range(-(-concurrency // per))]
+        todo = iter(payloads)
 
-            async def worker() -> None:
-                for body in todo:
-                    r = await client.post(url + "/chat/completions", json=body)
-                    r.raise_for_status()
-                    r.json()["choices"][0]["message"]["content"]
+        async def worker(client) -> None:
+            for body in todo:
+                r = await client.post(url + "/chat/completions", json=body)
+                r.raise_for_status()
+                r.json()["choices"][0]["message"]["content"]
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return len(payloads) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(concurrency)))
+        rate = len(payloads) / (time.perf_counter() - t0)
+        for client in clients:
+            await client.aclose()
+        return rate
 
     return asyncio.run(go())
 
 
 def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
     from fabula.api import Server
+    from fabula.backends.openai import POOL
     from fabula.packs import load_pack
     from fabula.write import TOKENS_PER_WORD, instruction
 
@@ -198,10 +212,10 @@ def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
     try:
         print(f"\nthrough HTTP (instruct mode, best of 1, bench/instant_server.py): {n} stories a run")
         for c in concurrencies:
-            bare, ours, dropped = [], [], 0
-            for side in ("bare", "fabula", "fabula", "bare"):
-                if side == "bare":
-                    bare.append(bare_client(url, payloads, c))
+            bare, pooled, ours, dropped = [], [], [], 0
+            for side in ("bare", "pooled", "fabula", "fabula", "pooled", "bare"):
+                if side != "fabula":
+                    (pooled if side == "pooled" else bare).append(bare_client(url, payloads, c, pooled=side == "pooled"))
                     continue
                 folder = os.path.join(root, f"http-{c}-{len(ours)}")
                 shutil.rmtree(folder, ignore_errors=True)
@@ -210,9 +224,10 @@ def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
                 )
                 ours.append(summary.written / summary.seconds)
                 dropped += sum(summary.dropped.values())
-            b, f = sum(bare) / 2, sum(ours) / 2
+            b, p, f = sum(bare) / 2, sum(pooled) / 2, sum(ours) / 2
             print(
-                f"  concurrency {c:4d}: fabula {f:7.1f} stories/s, bare httpx loop {b:7.1f} requests/s, ratio {f / b:.2f} (drafts dropped {dropped // 2} a run)"
+                f"  concurrency {c:4d}: fabula {f:7.1f} stories/s; bare httpx loop, one client {b:7.1f} requests/s (ratio {f / b:.2f}), "
+                f"clients of {min(c, POOL)} {p:7.1f} (ratio {f / p:.2f}); drafts dropped {dropped // 2} a run"
             )
     finally:
         proc.terminate()
