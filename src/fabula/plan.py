@@ -289,7 +289,7 @@ class Planner:
         """How many times the openers planned so far hold the 4-grams of ``text``
         (by hash bucket), counted until the count reaches ``bound``: a wording
         that has reached the best so far cannot win (_wording), so the rest of
-        its grams need not be looked up (a third of the planner's time)."""
+        its grams need not be looked up."""
         counts = self._counts
         toks = tokens(text)
         get = _GRAM_BUCKET.get
