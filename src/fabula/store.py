@@ -252,7 +252,7 @@ def _whole_bytes(path: Path, repair: bool = False, start: int = 0) -> bytes:
     keep = raw if raw.endswith(b"\n") or not raw else raw[: raw.rfind(b"\n") + 1]
     if repair and keep != raw:
         with open(path, "r+b") as f:
-            f.truncate(len(keep))
+            f.truncate(start + len(keep))  # the file up to start stays as it is
             os.fsync(f.fileno())
     return keep
 
