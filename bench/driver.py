@@ -15,16 +15,13 @@ once); "fake backend" is the filler text's own cost, not fabula's.
 With ``--http``, the same again through the openai backend (instruct mode,
 best of 1, one request a story: a server run's defaults) against
 bench/instant_server.py, a local OpenAI-compatible server that answers at
-once, at each ``--concurrency``; beside it a bare httpx async loop sends the
-same requests (the first cards' instruct prompts) at the same concurrency to
-the same server: the client's ceiling on this machine, which the server's own
-work shares. Two bare loops: one httpx client of ``concurrency`` connections
-(the plain way to write it), and clients of at most
-fabula.backends.openai.POOL connections, as fabula pools them (one client of
-256 connections spends much of its time in its pool's bookkeeping, so the
-first is the weaker reference). For each concurrency the runs go bare, pooled,
-fabula, fabula, pooled, bare, and each side pools its two runs, so a drift in
-machine speed hits all alike.
+once, at each ``--concurrency``; beside it bare async loops send the same
+requests (the first cards' instruct prompts) at the same concurrency to the
+same server: one aiohttp session (fabula's own client, so the client's
+ceiling on this machine, which the server's own work shares) and, where httpx
+is installed, one httpx client (the issue's reference). For each concurrency
+the runs go aiohttp, httpx, fabula, fabula, httpx, aiohttp, and each side
+pools its two runs, so a drift in machine speed hits all alike.
 
 The reference, measured in the same run, is a fixed piece of plain Python
 (tokenise a 450-word text and count its word 4-grams, 1,000 times): the
@@ -156,33 +153,47 @@ def start_instant_server():
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def bare_client(url: str, payloads: list[dict], concurrency: int, pooled: bool) -> float:
-    """Requests/s of a plain httpx async loop: the same payloads, no fabula;
-    one client, or (pooled) worker i on client i mod k, each client of at most
-    POOL connections."""
+def bare_client(url: str, payloads: list[dict], concurrency: int, kind: str) -> float:
+    """Requests/s of a plain async loop sending the same payloads, no fabula:
+    kind "aiohttp" (one session of ``concurrency`` connections: fabula's own
+    client, so its ceiling) or "httpx" (one client: the issue's reference)."""
     import asyncio
-
-    import httpx
-
-    from fabula.backends.openai import POOL
+    import json
 
     async def go() -> float:
-        per = min(concurrency, POOL) if pooled else concurrency
-        limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-        clients = [httpx.AsyncClient(timeout=60, limits=limits) for _ in range(-(-concurrency // per))]
         todo = iter(payloads)
+        if kind == "aiohttp":
+            import aiohttp
 
-        async def worker(client) -> None:
-            for body in todo:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+
+            async def post(body: dict) -> str:
+                async with session.post(url + "/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}) as r:
+                    r.raise_for_status()
+                    return json.loads(await r.read())["choices"][0]["message"]["content"]
+
+            close = session.close
+        else:
+            import httpx
+
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            client = httpx.AsyncClient(timeout=60, limits=limits)
+
+            async def post(body: dict) -> str:
                 r = await client.post(url + "/chat/completions", json=body)
                 r.raise_for_status()
-                r.json()["choices"][0]["message"]["content"]
+                return r.json()["choices"][0]["message"]["content"]
+
+            close = client.aclose
+
+        async def worker() -> None:
+            for body in todo:
+                await post(body)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
         rate = len(payloads) / (time.perf_counter() - t0)
-        for client in clients:
-            await client.aclose()
+        await close()
         return rate
 
     return asyncio.run(go())
@@ -190,7 +201,6 @@ def bare_client(url: str, payloads: list[dict], concurrency: int, pooled: bool) 
 
 def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
     from fabula.api import Server
-    from fabula.backends.openai import POOL
     from fabula.packs import load_pack
     from fabula.write import TOKENS_PER_WORD, instruction
 
@@ -211,24 +221,30 @@ def http_rows(n: int, seed: int, root: str, concurrencies: list[int]) -> None:
     proc, url = start_instant_server()
     try:
         print(f"\nthrough HTTP (instruct mode, best of 1, bench/instant_server.py): {n} stories a run")
+        try:
+            import httpx  # noqa: F401  (not a dependency of fabula; the issue's reference client)
+
+            kinds = ["aiohttp", "httpx"]
+        except ImportError:
+            kinds = ["aiohttp"]
+            print("  (httpx is not installed: no httpx row)")
         for c in concurrencies:
-            bare, pooled, ours, dropped = [], [], [], 0
-            for side in ("bare", "pooled", "fabula", "fabula", "pooled", "bare"):
+            rates: dict[str, list[float]] = defaultdict(list)
+            dropped = 0
+            for side in [*kinds, "fabula", "fabula", *reversed(kinds)]:
                 if side != "fabula":
-                    (pooled if side == "pooled" else bare).append(bare_client(url, payloads, c, pooled=side == "pooled"))
+                    rates[side].append(bare_client(url, payloads, c, side))
                     continue
-                folder = os.path.join(root, f"http-{c}-{len(ours)}")
+                folder = os.path.join(root, f"http-{c}-{len(rates[side])}")
                 shutil.rmtree(folder, ignore_errors=True)
                 summary = fabula.Corpus(folder).write(
                     n, backend=Server(base_url=url, model="instant", concurrency=c), mode="instruct", best_of=1, seed=seed, progress=False
                 )
-                ours.append(summary.written / summary.seconds)
+                rates[side].append(summary.written / summary.seconds)
                 dropped += sum(summary.dropped.values())
-            b, p, f = sum(bare) / 2, sum(pooled) / 2, sum(ours) / 2
-            print(
-                f"  concurrency {c:4d}: fabula {f:7.1f} stories/s; bare httpx loop, one client {b:7.1f} requests/s (ratio {f / b:.2f}), "
-                f"clients of {min(c, POOL)} {p:7.1f} (ratio {f / p:.2f}); drafts dropped {dropped // 2} a run"
-            )
+            f = sum(rates["fabula"]) / 2
+            bare = "; ".join(f"bare {k} loop {sum(rates[k]) / 2:7.1f} requests/s (ratio {f / (sum(rates[k]) / 2):.2f})" for k in kinds)
+            print(f"  concurrency {c:4d}: fabula {f:7.1f} stories/s; {bare}; drafts dropped {dropped // 2} a run")
     finally:
         proc.terminate()
         proc.wait()
@@ -242,7 +258,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also print cProfile's top entries (a separate run)")
     ap.add_argument("--profile-stories", type=int, default=200)
     ap.add_argument("--keep", help="write the corpora under this folder (kept) instead of a temporary one")
-    ap.add_argument("--http", action="store_true", help="also time fabula through HTTP against a bare httpx loop")
+    ap.add_argument("--http", action="store_true", help="also time fabula through HTTP against bare aiohttp and httpx loops")
     ap.add_argument("--http-stories", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--checks-in-writer", action="store_true", help="run the checks in the writer's process (as before fabula.check_ahead), for an A/B")

@@ -6,7 +6,7 @@ batches concurrent requests: llama.cpp's own llama-server (PyPI sdist
 The same 32 prompts (frame + title + first beat of real cards), the same
 payload (max_tokens, temperature, top_p, seed) and the same concurrency C are
 sent by fabula (OpenAIBackend.run, retries and all) and by a dozen-line
-httpx client with a semaphore and no checks. Output tokens/s = the server's
+aiohttp client (fabula's own) with a semaphore and no checks. Output tokens/s = the server's
 completion_tokens / wall time. For each C = 1, 4, 16 the runs go raw, fabula,
 fabula, raw, and each side's tokens/s pools its two runs, so a drift in
 machine speed hits both sides alike.
@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
-import httpx
+import aiohttp
 
 from _common import card_prompts, timed_run  # noqa: E402 (sets sys.path)
 from fabula.backends.base import Request  # noqa: E402
@@ -72,9 +74,10 @@ def start_server(parallel: int, threads: int):
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(240):
         try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except (urllib.error.URLError, OSError):
             pass
         if proc.poll() is not None:
             break
@@ -87,14 +90,13 @@ def start_server(parallel: int, threads: int):
 def raw(url: str, texts: list[str], tokens: int, c: int) -> tuple[int, float]:
     async def go():
         sem = asyncio.Semaphore(c)
-        async with httpx.AsyncClient(timeout=600) as client:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as client:
 
             async def one(i, p):
                 async with sem:
-                    r = await client.post(
-                        f"{url}/completions", json={"model": MODEL, "prompt": p, "max_tokens": tokens, "temperature": TEMP, "top_p": TOP_P, "seed": i}
-                    )
-                    return r.json()["usage"]["completion_tokens"]
+                    body = {"model": MODEL, "prompt": p, "max_tokens": tokens, "temperature": TEMP, "top_p": TOP_P, "seed": i}
+                    async with client.post(f"{url}/completions", json=body) as r:
+                        return (await r.json())["usage"]["completion_tokens"]
 
             return sum(await asyncio.gather(*(one(i, p) for i, p in enumerate(texts))))
 

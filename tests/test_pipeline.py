@@ -122,3 +122,22 @@ def test_instruct_mode_stops_early_when_a_base_model_answers_with_template_debri
         write_corpus(store, spy, debris, 5, 1, WriteSettings(words=300, mode="instruct"), max_attempts=4)
     assert len(debris.history) == 6  # stopped at the sixth draft, not after 5 x 4
     assert store.records() == []
+
+
+@pytest.mark.parametrize("bans", [True, False])
+def test_the_corpus_common_grams_go_to_a_backend_that_bans_them_and_to_no_other(tmp_path, spy, bans):
+    """Request.ban_grams is worked out only for a backend that keeps them out
+    while sampling (Backend.bans_grams); for any other it stays empty."""
+    seen: list[frozenset] = []
+
+    class Recording(FakeBackend):
+        bans_grams = bans
+
+        def complete(self, request):
+            seen.append(request.ban_grams)
+            return super().complete(request)
+
+    store = Store.open(tmp_path / "c", {"pack": "spy", "seed": 1})
+    s = write_corpus(store, spy, Recording(), 30, 1, WriteSettings(words=300, ban_common=0.05), max_attempts=3)
+    assert s.written == 30 and seen
+    assert any(seen) == bans

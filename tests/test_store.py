@@ -1,5 +1,7 @@
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -169,6 +171,54 @@ def test_a_group_is_held_in_memory_until_flushed_then_committed_in_order(tmp_pat
     assert [r["index"] for r in recs] == [0, 1, 2]
     assert [c["id"] for c in plan_cards(tmp_path / "c")] == [cards[0].id]
     assert sorted(p.name for p in (tmp_path / "c" / "stories").iterdir()) == sorted(r["file"][8:] for r in recs)
+
+
+def test_a_full_group_is_committed_behind_the_writer_and_counted_once_on_disk(tmp_path, monkeypatch):
+    """A full group goes to the committing thread: it is counted as committed
+    only once that thread is done and the writer has seen it; flush() and the
+    readers wait for it; a commit that fails there is raised in the writer,
+    counted as nothing, and leaves no part of its group in the records."""
+    from fabula import store
+
+    s = Store.open(tmp_path / "c", MAN)
+    s.group = 2
+    started, release = threading.Event(), threading.Event()
+    real_sync, real_append = store.sync_files, store.append_bytes
+
+    def slow_sync(folder, paths):  # holds the committing thread until the test lets it go
+        started.set()
+        assert release.wait(10)
+        real_sync(folder, paths)
+
+    monkeypatch.setattr(store, "sync_files", slow_sync)
+
+    def accept(i: int) -> None:
+        s._last_accept = time.monotonic()  # never after a quiet spell (that commits at once)
+        s.accept(i, f"Story {i}.\n", {})
+
+    accept(0)
+    accept(1)  # the group is full: on its way
+    assert started.wait(10)
+    assert (s.committed, s.held) == (0, 2)
+    assert not (tmp_path / "c" / "corpus.jsonl").exists() or read_jsonl(tmp_path / "c" / "corpus.jsonl") == []
+    accept(2)  # held while the first group commits
+    release.set()
+    s.flush()  # waits for the first group, then commits the third story
+    assert (s.committed, s.held) == (3, 0)
+    assert [r["index"] for r in s.records()] == [0, 1, 2]
+
+    def broken(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "append_bytes", broken)
+    accept(3)
+    accept(4)
+    with pytest.raises(OSError, match="No space left"):
+        s.flush()
+    assert s.committed == 3 and s.held == 0
+    monkeypatch.setattr(store, "append_bytes", real_append)
+    s.close()
+    assert [r["index"] for r in s.records()] == [0, 1, 2]
 
 
 def test_reject_and_fail_commit_the_held_plan_lines_first(tmp_path, spy):

@@ -123,7 +123,7 @@ def write_corpus(
     ahead = n - len(records) >= AHEAD_MIN if plan_ahead is None else plan_ahead
     if check_ahead is None:
         check_ahead = n - len(records) >= AHEAD_MIN and backend.checks_apart and movable(to_run)
-    jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common, scorer, ahead)
+    jobs = _Jobs(store, pack, seed, n, settings, records, mem.corpus, mem.common if backend.bans_grams else None, scorer, ahead)
     del records  # ~150 bytes a story
     run = _Run(
         store,
@@ -290,7 +290,7 @@ class _Run:
                 planner = self.jobs.settle()
             except Exception:  # the planner's process failed (its error is on its way up): save the rest
                 planner = None
-            self.store.flush()
+            self.store.close()
             self.store.group = 1
             self.summary.committed = self.store.committed - self.committed_before
             if self.mem.unsaved or self.mem.read:

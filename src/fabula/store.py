@@ -37,6 +37,11 @@ good: the only count a progress display may promise. A store flushes by itself
 when ``group`` stories wait, when the oldest has waited ``GROUP_SECONDS``, or
 when stories come slower than ``GROUP_GAP`` apart (then one fsync a story costs
 nothing that matters); ``reject()``, ``fail()`` and the writer's end flush first.
+A full group (or one held ``GROUP_SECONDS``) is committed behind the writer, in a thread: the writer goes on
+(its HTTP client, its checks) while the disk syncs, and only one group is ever
+on its way, so the next waits for it. ``committed`` counts a group once its
+thread is done and the writer has seen it; anything that reads the folder, and
+``flush()``, waits for it first.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import re
 import shutil
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -631,6 +637,8 @@ class Store:
     _held: list = field(default_factory=list)  # (file name, text, record line, card id) held for the next flush
     _first_held: float = 0.0  # time.monotonic() when the oldest held story was accepted
     _last_accept: float = float("-inf")
+    _behind: tuple | None = None  # (group, its commit's Future): the group being committed in a thread
+    _committer: ThreadPoolExecutor | None = None
 
     @property
     def stories_dir(self) -> Path:
@@ -758,6 +766,7 @@ class Store:
 
     def heads(self) -> Heads:
         """id, index, file and card id of every committed record (see read_heads)."""
+        self._catch_up()
         if self._heads is None:
             return read_heads(self.root / CORPUS)
         return self._heads[:]
@@ -765,6 +774,7 @@ class Store:
     def records(self) -> list[dict[str, Any]]:
         """Every committed record, whole: corpus.jsonl parsed, each with its
         card from the plan (see iter_records)."""
+        self._catch_up()
         out = read_jsonl(self.root / CORPUS)
         plan = plan_file.Cards(self.plan_file, _card_id)
         try:
@@ -823,6 +833,7 @@ class Store:
         """Where the plan's first card still waiting for its story stands
         (the plan's end when none does), once flushed: saved with the
         planner's state, a resume reads the plan from there, not from 0."""
+        self._catch_up()
         path = self.plan_file
         end = path.stat().st_size if path.exists() else 0
         return min(self.unfinished.values(), default=end)
@@ -849,42 +860,98 @@ class Store:
         self._held.append((name, text, jsonl_line(rec), record.get("card", {}).get("id")))
         slow = now - self._last_accept > GROUP_GAP
         self._last_accept = now
-        if len(self._held) >= self.group or slow or now - self._first_held >= GROUP_SECONDS:
+        if self.group <= 1 or slow:  # a story after a quiet spell is committed at once: nothing waits on it
             self.flush()
+        elif len(self._held) >= self.group or slow or now - self._first_held >= GROUP_SECONDS:
+            self._commit_behind()
         return rec
 
     @property
     def held(self) -> int:
-        """Stories kept but not yet committed."""
-        return len(self._held)
+        """Stories kept but not yet committed (held, or on their way in a thread)."""
+        return len(self._held) + (len(self._behind[0][2]) if self._behind else 0)
 
     def flush(self) -> None:
-        """Commit every held plan line and story (see "Group commit")."""
-        if self._plans:
-            at = plan_file.append_lines(self.plan_file, self._plans)
-            self.unfinished.update(zip(self._plan_ids, at))
-            self._plans.clear()
-            self._plan_ids.clear()
-        if not self._held:
+        """Commit every held plan line and story (see "Group commit"), now."""
+        self._catch_up()
+        group = self._take()
+        if group is not None:
+            self._committed(group, self._commit(group))
+
+    def close(self) -> None:
+        """Commit what is held and stop the committing thread."""
+        try:
+            self.flush()
+        finally:
+            if self._committer is not None:
+                self._committer.shutdown()
+                self._committer = None
+
+    def _commit_behind(self) -> None:
+        """Start committing what is held in the committing thread, once the
+        group before it is on disk."""
+        self._catch_up()
+        group = self._take()
+        if group is None:
             return
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="fabula-commit")
+        self._behind = (group, self._committer.submit(self._commit, group))
+
+    def _catch_up(self) -> None:
+        """Wait for the group on its way, if any, and count it (its error, if
+        it failed, is raised here)."""
+        if self._behind is not None:
+            group, future = self._behind
+            try:
+                at = cast(Future, future).result()
+            except Exception:  # not counted: its stories are whole or absent, and the run ends here
+                self._behind = None
+                raise
+            # A Ctrl-C while waiting leaves it in place: the writer's close waits for it again.
+            self._behind = None
+            self._committed(group, at)
+
+    def _take(self) -> tuple[list, list, list] | None:
+        """What is held, handed over: (plan lines, their card ids, stories)."""
+        if not self._plans and not self._held:
+            return None
+        group = (self._plans, self._plan_ids, self._held)
+        self._plans, self._plan_ids, self._held = [], [], []
+        return group
+
+    def _commit(self, group: tuple) -> list[int]:
+        """The disk's part of a commit (any thread): the plan lines, then the
+        stories, whole, then their records; returns the plan lines' offsets."""
+        plans, _, held = group
+        at = plan_file.append_lines(self.plan_file, plans) if plans else []
+        if not held:
+            return at
         folder = self.stories_dir
-        tmps = [folder / (name + TMP_SUFFIX) for name, _, _, _ in self._held]
-        for tmp, (_, text, _, _) in zip(tmps, self._held):
+        tmps = [folder / (name + TMP_SUFFIX) for name, _, _, _ in held]
+        for tmp, (_, text, _, _) in zip(tmps, held):
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
         sync_files(folder, tmps)
-        for tmp, (name, _, _, _) in zip(tmps, self._held):
+        for tmp, (name, _, _, _) in zip(tmps, held):
             os.replace(tmp, folder / name)
         _fsync_dir(folder)
-        append_bytes(self.root / CORPUS, b"".join(line for _, _, line, _ in self._held))
+        append_bytes(self.root / CORPUS, b"".join(line for _, _, line, _ in held))
+        return at
+
+    def _committed(self, group: tuple, at: list[int]) -> None:
+        """The writer's part of a commit, once the disk's is done."""
+        _, plan_ids, held = group
+        self.unfinished.update(zip(plan_ids, at))
+        if not held:
+            return
         # The heads and files open() listed served its checks; kept up to date
         # they would hold ~1 KB a story for the whole run. heads() reads
         # corpus.jsonl again if asked after the first commit.
         self._heads = self._files = None
-        for _, _, _, card_id in self._held:
+        for _, _, _, card_id in held:
             self.unfinished.pop(card_id, None)
-        self.committed += len(self._held)
-        self._held.clear()
+        self.committed += len(held)
 
     def reject(self, record: dict[str, Any]) -> None:
         self.flush()  # its card's plan line first

@@ -1,5 +1,7 @@
 """Real servers on 127.0.0.1 for the openai backend's tests: llama-cpp-python's
-own OpenAI-compatible server, and a fault-injecting proxy in front of it."""
+own OpenAI-compatible server, a fault-injecting proxy in front of it, and
+LocalHTTP, a bare HTTP/1.1 server whose answers a test writes (the faults
+among them: a reset connection, a stall, a garbled body)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,15 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Awaitable, Callable
 
-import httpx
+# (method, path, headers with lower-case names, body) -> (status, extra headers, body),
+# or None: drop the connection without an answer.
+Answer = tuple[int, dict, bytes] | None
+Handler = Callable[[str, str, dict, bytes], Awaitable[Answer]]
 
 
 def free_port() -> int:
@@ -79,9 +87,10 @@ class LlamaServer:
                 self.log.seek(0)
                 raise RuntimeError(f"llama_cpp.server exited: {self.log.read()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/models", headers=self.headers, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
+                with urllib.request.urlopen(urllib.request.Request(f"{self.url}/models", headers=self.headers), timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.5)
         self.stop()
@@ -103,10 +112,73 @@ class LlamaServer:
             self.proc.kill()
 
 
+class LocalHTTP:
+    """An HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length bodies) in a
+    thread of its own, answering every request with ``handler``."""
+
+    def __init__(self, handler: Handler):
+        self.handler = handler
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("LocalHTTP did not start in 10 s")
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024))
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                answer = await self.handler(method, path, headers, body)
+                if answer is None:
+                    writer.transport.abort()
+                    return
+                status, extra, data = answer
+                more = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{more}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    def stop(self) -> None:
+        async def shutdown():
+            self.server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:  # handlers still waiting (stalls, open keep-alive connections)
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def post(url: str, body: bytes, headers: dict, timeout: float = 300) -> tuple[int, bytes]:
+    """A blocking POST (urllib): the proxy's way upstream, run in a thread."""
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 that answers a share of POSTs with a fault:
     500, 429 with Retry-After, a stall past the client's timeout, or a reset
-    connection (in turn, so every kind occurs). GETs pass untouched."""
+    connection (in turn, so every kind occurs). Other requests pass untouched."""
 
     KINDS = ("500", "429", "stall", "reset")
 
@@ -115,74 +187,40 @@ class FaultProxy:
         self.rng, self.turn = random.Random(seed), 0
         self.counts = {k: 0 for k in (*self.KINDS, "passed")}
         self.bodies: list[bytes] = []  # every POST body, in arrival order
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self.thread.start()
-        ready.wait(10)
+        self.http = LocalHTTP(self._answer)
+        self.url = self.http.url
 
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.client = httpx.AsyncClient(timeout=300)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
-        ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-            return
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = lines[0].split(" ", 2)
-        headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    async def _answer(self, method: str, path: str, headers: dict, body: bytes) -> Answer:
+        kind = None
         if method == "POST":
             self.bodies.append(body)
-        kind = None
-        if method == "POST" and self.rng.random() < self.share:
-            kind = self.kinds[self.turn % len(self.kinds)]
-            self.turn += 1
-        if kind:
-            self.counts[kind] += 1
+            if self.rng.random() < self.share:
+                kind = self.kinds[self.turn % len(self.kinds)]
+                self.turn += 1
+                self.counts[kind] += 1
         if kind == "reset":
-            writer.transport.abort()
-            return
+            return None
         if kind == "stall":
             await asyncio.sleep(self.stall)
-            writer.transport.abort()
-            return
+            return None
         if kind in ("500", "429"):
-            extra = "Retry-After: 1\r\n" if kind == "429" else ""
-            msg = b'{"error": {"message": "injected fault"}}'
-            writer.write(
-                f"HTTP/1.1 {kind} Fault\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(msg)}\r\nConnection: close\r\n\r\n".encode() + msg
-            )
-        else:
+            return int(kind), ({"Retry-After": "1"} if kind == "429" else {}), b'{"error": {"message": "injected fault"}}'
+        if method == "POST":
             self.counts["passed"] += 1
-            fwd = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
-            r = await self.client.request(method, self.upstream + path[len("/v1") :], content=body, headers=fwd)
-            writer.write(
-                f"HTTP/1.1 {r.status_code} OK\r\nContent-Type: application/json\r\nContent-Length: {len(r.content)}\r\nConnection: close\r\n\r\n".encode()
-                + r.content
-            )
-        try:
-            await writer.drain()
-        finally:
-            writer.close()
+        fwd = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
+        url = self.upstream + path[len("/v1") :]
+        if method == "GET":
+            return await asyncio.to_thread(_get, url, fwd)
+        status, data = await asyncio.to_thread(post, url, body, fwd)
+        return status, {}, data
 
     def stop(self) -> None:
-        async def shutdown():
-            self.server.close()
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in others:  # stalled handlers still sleeping
-                t.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-            await self.client.aclose()
+        self.http.stop()
 
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+
+def _get(url: str, headers: dict) -> Answer:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+            return r.status, {}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {}, e.read()

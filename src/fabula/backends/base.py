@@ -71,6 +71,9 @@ class Backend:
     # Its stories come faster than the writer checks them and it leaves the
     # machine's cores to the writer: a large run checks in a process of its own (fabula.check_ahead).
     checks_apart: ClassVar[bool] = False
+    # It keeps Request.ban_grams out while sampling (the embedded engine does;
+    # a server cannot): for one that does not, the writer never works them out.
+    bans_grams: ClassVar[bool] = False
 
     def complete(self, request: Request) -> Completion:
         """One request: its text (``request.n`` candidates: see split/merge)."""

@@ -82,6 +82,7 @@ class _Lane:
 
 class EmbeddedBackend(Backend):
     chat = False  # steer and beats modes only: the embedded model is a small base model
+    bans_grams = True
 
     def __init__(self, path: str, model_name: str, threads: int, batch: int, ctx_per_seq: int, adapter: str | None = None):
         super().__init__(id="embedded", model=model_name)

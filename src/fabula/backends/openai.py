@@ -40,12 +40,12 @@ BACKOFF_CAP = 20.0  # seconds
 RETRY_AFTER_CAP = 60.0  # seconds; a server asking for longer is waited on no longer
 FAILS_TO_REST = 3  # faults in a row before a server (of several) is set aside
 REST = 30.0  # seconds a failing server is set aside before it is tried again
-POOL = 32  # connections a client holds at most (see OpenAIBackend.run)
 
 
 @dataclass
 class _Server:
     url: str
+    proxy: str | None = None  # from the environment (proxy_for)
     in_flight: int = 0
     fails: int = 0  # faults in a row
     resting_until: float = 0.0
@@ -58,12 +58,45 @@ class RequestFailed(Exception):
     """A request that kept failing through the whole retry budget."""
 
 
-def _httpx():
+@dataclass(frozen=True)
+class _Answer:
+    """One HTTP answer, read whole."""
+
+    status: int
+    body: bytes
+    reason: str = ""
+    retry_after: str | None = None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def _aiohttp():
     try:
-        import httpx
+        import aiohttp
     except ImportError:
-        raise MissingDependency("the openai backend", "httpx") from None
-    return httpx
+        raise MissingDependency("the openai backend", "aiohttp") from None
+    return aiohttp
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTP_PROXY, HTTPS_PROXY,
+    ALL_PROXY, NO_PROXY, as curl reads them), or None. Looked up once per
+    server: aiohttp's trust_env looks it up, and reads ~/.netrc, at every
+    request (~15 % of the writer's time at a few hundred requests a second)."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all") or None
+
+
+async def _send(session, method: str, url: str, headers: dict, body: bytes | None = None, proxy: str | None = None) -> _Answer:
+    async with session.request(method, url, data=body, headers=headers, proxy=proxy) as r:
+        return _Answer(r.status, await r.read(), r.reason or "", r.headers.get("Retry-After"))
 
 
 class OpenAIBackend(Backend):
@@ -79,10 +112,9 @@ class OpenAIBackend(Backend):
         timeout: float = 120.0,
         max_retries: int = 6,
         backoff: float = BACKOFF_BASE,
-        transport=None,
     ):
-        """``transport``: an httpx async transport for the run's client (None:
-        the network; tests pass an ``httpx.MockTransport``)."""
+        """``timeout``: seconds a connection may take to open, and a request
+        to go between two reads of its answer."""
         super().__init__(id="openai", model=model)
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls or urls == [""]:
@@ -92,12 +124,11 @@ class OpenAIBackend(Backend):
                 raise UsageError(f"--base-url {url!r} is not an http(s) URL; give the API root, e.g. http://127.0.0.1:8000/v1")
         if not model:
             raise UsageError("--backend openai needs --model NAME (the id the server lists at /models)")
-        self.servers = [_Server(u.rstrip("/")) for u in dict.fromkeys(urls)]
+        self.servers = [_Server(u.rstrip("/"), proxy_for(u)) for u in dict.fromkeys(urls)]
         self.base_url = self.servers[0].url
         self.api_key_env = api_key_env
         self._key = os.environ.get(api_key_env) or None  # None: a local server without keys
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
-        self.transport = transport
 
     def describe(self) -> dict:
         if len(self.servers) == 1:
@@ -150,13 +181,22 @@ class OpenAIBackend(Backend):
         self.servers = live
         self.base_url = live[0].url
 
-    def _get(self, url: str):
-        """GET through the run's own transport (so a test's MockTransport sees it too)."""
-        httpx = _httpx()
+    def _session(self, limit: int, timeout: float):
+        """An aiohttp session (call it on the loop that will use it). Not
+        httpx: its client spent ~2.4 ms of CPU a request against aiohttp's
+        ~0.27 (bare loops against bench/instant_server.py, AMD EPYC), and at
+        hundreds of stories a second that was the driver's largest cost.
+        Proxies come from the environment once per server (proxy_for)."""
+        aiohttp = _aiohttp()
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+        )
 
+    def _get(self, url: str) -> _Answer:
         async def get():
-            async with httpx.AsyncClient(timeout=min(self.timeout, 15.0), transport=self.transport) as client:
-                return await client.get(url, headers=self._headers())
+            async with self._session(1, min(self.timeout, 15.0)) as session:
+                return await _send(session, "GET", url, self._headers(), proxy=proxy_for(url))
 
         loop = asyncio.new_event_loop()
         try:
@@ -165,25 +205,25 @@ class OpenAIBackend(Backend):
             loop.close()
 
     def _preflight_one(self, base_url: str) -> None:
-        httpx = _httpx()
+        aiohttp = _aiohttp()
         self_base, url = base_url, f"{base_url}/models"
         try:
             r = self._get(url)
-        except httpx.ConnectError:
+        except aiohttp.ClientConnectorError:
             raise BackendError(f"no server answers at {self_base} (connection refused); start the server or fix --base-url") from None
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise BackendError(f"the server at {self_base} did not answer GET /models within 15 s; check that it is up and not overloaded") from None
-        except httpx.HTTPError as e:
+        except aiohttp.ClientError as e:
             raise BackendError(f"cannot reach {self_base} ({type(e).__name__}); check --base-url") from None
-        if r.status_code in (401, 403):
+        if r.status in (401, 403):
             which = f"the API key in ${self.api_key_env}" if self._key else f"requests without a key (${self.api_key_env} is not set)"
             raise BackendError(
-                f"the server at {self_base} refused {which} (HTTP {r.status_code}); set the right key in ${self.api_key_env} or name another variable with --api-key-env"
+                f"the server at {self_base} refused {which} (HTTP {r.status}); set the right key in ${self.api_key_env} or name another variable with --api-key-env"
             )
-        if r.status_code == 404:
+        if r.status == 404:
             raise BackendError(f"{url} does not exist (HTTP 404); --base-url must be the API root, usually ending in /v1")
-        if r.status_code >= 400:
-            raise BackendError(f"GET {url} answered HTTP {r.status_code}; check the server's log")
+        if r.status >= 400:
+            raise BackendError(f"GET {url} answered HTTP {r.status}; check the server's log")
         try:
             ids = [m["id"] for m in r.json().get("data", [])]
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -221,9 +261,10 @@ class OpenAIBackend(Backend):
                 pass  # an HTTP date: fall back to backoff
         return random.uniform(0, min(BACKOFF_CAP, self.backoff * 2**attempt))  # full jitter
 
-    async def _complete(self, client, req: Request) -> Completion:
-        httpx = _httpx()
+    async def _complete(self, session, req: Request) -> Completion:
+        aiohttp = _aiohttp()
         path, payload = self._payload(req)
+        body, headers = json.dumps(payload).encode(), self._headers()
         t0 = now()
         last = ""
         for attempt in range(self.max_retries + 1):
@@ -231,22 +272,22 @@ class OpenAIBackend(Backend):
             server = self._pick()  # a retry may go to another server
             server.in_flight += 1
             try:
-                r = await client.post(server.url + path, json=payload, headers=self._headers())
-                if r.status_code in RETRY_STATUS:
-                    last, retry_after = f"HTTP {r.status_code}", r.headers.get("retry-after")
-                elif r.status_code >= 400:
+                r = await _send(session, "POST", server.url + path, headers, body, server.proxy)
+                if r.status in RETRY_STATUS:
+                    last, retry_after = f"HTTP {r.status}", r.retry_after
+                elif r.status >= 400:
                     raise BackendError(
-                        f"the server at {server.url} rejected a request to {path} (HTTP {r.status_code}: {_error_message(r)}); check --model and the server's limits"
+                        f"the server at {server.url} rejected a request to {path} (HTTP {r.status}: {_error_message(r)}); check --model and the server's limits"
                     )
                 else:
-                    if not r.content.strip():
+                    if not r.body.strip():
                         raise ValueError("empty body")
                     text, tokens, finish = self._text(req, r.json())
                     server.fails, server.requests, server.tokens = 0, server.requests + 1, server.tokens + tokens
                     return Completion(text=text, tokens=tokens, seconds=now() - t0, finish=finish, retries=attempt)
-            except httpx.TimeoutException:
+            except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, which is TimeoutError
                 last = f"timeout after {self.timeout:g} s"
-            except (httpx.TransportError, httpx.RemoteProtocolError) as e:
+            except aiohttp.ClientError as e:  # refused, reset, closed mid-answer, a broken HTTP answer
                 last = f"connection error ({type(e).__name__})"
             except (ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError):
                 last = "malformed or empty answer"
@@ -259,10 +300,10 @@ class OpenAIBackend(Backend):
                     await asyncio.sleep(self._delay(attempt, retry_after))
         raise RequestFailed(f"{last}, {self.max_retries} retries spent")
 
-    async def _drive(self, client, job: J) -> J:
+    async def _drive(self, session, job: J) -> J:
         try:
             while (req := job.request()) is not None:
-                parts = await asyncio.gather(*(self._complete(client, r) for r in split(req)))
+                parts = await asyncio.gather(*(self._complete(session, r) for r in split(req)))
                 job.feed(merge(list(parts)))
         except RequestFailed as e:
             job.fail(str(e))
@@ -270,18 +311,13 @@ class OpenAIBackend(Backend):
 
     # -- many jobs -----------------------------------------------------------------
     def run(self, jobs: Iterable[J | None]) -> Iterator[J]:
-        httpx = _httpx()
+        _aiohttp()
         loop = asyncio.new_event_loop()
-        # Several clients of at most POOL connections, each job on the least
-        # busy: httpcore's pool does work in the square of its connections at
-        # every request while many of them sit idle (as they do here while
-        # the writer decides and commits stories): one pool of 256 took 27 %
-        # of the writer's time at ~190 stories/s (py-spy, bench/driver.py).
-        per = min(self.concurrency, POOL)
-        limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-        clients = [httpx.AsyncClient(timeout=self.timeout, limits=limits, transport=self.transport) for _ in range(-(-self.concurrency // per))]
-        busy = dict.fromkeys(range(len(clients)), 0)  # jobs in flight on each client
-        client_of: dict[asyncio.Task, int] = {}
+
+        async def open_session():
+            return self._session(self.concurrency, self.timeout)
+
+        session = loop.run_until_complete(open_session())
         source, active = JobSource(jobs), set[asyncio.Task]()
         # Finished tasks queue themselves here. Not asyncio.wait(active): that
         # hooks a callback onto every task in flight at each call and takes it
@@ -290,7 +326,6 @@ class OpenAIBackend(Backend):
         wake: list[asyncio.Future] = []
 
         def finished(task: asyncio.Task) -> None:
-            busy[client_of.pop(task)] -= 1
             done.append(task)
             if wake and not wake[0].done():
                 wake[0].set_result(None)
@@ -298,10 +333,7 @@ class OpenAIBackend(Backend):
         try:
             while True:
                 while len(active) < self.concurrency and (job := source.take()) is not None:
-                    c = min(busy, key=busy.__getitem__)
-                    busy[c] += 1
-                    task = loop.create_task(self._drive(clients[c], job))
-                    client_of[task] = c
+                    task = loop.create_task(self._drive(session, job))
                     task.add_done_callback(finished)
                     active.add(task)
                 if not active and source.idle():
@@ -319,15 +351,14 @@ class OpenAIBackend(Backend):
                 task.cancel()
             if active:
                 loop.run_until_complete(asyncio.gather(*active, return_exceptions=True))
-            for client in clients:
-                loop.run_until_complete(client.aclose())
+            loop.run_until_complete(session.close())
             loop.close()
 
 
-def _error_message(r) -> str:
+def _error_message(r: _Answer) -> str:
     try:
         err = r.json().get("error")
         msg = err.get("message") if isinstance(err, dict) else err
-        return str(msg)[:200] if msg else r.reason_phrase
+        return str(msg)[:200] if msg else r.reason
     except (ValueError, AttributeError):
-        return r.reason_phrase
+        return r.reason

@@ -167,6 +167,7 @@ class RayBackend(Backend):
     """Drives jobs on the driver; sends their requests to Ray workers."""
 
     chat = False  # steer and beats modes: the workers run a base model
+    bans_grams = True  # the workers' engine is the embedded one
 
     def __init__(
         self,
