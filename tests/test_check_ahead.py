@@ -89,3 +89,35 @@ def test_a_checks_process_that_ends_is_a_clear_error(spy):
             ahead.verdicts()
     finally:
         ahead.close()
+
+
+def test_long_stories_sent_faster_than_they_are_checked_never_deadlock_the_pipes(spy):
+    """The writer sends LAG long stories before it reads a verdict, and each
+    verdict carries the story's 4-gram hashes: more than a pipe holds in both
+    directions at once. The checks' process reads its input in a thread of its
+    own, so neither side waits for the other for ever."""
+    import threading
+
+    card = Planner(spy, 1, 1).next()
+    rng = random.Random(1)
+    text = "\n\n".join(f"{opener} {filler(rng, 280)}." for opener in card.openers)  # ~2,000 words, ~12 KB: it passes
+    ahead = CheckAhead(default_checks(spy, 100, 5000))
+    got: list = []
+
+    def writer() -> None:
+        for _ in range(4):
+            for _ in range(LAG):
+                ahead.submit(text, card)
+            got.extend(ahead.verdicts() for _ in range(LAG))
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    t.join(60)
+    try:
+        assert not t.is_alive(), "the writer and the checks' process wait on each other"
+        assert len(got) == 4 * LAG and all(p is not None and len(p.grams) > 1000 for _, p in got)
+    finally:
+        if t.is_alive():
+            ahead._child.proc.kill()
+        else:
+            ahead.close()

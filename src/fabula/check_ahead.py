@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from fabula.checks import Adherence, Cast, Check, Degeneration, Length, Prints, StockPhrases, Verdict, prints, run_checks
-from fabula.child import Child, receive, send
+from fabula.child import Child, inbox, send
 from fabula.records import Card
 
 LAG = 8  # stories sent to the checks' process and not yet decided, at most
@@ -37,9 +37,10 @@ def movable(checks: Sequence[Check]) -> bool:
 def _child(read_fd: int, write_fd: int) -> None:
     """The child: read the checks, then check each (text, card) sent, in order;
     with the verdicts of a story that passed, its Prints."""
+    messages = inbox(read_fd)
     try:
-        checks, num_perm = receive(read_fd)
-        while (msg := receive(read_fd)) is not None:
+        checks, num_perm = next(messages)
+        while (msg := next(messages, None)) is not None:
             text, card = msg
             try:
                 verdicts = run_checks(text, card, checks)
@@ -47,7 +48,7 @@ def _child(read_fd: int, write_fd: int) -> None:
             except Exception as e:  # noqa: BLE001 - raised in the writer
                 reply = ("error", RuntimeError(f"a check failed in the checks' process: {type(e).__name__}: {e}"))
             send(write_fd, reply)
-    except (EOFError, BrokenPipeError):
+    except (StopIteration, BrokenPipeError):
         return
 
 

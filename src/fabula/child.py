@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import select
 import subprocess
 import sys
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 
 def send(fd: int, obj: Any) -> None:
@@ -39,6 +41,31 @@ def _read(fd: int, n: int) -> bytes:
 
 def receive(fd: int) -> Any:
     return pickle.loads(_read(fd, int.from_bytes(_read(fd, 8), "little")))
+
+
+def inbox(fd: int) -> Iterator[Any]:
+    """Every message sent to a child, in order, read by a thread of its own
+    until the pipe closes. A child that reads only between its own replies
+    can deadlock with the writer: the writer blocked sending into a full pipe
+    while the child is blocked sending its replies into another (long stories
+    fill 64 KiB in a few). Read this way, the writer's sends always drain."""
+    got: queue.SimpleQueue = queue.SimpleQueue()
+
+    def pump() -> None:
+        try:
+            while True:
+                got.put((True, receive(fd)))
+        except BaseException as e:  # noqa: BLE001 - handed to the reader below
+            got.put((False, e))
+
+    threading.Thread(target=pump, name="fabula-inbox", daemon=True).start()
+    while True:
+        ok, value = got.get()
+        if not ok:
+            if isinstance(value, EOFError):
+                return
+            raise value
+        yield value
 
 
 class Child:
