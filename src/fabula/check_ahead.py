@@ -24,7 +24,7 @@ from fabula.checks import Adherence, Cast, Check, Degeneration, Length, Prints, 
 from fabula.child import Child, inbox, send
 from fabula.records import Card
 
-LAG = 8  # stories sent to the checks' process and not yet decided, at most
+LAG = 32  # stories sent to the checks' process and not yet decided, at most
 BUILT_IN = (Length, Adherence, Degeneration, Cast, StockPhrases)
 
 

@@ -25,7 +25,7 @@ from fabula.plan import Planner
 from fabula.records import Card
 
 AHEAD_MIN = 256  # stories to write before a run plans in a process of its own (starting one takes ~0.5 s)
-CHUNK = 32  # cards the writer keeps asked for or ready; the child is asked again when half are taken
+CHUNK = 128  # cards the writer keeps asked for or ready; the child is asked again when half are taken
 
 
 def _child(read_fd: int, write_fd: int) -> None:
