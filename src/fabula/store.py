@@ -37,11 +37,11 @@ good: the only count a progress display may promise. A store flushes by itself
 when ``group`` stories wait, when the oldest has waited ``GROUP_SECONDS``, or
 when stories come slower than ``GROUP_GAP`` apart (then one fsync a story costs
 nothing that matters); ``reject()``, ``fail()`` and the writer's end flush first.
-A full group (or one held ``GROUP_SECONDS``) is committed behind the writer, in a thread: the writer goes on
-(its HTTP client, its checks) while the disk syncs, and only one group is ever
-on its way, so the next waits for it. ``committed`` counts a group once its
-thread is done and the writer has seen it; anything that reads the folder, and
-``flush()``, waits for it first.
+A full group (or one held ``GROUP_SECONDS``) is committed behind the writer,
+in a thread: the writer goes on (its HTTP client, its checks) while the disk
+syncs, and only one group is ever on its way, so the next waits for it.
+``committed`` counts a group once its thread is done and the writer has seen
+it; ``flush()`` and whatever reads the folder wait for it first.
 """
 
 from __future__ import annotations
@@ -862,7 +862,7 @@ class Store:
         self._last_accept = now
         if self.group <= 1 or slow:  # a story after a quiet spell is committed at once: nothing waits on it
             self.flush()
-        elif len(self._held) >= self.group or slow or now - self._first_held >= GROUP_SECONDS:
+        elif len(self._held) >= self.group or now - self._first_held >= GROUP_SECONDS:
             self._commit_behind()
         return rec
 
