@@ -165,14 +165,15 @@ class LocalHTTP:
         self.thread.join(10)
 
 
-def post(url: str, body: bytes, headers: dict, timeout: float = 300) -> tuple[int, bytes]:
-    """A blocking POST (urllib): the proxy's way upstream, run in a thread."""
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def forward(method: str, url: str, headers: dict, body: bytes | None = None, timeout: float = 300) -> Answer:
+    """A blocking request (urllib), its answer as LocalHTTP's handlers give one:
+    the proxy's way upstream, run in a thread."""
+    req = urllib.request.Request(url, data=body if method == "POST" else None, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
+            return r.status, {}, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        return e.code, {}, e.read()
 
 
 class FaultProxy:
@@ -208,19 +209,7 @@ class FaultProxy:
         if method == "POST":
             self.counts["passed"] += 1
         fwd = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
-        url = self.upstream + path[len("/v1") :]
-        if method == "GET":
-            return await asyncio.to_thread(_get, url, fwd)
-        status, data = await asyncio.to_thread(post, url, body, fwd)
-        return status, {}, data
+        return await asyncio.to_thread(forward, method, self.upstream + path[len("/v1") :], fwd, body)
 
     def stop(self) -> None:
         self.http.stop()
-
-
-def _get(url: str, headers: dict) -> Answer:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
-            return r.status, {}, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {}, e.read()

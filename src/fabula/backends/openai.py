@@ -170,7 +170,7 @@ class OpenAIBackend(Backend):
         errors, live = [], []
         for server in self.servers:
             try:
-                self._preflight_one(server.url)
+                self._preflight_one(server)
                 live.append(server)
             except BackendError as e:
                 errors.append(e)
@@ -193,10 +193,10 @@ class OpenAIBackend(Backend):
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
         )
 
-    def _get(self, url: str) -> _Answer:
+    def _get(self, url: str, proxy: str | None) -> _Answer:
         async def get():
             async with self._session(1, min(self.timeout, 15.0)) as session:
-                return await _send(session, "GET", url, self._headers(), proxy=proxy_for(url))
+                return await _send(session, "GET", url, self._headers(), proxy=proxy)
 
         loop = asyncio.new_event_loop()
         try:
@@ -204,11 +204,11 @@ class OpenAIBackend(Backend):
         finally:
             loop.close()
 
-    def _preflight_one(self, base_url: str) -> None:
+    def _preflight_one(self, server: _Server) -> None:
         aiohttp = _aiohttp()
-        self_base, url = base_url, f"{base_url}/models"
+        self_base, url = server.url, f"{server.url}/models"
         try:
-            r = self._get(url)
+            r = self._get(url, server.proxy)
         except aiohttp.ClientConnectorError:
             raise BackendError(f"no server answers at {self_base} (connection refused); start the server or fix --base-url") from None
         except TimeoutError:
