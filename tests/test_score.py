@@ -89,6 +89,25 @@ def test_contractions_and_quoted_speech_openings_are_not_names(card):
     assert slips("Ilze waited for Don and Tomas.", card)["stranger"] == 1  # Don, the name, is still a stranger
 
 
+def test_first_then_capital_finds_what_the_regex_of_the_first_names_finds():
+    """score.first_then_capital stands in for a pattern compiled per card:
+    the same words, on texts made to trip it (names inside names, a name
+    as another's surname, hyphens, digits, accents, names at the very start)."""
+    import random
+    import re
+
+    from fabula.score import first_then_capital
+
+    rng = random.Random(7)
+    pieces = ["Anna", "Ann", "Maria", "Kets", "Jean-Luc", "Luc", "Ilze", "Öz", "Vəli", "_Anna", "Anna5", "9", "Ab", "Abc", "Zoë", "the", "O'Neil"]
+    seps = [" ", " ", " ", ", ", ".", "-", "\n", "", "  ", "'"]
+    for _ in range(3000):
+        firsts = sorted(set(rng.sample(["Anna", "Ann", "Maria", "Jean-Luc", "Luc", "Ilze", "Öz", "Vəli", "O'Neil"], rng.randint(1, 4))))
+        text = "".join(rng.choice(pieces) + rng.choice(seps) for _piece in range(rng.randint(1, 14)))
+        want = re.findall(r"\b(?:" + "|".join(map(re.escape, firsts)) + r") ([A-Z][^\W\d_]{2,})\b", text)
+        assert first_then_capital(text, firsts) == want, (text, firsts)
+
+
 def test_a_card_name_misspelt_is_a_stranger(card):
     """Seen in a 40-story read: Maglakelidze for Maghlakelidze, Shavaika for Shvaika."""
     c = recast(card, hero=replace(card.hero, last="Shvaika"), other=replace(card.cast["other"], last="Maghlakelidze"))

@@ -135,6 +135,20 @@ GATED_EXAMPLES = {
         "RIA Novosti said",
     ],
     "META_EXTRA": ["The Story went", "this tale of", "the author wrote", "Readers knew", "a reader"],
+    "REPORTAGE": [
+        "she says she left",
+        "Markus says so",
+        "it says now that",
+        "then says Ilse, gravely",
+        "I met him at the depot",
+        "I asked her twice",
+        "I interviewed them in Graz",
+        "I spoke to him",
+        "What exactly is the story here?",
+        "what is the story",
+        "she told me about the key",
+        "they told us that it burned",
+    ],
 }
 
 
@@ -150,6 +164,7 @@ def test_a_gated_pattern_finds_what_its_regex_finds():
     where = {
         "META_GATED": text_layer.META_GATED,
         "META_EXTRA": score.META_EXTRA,
+        "REPORTAGE": text_layer.REPORTAGE,
         "ENCYCLOPEDIC_GATED": Genre.of(load_pack("spy")).encyclopedic,
     }  # with the spy pack's agencies
 

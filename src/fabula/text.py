@@ -197,9 +197,15 @@ MARKUP = re.compile(r"<[^<>\s]{1,40}>|\[[^\[\]\n]{0,80}\]|\{\{|\}\}|\|")
 
 # News-report voice instead of fiction: present-tense attribution ("she says
 # now"), an interviewer ("I met him", "I asked"), questions about the story.
-REPORTAGE = re.compile(
-    r"\b(?:he|she|they|[A-Z][a-z]+) says\b|\bsays now\b|\bsays (?:he|she|[A-Z][a-z]+)\b|\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b|"
-    r"\b[Ww]hat (?:exactly )?is the story\b|\btold (?:me|us) (?:about|that)\b",
+REPORTAGE = Gated.of(
+    (
+        (r"\b(?:he|she|they|[A-Z][a-z]+) says\b", ("says",)),
+        (r"\bsays now\b", ("says",)),
+        (r"\bsays (?:he|she|[A-Z][a-z]+)\b", ("says",)),
+        (r"\bI (?:met|asked|interviewed|spoke to) (?:him|her|them)\b", ("I met", "I asked", "I interviewed", "I spoke to")),
+        (r"\b[Ww]hat (?:exactly )?is the story\b", ("is the story",)),
+        (r"\btold (?:me|us) (?:about|that)\b", ("told me", "told us")),
+    )
 )
 
 
