@@ -226,6 +226,9 @@ def test_common_grams_are_those_in_limit_stories_less_the_cards_own(card):
     common.add("A postcard of a lighthouse came; she walked to the door.")
     common.add("It was a postcard of a lighthouse, nothing more.")
     assert "a postcard of a" in common.common
+    before = set(common.common)
+    common.add("Later she walked to the station in the snow.")  # known common grams, and one new
+    assert common.common == before | {"walked to the station"}
     banned = common.banned_for(card)  # the card's summons is that postcard: its story may say so
     assert "a postcard of a" not in banned and "postcard of a lighthouse" not in banned
     assert "she walked to the" in banned and "to the station in" in banned

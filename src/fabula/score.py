@@ -52,7 +52,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -525,6 +525,7 @@ class CommonGrams:
         self.limit = max(2, int(limit))
         self.counts = np.zeros(self.BITS, dtype=np.uint8)
         self.common: set[str] = set()  # only ever grows (banned_for relies on it)
+        self._in_common: set[int] = set()  # the hashes of the grams in common (see keep())
         self._banned: dict[int, tuple] = {}  # id(card) -> (card, len(common), banned_for(card))
 
     def _bucket(self, gram: str) -> int:
@@ -548,8 +549,19 @@ class CommonGrams:
         self.counts[buckets] = np.minimum(self.counts[buckets].astype(np.int64) + times, 255).astype(np.uint8)
         hit = np.flatnonzero(self.counts[at] >= self.limit)
         if len(hit):
-            toks = tokens(text) if toks is None else toks
-            self.common.update(" ".join(toks[i : i + 4]) for i in first[hit].tolist())
+            # Only grams not in common yet are spelt out: most of a story's
+            # common grams were there before it, and spelling them needs its tokens.
+            known = self._in_common
+            new = [(i, h) for i, h in zip(first[hit].tolist(), uniq[hit].tolist()) if h not in known]
+            if new:
+                toks = tokens(text) if toks is None else toks
+                self.common.update(" ".join(toks[i : i + 4]) for i, _ in new)
+                known.update(h for _, h in new)
+
+    def keep(self, grams: Iterable[str]) -> None:
+        """Set the common grams (a saved index's) to ``grams``."""
+        self.common = set(grams)
+        self._in_common = {gram_hash(g) for g in self.common}
 
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story
