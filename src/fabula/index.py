@@ -143,7 +143,7 @@ def _load(path: Path, ids: list[str], near_threshold: float, limit: int) -> Memo
             saved_common = bytes(z["common"]).decode().split("\n") if len(z["common"]) else []
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    mem.counts.keep(g for g in saved_common if mem.counts.count(g) >= limit)
+    mem.counts.keep(saved_common)
     mem.loaded = mem.signature_rows = n
     mem.last_signature = header["last_signature"]
     mem.near.drop_signatures()  # they are in index.signatures: not held in memory too

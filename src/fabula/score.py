@@ -390,8 +390,7 @@ def first_then_capital(text: str, firsts: list[str]) -> list[str]:
             at = q - len(first)
             if at >= 0 and text.startswith(first, at) and _boundary(text, at):
                 found.append((at, rank, m.end(), m.group(1)))
-    if len(found) > 1:
-        found.sort()
+    found.sort()
     out, free = [], 0
     for at, _, end, word in found:
         if at >= free:
@@ -559,9 +558,14 @@ class CommonGrams:
                 known.update(h for _, h in new)
 
     def keep(self, grams: Iterable[str]) -> None:
-        """Set the common grams (a saved index's) to ``grams``."""
-        self.common = set(grams)
-        self._in_common = {gram_hash(g) for g in self.common}
+        """Set the common grams to those of ``grams`` (a saved index's) still
+        in ``limit`` stories or more: each gram hashed once."""
+        self.common, self._in_common = set(), set()
+        for g in grams:
+            h = gram_hash(g)
+            if self.counts[h & (self.BITS - 1)] >= self.limit:
+                self.common.add(g)
+                self._in_common.add(h)
 
     def banned_for(self, card: Card) -> frozenset[str]:
         """The common grams, less those the card's own phrases hold (a story
